@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# Command B: set up (idempotent), then run every test.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
+"$GANPAINT_ROOT/scripts/setup.sh"
+cd "$GANPAINT_ROOT"
+echo "== cargo test (release profile, shared with the server build)"
+cargo test --release

@@ -1,0 +1,17 @@
+//! # ganpaint
+//!
+//! A GANPaint editing server: paint concepts (trees, domes, clouds, …) into scenes made by
+//! a Progressive GAN, following GAN Dissection (Bau et al. 2019).
+//!
+//! The data flows one way:
+//! - [`model`] holds the generator. It loads GAN Dissection's published weights (legacy
+//!   and zip `.pth`, or safetensors), reproduces its latent vectors from image ids, and
+//!   runs split at any layer: `features(z, layer)` then `forward_from(layer, feats)`.
+//!   Every consumer (the CLI, the server, dissection and the benchmark) runs this one
+//!   implementation.
+//! - [`imageio`] turns generator output into pixels and PNGs.
+//! - [`cli`] is the command line; the binary's `main` only dispatches to it.
+
+pub mod cli;
+pub mod imageio;
+pub mod model;

@@ -1,0 +1,9 @@
+//! The `ganpaint` command: parse the CLI, start logging, dispatch to `cli::*`.
+
+use clap::Parser;
+
+fn main() -> anyhow::Result<()> {
+    let cli = ganpaint::cli::Cli::parse();
+    ganpaint::cli::init_tracing();
+    ganpaint::cli::run(cli)
+}

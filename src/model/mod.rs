@@ -1,0 +1,52 @@
+//! The generator and everything needed to run it: architecture and split execution
+//! ([`proggan`]), weight files ([`weights`], [`pth`], [`pickle`]), GAN Dissection's latent
+//! vectors ([`latent`]) and the choice of device.
+
+pub mod latent;
+pub mod pickle;
+pub mod proggan;
+pub mod pth;
+pub mod weights;
+
+pub use proggan::{ProgGan, ProgGanConfig};
+pub use weights::ModelError;
+
+/// Where the model runs. `Auto` picks CUDA when a GPU is visible.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum DeviceChoice {
+    #[default]
+    Auto,
+    Cpu,
+    Cuda,
+}
+
+impl DeviceChoice {
+    pub fn resolve(self) -> Result<tch::Device, ModelError> {
+        match self {
+            DeviceChoice::Auto => Ok(tch::Device::cuda_if_available()),
+            DeviceChoice::Cpu => Ok(tch::Device::Cpu),
+            DeviceChoice::Cuda if tch::Cuda::is_available() => Ok(tch::Device::Cuda(0)),
+            DeviceChoice::Cuda => Err(ModelError::NoCuda),
+        }
+    }
+}
+
+/// The bundled demo generator, relative to the repository root.
+pub const DEFAULT_MODEL: &str = "models/demo_generator.safetensors";
+
+/// Finds a path that is relative to the repository: first as given (the working
+/// directory), then next to the binary's `../../` (a cargo `target/<profile>/` build), so
+/// the bundled model is found wherever the binary is started from.
+pub fn repo_path(relative: &str) -> std::path::PathBuf {
+    let direct = std::path::PathBuf::from(relative);
+    if direct.exists() {
+        return direct;
+    }
+    let from_exe = std::env::current_exe().ok().and_then(|exe| {
+        exe.ancestors()
+            .skip(1)
+            .map(|dir| dir.join(relative))
+            .find(|p| p.exists())
+    });
+    from_exe.unwrap_or(direct)
+}
