@@ -82,6 +82,20 @@ pub fn grid(images: &[RgbImage], cols: usize) -> RgbImage {
     out
 }
 
+/// JPEG bytes (the gandissect API answers JPEG data URLs at quality 95 or more).
+pub fn encode_jpeg(image: &RgbImage, quality: u8) -> Result<Vec<u8>, ImageError> {
+    let mut out = Vec::with_capacity(image.as_raw().len() / 4);
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, quality)
+        .write_image(
+            image.as_raw(),
+            image.width(),
+            image.height(),
+            image::ExtendedColorType::Rgb8,
+        )
+        .map_err(|e| ImageError::Encode(e.to_string()))?;
+    Ok(out)
+}
+
 pub fn write_png(image: &RgbImage, path: &Path) -> Result<(), ImageError> {
     let bytes = encode_png(image)?;
     std::fs::write(path, bytes).map_err(|e| ImageError::Write {

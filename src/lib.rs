@@ -13,5 +13,10 @@
 //! - [`cli`] is the command line; the binary's `main` only dispatches to it.
 
 pub mod cli;
+pub mod demo;
+pub mod dissect;
+pub mod edit;
 pub mod imageio;
 pub mod model;
+pub mod segment;
+pub mod serve;

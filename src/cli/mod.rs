@@ -1,7 +1,12 @@
 //! The command line: one file per subcommand. `anyhow` lives here and in `main` only.
 
+mod dissect;
+mod eval_demo;
+mod eval_edits;
 mod generate;
 pub mod ids;
+mod serve;
+mod train_demo;
 
 use clap::{Parser, Subcommand};
 
@@ -20,11 +25,26 @@ pub struct Cli {
 pub enum Command {
     /// Generate images by GAN Dissection id (or seed) and write them as PNG.
     Generate(generate::GenerateArgs),
+    /// Serve the editor and its APIs (gandissect-compatible and native) on port 5001.
+    Serve(crate::serve::ServeConfig),
+    /// Dissect a generator layer: unit–concept IoU, rankings, levels, dissect.json, report.
+    Dissect(dissect::DissectArgs),
+    /// Causal check: paint each concept's top units and measure the segmented change.
+    EvalEdits(eval_edits::EvalEditsArgs),
+    /// Measure the demo models: segmenter IoU, realism statistics, sample grids.
+    EvalDemo(eval_demo::EvalDemoArgs),
+    /// Train the bundled demo models on procedurally rendered scenes.
+    TrainDemo(train_demo::TrainDemoArgs),
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Generate(args) => generate::run(args),
+        Command::Serve(config) => serve::run(config),
+        Command::TrainDemo(args) => train_demo::run(args),
+        Command::EvalDemo(args) => eval_demo::run(args),
+        Command::Dissect(args) => dissect::run(args),
+        Command::EvalEdits(args) => eval_edits::run(args),
     }
 }
 

@@ -1,0 +1,72 @@
+//! `ganpaint eval-demo`: the demo models' quality figures, as one JSON line at the end.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+
+use crate::demo::eval::{realism_misses, EvalDemo};
+use crate::model::{repo_path, DeviceChoice, ProgGan, DEFAULT_MODEL};
+use crate::segment::demo::DemoSegmenter;
+
+/// The bundled demo segmenter, relative to the repository root.
+pub const DEFAULT_SEGMENTER: &str = "models/demo_segmenter.safetensors";
+
+#[derive(clap::Args, Debug)]
+pub struct EvalDemoArgs {
+    #[arg(long)]
+    generator: Option<PathBuf>,
+    #[arg(long)]
+    segmenter: Option<PathBuf>,
+    /// Generated samples (ids 0..N) and as many rendered scenes for the realism figures.
+    #[arg(long, default_value_t = 1000)]
+    samples: u64,
+    /// Held-out rendered scenes for the segmenter's IoU.
+    #[arg(long, default_value_t = 500)]
+    heldout: u64,
+    /// Folder for the sample grids.
+    #[arg(long, default_value = "out/eval-demo")]
+    out: PathBuf,
+    #[arg(long, value_enum, default_value_t = DeviceChoice::Auto)]
+    device: DeviceChoice,
+}
+
+pub fn run(args: EvalDemoArgs) -> anyhow::Result<()> {
+    let device = args.device.resolve()?;
+    let g_path = args.generator.unwrap_or_else(|| repo_path(DEFAULT_MODEL));
+    let s_path = args
+        .segmenter
+        .unwrap_or_else(|| repo_path(DEFAULT_SEGMENTER));
+    let generator =
+        ProgGan::load(&g_path, device).with_context(|| format!("loading {}", g_path.display()))?;
+    let segmenter = DemoSegmenter::load(&s_path, device)
+        .with_context(|| format!("loading {}", s_path.display()))?;
+    let report = EvalDemo {
+        generator: &generator,
+        segmenter: &segmenter,
+        samples: args.samples,
+        heldout: args.heldout,
+        out_dir: &args.out,
+    }
+    .run()?;
+    println!(
+        "{:<8} {:>8} {:>10} {:>10} {:>10} {:>10}",
+        "class", "seg IoU", "gen share", "ren share", "gen pres", "ren pres"
+    );
+    for (class, r) in &report.realism {
+        let iou = report
+            .segmenter_iou
+            .get(class)
+            .copied()
+            .flatten()
+            .map_or("-".to_string(), |v| format!("{v:.3}"));
+        println!(
+            "{class:<8} {iou:>8} {:>10.4} {:>10.4} {:>10.3} {:>10.3}",
+            r.generated_share, r.rendered_share, r.generated_presence, r.rendered_presence
+        );
+    }
+    for miss in realism_misses(&report.realism) {
+        println!("realism bar missed: {miss}");
+    }
+    println!("{}", serde_json::to_string(&report)?);
+    Ok(())
+}

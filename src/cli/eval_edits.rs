@@ -1,0 +1,159 @@
+//! `ganpaint eval-edits`: the causal check of a dissection (see
+//! [`crate::dissect::causal`]). Prints a table, then one JSON line
+//! `{"concepts": {"<concept>": {"draw_gain", "remove_cut", "far_change", "samples", "remove_samples"}}}`.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+
+use crate::dissect::causal::EditEval;
+use crate::dissect::output::read_project;
+use crate::model::{repo_path, DeviceChoice, ProgGan, DEFAULT_MODEL};
+
+use super::dissect::{load_segmenter, resolve_setting_path};
+use super::eval_demo::DEFAULT_SEGMENTER;
+
+#[derive(clap::Args, Debug)]
+pub struct EvalEditsArgs {
+    /// A dissection folder (dissect.json and levels.json), e.g. dissect/demo.
+    #[arg(long)]
+    project: PathBuf,
+    /// The layer to paint (default: the project's first layer).
+    #[arg(long)]
+    layer: Option<String>,
+    /// Generator (default: the project's model, else the bundled one).
+    #[arg(long)]
+    generator: Option<PathBuf>,
+    /// Segmenter (default: the project's, else the bundled one).
+    #[arg(long)]
+    segmenter: Option<PathBuf>,
+    /// A TorchScript segmenter's labels (default: labels.json beside it).
+    #[arg(long)]
+    segmenter_labels: Option<PathBuf>,
+    /// Samples per concept (image ids first-id .. first-id + samples).
+    #[arg(long, default_value_t = 100)]
+    samples: u64,
+    /// First image id; the default keeps clear of a 2000-sample dissection's ids.
+    #[arg(long, default_value_t = 10_000)]
+    first_id: u64,
+    /// Top units painted per concept.
+    #[arg(long, default_value_t = 20)]
+    units: usize,
+    /// Concepts to test, comma-separated (default: every ranked concept the segmenter knows).
+    #[arg(long, value_delimiter = ',')]
+    concepts: Vec<String>,
+    /// Seed of the random regions.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// The level drawn: each unit's activation quantile.
+    #[arg(long, default_value_t = 0.99)]
+    quantile: f64,
+    #[arg(long, default_value_t = 1.0)]
+    strength: f32,
+    #[arg(long, default_value_t = 16)]
+    batch: usize,
+    #[arg(long, value_enum, default_value_t = DeviceChoice::Auto)]
+    device: DeviceChoice,
+}
+
+pub fn run(args: EvalEditsArgs) -> anyhow::Result<()> {
+    let device = args.device.resolve()?;
+    let project = read_project(&args.project)
+        .with_context(|| format!("reading the dissection in {}", args.project.display()))?;
+    let layer_name = match &args.layer {
+        Some(layer) => layer.clone(),
+        None => project
+            .layers
+            .first()
+            .map(|l| l.layer.clone())
+            .context("the dissection has no layers")?,
+    };
+    let layer = project.layer(&layer_name)?;
+    let generator_path = args.generator.clone().unwrap_or_else(|| {
+        project
+            .setting("model")
+            .map(resolve_setting_path)
+            .filter(|p| p.exists())
+            .unwrap_or_else(|| repo_path(DEFAULT_MODEL))
+    });
+    let segmenter_path = args.segmenter.clone().unwrap_or_else(|| {
+        project
+            .setting("segmenter")
+            .map(resolve_setting_path)
+            .filter(|p| p.exists())
+            .unwrap_or_else(|| repo_path(DEFAULT_SEGMENTER))
+    });
+    let generator = ProgGan::load(&generator_path, device)
+        .with_context(|| format!("loading {}", generator_path.display()))?;
+    let segmenter = load_segmenter(&segmenter_path, args.segmenter_labels.as_deref(), device)?;
+    let concepts = if args.concepts.is_empty() {
+        layer
+            .concepts()
+            .into_iter()
+            .filter(|c| segmenter.labels().iter().any(|l| l == c))
+            .map(str::to_string)
+            .collect()
+    } else {
+        args.concepts.clone()
+    };
+    tracing::info!(generator = %generator_path.display(), layer = %layer_name, ?concepts, samples = args.samples, "evaluating edits");
+    let eval = EditEval {
+        generator: &generator,
+        segmenter: segmenter.as_ref(),
+        layer,
+        concepts,
+        samples: args.samples,
+        first_id: args.first_id,
+        units: args.units,
+        quantile: args.quantile,
+        strength: args.strength,
+        seed: args.seed,
+        batch: args.batch,
+    };
+    let bar = super::progress_bar(args.samples, "paint and segment");
+    let started = std::time::Instant::now();
+    let report = eval.run(&mut |n| bar.inc(n))?;
+    bar.finish();
+    println!(
+        "{:<10} | {:>7} {:>7} {:>9} | {:>7} {:>7} {:>7} {:>10} | {:>8} {:>8} {:>10}",
+        "concept",
+        "before",
+        "drawn",
+        "draw_gain",
+        "present",
+        "before",
+        "removed",
+        "remove_cut",
+        "far draw",
+        "far rm",
+        "far_change"
+    );
+    for (concept, e) in &report.concepts {
+        let cut = e.remove_cut.map_or("-".to_string(), |c| format!("{c:.3}"));
+        println!(
+            "{concept:<10} | {:>7.3} {:>7.3} {:>+9.3} | {:>7} {:>7.3} {:>7.3} {cut:>10} | {:>8.4} {:>8.4} {:>10.4}",
+            e.draw_before,
+            e.draw_after,
+            e.draw_gain,
+            e.remove_samples,
+            e.remove_before,
+            e.remove_after,
+            e.far_change_draw,
+            e.far_change_remove,
+            e.far_change
+        );
+    }
+    println!(
+        "shares are of the region's pixels; `present` samples (share ≥ {}) are the ones removed from",
+        crate::dissect::causal::PRESENT_SHARE
+    );
+    println!(
+        "({} samples, 3×3-cell regions of {layer_name}, top {} units at the {} level, {:.1} s)",
+        args.samples,
+        args.units,
+        args.quantile,
+        started.elapsed().as_secs_f64()
+    );
+    println!("{}", serde_json::to_string(&report)?);
+    Ok(())
+}

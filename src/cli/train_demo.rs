@@ -1,0 +1,157 @@
+//! `ganpaint train-demo`: train the bundled demo models on rendered scenes.
+//!
+//! ```text
+//! ganpaint train-demo gan --run runs/demo-gan --steps 6000      # resumes if the run exists
+//! ganpaint train-demo export --run runs/demo-gan --out models/demo_generator.safetensors
+//! ```
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use tch::{Kind, Tensor};
+
+use crate::demo::gan::{GanRun, GanSettings};
+use crate::demo::scene::CLASSES;
+use crate::demo::segmenter::{heldout_iou, SegmenterRun};
+use crate::model::{DeviceChoice, ProgGan};
+
+#[derive(clap::Args, Debug)]
+pub struct TrainDemoArgs {
+    #[command(subcommand)]
+    what: What,
+}
+
+#[derive(clap::Subcommand, Debug)]
+enum What {
+    /// Train the demo generator (a Progressive GAN) on rendered scenes.
+    Gan(GanArgs),
+    /// Train the demo segmenter on rendered scenes and report its held-out IoU.
+    Segmenter(SegmenterArgs),
+    /// Write a run's EMA generator as a compact (f16) safetensors model.
+    Export(ExportArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct GanArgs {
+    /// Run folder: checkpoints, losses and sample grids. An existing run is resumed.
+    #[arg(long)]
+    run: PathBuf,
+    /// Train until this many steps in total.
+    #[arg(long, default_value_t = 6000)]
+    steps: i64,
+    #[arg(long, default_value_t = 32)]
+    batch: i64,
+    #[arg(long, default_value_t = 128)]
+    z_dim: i64,
+    /// Widths at 4², 8², 16², …: the last sets the resolution (5 widths → 64²).
+    #[arg(long, value_delimiter = ',', default_value = "256,256,128,64,32")]
+    channels: Vec<i64>,
+    #[arg(long, default_value_t = 0.002)]
+    lr: f64,
+    #[arg(long, default_value_t = 0.1)]
+    r1_gamma: f64,
+    #[arg(long, default_value_t = 4)]
+    r1_every: i64,
+    #[arg(long, default_value_t = 0.998)]
+    ema_beta: f64,
+    /// Activations in bf16 (fp32 master weights); worth it on CPUs with AMX/AVX-512-BF16.
+    #[arg(long, default_value_t = false)]
+    bf16: bool,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    #[arg(long, default_value_t = 200)]
+    checkpoint_every: i64,
+    #[arg(long, default_value_t = 500)]
+    sample_every: i64,
+    #[arg(long, value_enum, default_value_t = DeviceChoice::Auto)]
+    device: DeviceChoice,
+}
+
+#[derive(clap::Args, Debug)]
+struct SegmenterArgs {
+    /// Where to write the weights (safetensors).
+    #[arg(long, default_value = "models/demo_segmenter.safetensors")]
+    out: PathBuf,
+    #[arg(long, default_value_t = 2000)]
+    steps: i64,
+    #[arg(long, default_value_t = 32)]
+    batch: usize,
+    #[arg(long, default_value_t = 64)]
+    size: usize,
+    #[arg(long, default_value_t = 2e-3)]
+    lr: f64,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    #[arg(long, value_enum, default_value_t = DeviceChoice::Auto)]
+    device: DeviceChoice,
+}
+
+#[derive(clap::Args, Debug)]
+struct ExportArgs {
+    #[arg(long)]
+    run: PathBuf,
+    #[arg(long)]
+    out: PathBuf,
+}
+
+pub fn run(args: TrainDemoArgs) -> anyhow::Result<()> {
+    match args.what {
+        What::Gan(a) => {
+            let settings = GanSettings {
+                z_dim: a.z_dim,
+                channels: a.channels,
+                batch: a.batch,
+                lr: a.lr,
+                r1_gamma: a.r1_gamma,
+                r1_every: a.r1_every,
+                ema_beta: a.ema_beta,
+                bf16: a.bf16,
+                seed: a.seed,
+            };
+            let run = GanRun {
+                dir: a.run,
+                steps: a.steps,
+                checkpoint_every: a.checkpoint_every,
+                sample_every: a.sample_every,
+            };
+            run.run(settings, a.device.resolve()?)?;
+            Ok(())
+        }
+        What::Segmenter(a) => {
+            let run = SegmenterRun {
+                steps: a.steps,
+                batch: a.batch,
+                size: a.size,
+                lr: a.lr,
+                seed: a.seed,
+            };
+            let model = run.run(&a.out, a.device.resolve()?)?;
+            let (miou, per_class) = heldout_iou(&model, 500, a.size)?;
+            let per_class: serde_json::Map<String, serde_json::Value> = CLASSES
+                .iter()
+                .zip(per_class)
+                .map(|(c, v)| (c.to_string(), serde_json::json!(v)))
+                .collect();
+            println!(
+                "{}",
+                serde_json::json!({ "segmenter_miou": miou, "iou": per_class })
+            );
+            Ok(())
+        }
+        What::Export(a) => {
+            let source = a.run.join("generator_ema.safetensors");
+            let model = ProgGan::load(&source, tch::Device::Cpu)
+                .with_context(|| format!("loading {}", source.display()))?;
+            // f16 halves the file; the loader widens to f32, so the shipped model is exactly
+            // these rounded weights everywhere.
+            let half: Vec<(String, Tensor)> = model
+                .named_tensors()
+                .into_iter()
+                .map(|(k, t)| (k, t.to_kind(Kind::Half)))
+                .collect();
+            Tensor::write_safetensors(&half, &a.out)?;
+            tracing::info!(out = %a.out.display(), "exported generator");
+            Ok(())
+        }
+    }
+}

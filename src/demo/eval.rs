@@ -1,0 +1,231 @@
+//! `ganpaint eval-demo`: how good are the bundled demo models?
+//!
+//! - the segmenter's IoU per class on held-out rendered scenes;
+//! - realism: per class, the mean pixel share and the presence rate (fraction of images
+//!   containing the class) over generated samples and over rendered scenes. Both sides go
+//!   through the same segmenter, so its own errors cancel and only the generator's
+//!   departures from the renderer remain;
+//! - 8×8 grids of generated and rendered images, to look at.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+use tch::{Device, Kind, Tensor};
+
+use super::data::{heldout_seed, render_batch};
+use crate::model::{latent, ProgGan};
+use crate::segment::Segmenter;
+
+#[derive(Debug, Default, Serialize, Clone, Copy)]
+pub struct ClassRealism {
+    pub generated_share: f64,
+    pub rendered_share: f64,
+    pub generated_presence: f64,
+    pub rendered_presence: f64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct EvalReport {
+    pub segmenter_miou: f64,
+    pub segmenter_iou: BTreeMap<String, Option<f64>>,
+    pub realism: BTreeMap<String, ClassRealism>,
+    pub grid: PathBuf,
+    pub rendered_grid: PathBuf,
+}
+
+/// A class counts as present in an image when it covers at least this share of it, so
+/// a few stray misclassified pixels do not count.
+pub const PRESENCE_MIN_SHARE: f64 = 0.002;
+
+/// Accumulates per-class pixel shares and presence over batches of label maps.
+struct ShareStats {
+    share_sum: Vec<f64>,
+    present: Vec<f64>,
+    images: f64,
+}
+
+impl ShareStats {
+    fn new(classes: usize) -> Self {
+        ShareStats {
+            share_sum: vec![0.0; classes],
+            present: vec![0.0; classes],
+            images: 0.0,
+        }
+    }
+
+    /// labels: [N, h, w] class ids.
+    fn add(&mut self, labels: &Tensor) {
+        let (n, h, w) = labels.size3().expect("label maps");
+        let classes = self.share_sum.len() as i64;
+        let counts = labels.view([n, h * w]).one_hot(classes).sum_dim_intlist(
+            [1i64].as_slice(),
+            false,
+            Kind::Float,
+        );
+        let shares = counts / (h * w) as f64; // [n, C]
+        let mean: Vec<f64> =
+            Vec::try_from(shares.sum_dim_intlist([0i64].as_slice(), false, Kind::Double))
+                .expect("f64");
+        let present: Vec<f64> = Vec::try_from(
+            shares
+                .ge(PRESENCE_MIN_SHARE)
+                .to_kind(Kind::Double)
+                .sum_dim_intlist([0i64].as_slice(), false, Kind::Double),
+        )
+        .expect("f64");
+        for c in 0..self.share_sum.len() {
+            self.share_sum[c] += mean[c];
+            self.present[c] += present[c];
+        }
+        self.images += n as f64;
+    }
+
+    fn share(&self, c: usize) -> f64 {
+        self.share_sum[c] / self.images.max(1.0)
+    }
+
+    fn presence(&self, c: usize) -> f64 {
+        self.present[c] / self.images.max(1.0)
+    }
+}
+
+pub struct EvalDemo<'a> {
+    pub generator: &'a ProgGan,
+    pub segmenter: &'a dyn Segmenter,
+    pub samples: u64,
+    pub heldout: u64,
+    pub out_dir: &'a Path,
+}
+
+impl EvalDemo<'_> {
+    pub fn run(&self) -> anyhow::Result<EvalReport> {
+        std::fs::create_dir_all(self.out_dir)?;
+        let size = self.generator.resolution() as usize;
+        let (miou, ious) = super::segmenter::heldout_iou(self.segmenter, self.heldout, size)?;
+        let labels = self.segmenter.labels().to_vec();
+        let classes = labels.len();
+        let mut generated = ShareStats::new(classes);
+        let mut rendered = ShareStats::new(classes);
+        let bar = crate::cli::progress_bar(self.samples, "eval realism");
+        let ids: Vec<u64> = (0..self.samples).collect();
+        let dim = self.generator.z_dim();
+        let _guard = tch::no_grad_guard();
+        let mut first_generated = Vec::new();
+        let mut first_rendered = Vec::new();
+        for chunk in ids.chunks(50) {
+            let z = Tensor::from_slice(&latent::z_for_ids(chunk, dim as usize))
+                .view([chunk.len() as i64, dim])
+                .to_device(self.generator.device());
+            let images = self.generator.forward(&z)?.to_device(Device::Cpu);
+            generated.add(&self.segmenter.segment(&images)?.to_device(Device::Cpu));
+            let seeds: Vec<u64> = chunk.iter().map(|&i| heldout_seed(1_000_000 + i)).collect();
+            let renders = render_batch(&seeds, size);
+            rendered.add(
+                &self
+                    .segmenter
+                    .segment(&renders.images)?
+                    .to_device(Device::Cpu),
+            );
+            if first_generated.len() < 64 {
+                first_generated.extend(crate::imageio::to_rgb_images(&images)?);
+                first_rendered.extend(crate::imageio::to_rgb_images(&renders.images)?);
+            }
+            bar.inc(chunk.len() as u64);
+        }
+        bar.finish();
+        first_generated.truncate(64);
+        first_rendered.truncate(64);
+        let grid = self.out_dir.join("generated_grid.png");
+        let rendered_grid = self.out_dir.join("rendered_grid.png");
+        crate::imageio::write_png(&crate::imageio::grid(&first_generated, 8), &grid)?;
+        crate::imageio::write_png(&crate::imageio::grid(&first_rendered, 8), &rendered_grid)?;
+        let realism = (0..classes)
+            .map(|c| {
+                (
+                    labels[c].clone(),
+                    ClassRealism {
+                        generated_share: generated.share(c),
+                        rendered_share: rendered.share(c),
+                        generated_presence: generated.presence(c),
+                        rendered_presence: rendered.presence(c),
+                    },
+                )
+            })
+            .collect();
+        let segmenter_iou = labels
+            .iter()
+            .zip(&ious)
+            .map(|(l, v)| (l.clone(), if v.is_nan() { None } else { Some(*v) }))
+            .collect();
+        Ok(EvalReport {
+            segmenter_miou: miou,
+            segmenter_iou,
+            realism,
+            grid,
+            rendered_grid,
+        })
+    }
+}
+
+/// The bars: generated share within 25% (relative) of rendered, presence within
+/// 10 points. Returns the classes that miss, with a reason.
+pub fn realism_misses(realism: &BTreeMap<String, ClassRealism>) -> Vec<String> {
+    let mut misses = Vec::new();
+    for (class, r) in realism {
+        if r.rendered_share > 0.0
+            && ((r.generated_share - r.rendered_share).abs() / r.rendered_share) > 0.25
+        {
+            misses.push(format!(
+                "{class}: share {:.4} vs {:.4}",
+                r.generated_share, r.rendered_share
+            ));
+        }
+        if (r.generated_presence - r.rendered_presence).abs() > 0.10 {
+            misses.push(format!(
+                "{class}: presence {:.3} vs {:.3}",
+                r.generated_presence, r.rendered_presence
+            ));
+        }
+    }
+    misses
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shares_and_presence_count_pixels_per_image() {
+        let mut stats = ShareStats::new(3);
+        // image 0: all class 0; image 1: half 1, half 2.
+        let labels = Tensor::from_slice(&[0i64, 0, 0, 0, 1, 1, 2, 2]).view([2, 2, 2]);
+        stats.add(&labels);
+        assert_eq!(stats.share(0), 0.5);
+        assert_eq!(stats.share(1), 0.25);
+        assert_eq!(stats.presence(2), 0.5);
+        assert_eq!(stats.presence(0), 0.5);
+    }
+
+    #[test]
+    fn misses_flag_share_and_presence_gaps() {
+        let mut realism = BTreeMap::new();
+        let close = ClassRealism {
+            generated_share: 0.11,
+            rendered_share: 0.10,
+            generated_presence: 0.9,
+            rendered_presence: 0.95,
+        };
+        let far = ClassRealism {
+            generated_share: 0.05,
+            rendered_share: 0.10,
+            generated_presence: 0.5,
+            rendered_presence: 0.9,
+        };
+        realism.insert("tree".to_string(), close);
+        realism.insert("dome".to_string(), far);
+        let misses = realism_misses(&realism);
+        assert_eq!(misses.len(), 2, "{misses:?}");
+        assert!(misses.iter().all(|m| m.starts_with("dome")));
+    }
+}

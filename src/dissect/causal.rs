@@ -1,0 +1,420 @@
+//! The causal check behind `ganpaint eval-edits`: does painting a concept's top units
+//! draw (or remove) that concept, there and only there?
+//!
+//! For each sample (image ids `first_id..first_id + samples`) a 3×3-cell region of the
+//! layer grid is drawn at random (a deterministic generator seeded by `seed`; the same
+//! regions for every concept). The stroke mask is that region at image resolution, and
+//! the edit goes through [`crate::edit::paint_planes`], [`EditPlanes::apply`] and
+//! [`ProgGan::forward_from`], exactly as the server paints. For each concept:
+//!
+//! - **draw**: the concept's top `units` units (by IoU) are set to `strength ×` their
+//!   level at `quantile` (0.99) inside the region. `draw_gain` is the mean over samples of
+//!   (share after − share before), where share is the fraction of the region's
+//!   segmentation pixels labeled as the concept.
+//! - **remove**: the same units are set to 0 inside the region, on the samples where the
+//!   concept is **present** in the region before, i.e. covers at least
+//!   [`PRESENT_SHARE`] (5%) of it. `remove_cut` is the mean over those samples of
+//!   (before − after) / before; it is `null` when no sample has the concept.
+//! - **far pixels** are segmentation pixels whose grid cell is more than 2 cells from the
+//!   region (Chebyshev distance). `far_change` is the fraction of far pixels whose class
+//!   changed, over all draw and remove edits together.
+//!
+//! Segmentation pixels map to grid cells by their centres:
+//! `cell = ⌊(2p + 1)·H / 2h⌋`.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use tch::{Device, Kind, Tensor};
+
+use super::collect::{latents, segment_images};
+use super::output::ProjectLayer;
+use super::DissectError;
+use crate::edit::{paint_planes, EditPlanes, ResolvedStroke, StrokeMode};
+use crate::model::{latent::RandomState, ProgGan};
+use crate::segment::Segmenter;
+
+/// The region's side, in cells.
+pub const REGION_CELLS: i64 = 3;
+/// Pixels farther than this many cells from the region are "far".
+pub const FAR_CELLS: i64 = 2;
+/// A concept is present in a region when it covers at least this share of it.
+pub const PRESENT_SHARE: f64 = 0.05;
+
+/// What to measure.
+pub struct EditEval<'a> {
+    pub generator: &'a ProgGan,
+    pub segmenter: &'a dyn Segmenter,
+    pub layer: &'a ProjectLayer,
+    pub concepts: Vec<String>,
+    pub samples: u64,
+    pub first_id: u64,
+    pub units: usize,
+    pub quantile: f64,
+    pub strength: f32,
+    pub seed: u64,
+    pub batch: usize,
+}
+
+/// One concept's figures.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct ConceptEffect {
+    pub draw_gain: f64,
+    pub remove_cut: Option<f64>,
+    pub far_change: f64,
+    /// Samples drawn on (all of them).
+    pub samples: u64,
+    /// Samples where the concept was present, so removed.
+    pub remove_samples: u64,
+    #[serde(skip)]
+    pub draw_before: f64,
+    #[serde(skip)]
+    pub draw_after: f64,
+    #[serde(skip)]
+    pub remove_before: f64,
+    #[serde(skip)]
+    pub remove_after: f64,
+    #[serde(skip)]
+    pub far_change_draw: f64,
+    #[serde(skip)]
+    pub far_change_remove: f64,
+    #[serde(skip)]
+    pub units: Vec<i64>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct EditReport {
+    pub concepts: BTreeMap<String, ConceptEffect>,
+}
+
+/// A region's top-left cell.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Region {
+    pub y: i64,
+    pub x: i64,
+}
+
+/// The regions for `samples` samples on an `h × w` grid, deterministic in `seed`.
+pub fn regions(samples: u64, grid: (i64, i64), seed: u64) -> Vec<Region> {
+    let mut rng = RandomState::from_seed(seed);
+    let span = |side: i64| (side - REGION_CELLS + 1).max(1) as u32;
+    (0..samples)
+        .map(|_| {
+            let y = (rng.next_u32() % span(grid.0)) as i64;
+            let x = (rng.next_u32() % span(grid.1)) as i64;
+            Region { y, x }
+        })
+        .collect()
+}
+
+/// The cell of pixel `p` of `pixels` when `cells` cells span them.
+fn cell_of(p: i64, pixels: i64, cells: i64) -> i64 {
+    ((2 * p + 1) * cells) / (2 * pixels)
+}
+
+/// Chebyshev distance, in cells, from cell `(cy, cx)` to the region.
+fn distance(region: Region, cy: i64, cx: i64) -> i64 {
+    let along = |c: i64, start: i64| {
+        if c < start {
+            start - c
+        } else {
+            (c - (start + REGION_CELLS - 1)).max(0)
+        }
+    };
+    along(cy, region.y).max(along(cx, region.x))
+}
+
+/// Per pixel of an `h × w` map: 1 inside the region, 2 far from it, 0 otherwise.
+fn zones(region: Region, grid: (i64, i64), size: (i64, i64)) -> Vec<u8> {
+    let (h, w) = size;
+    let mut out = Vec::with_capacity((h * w) as usize);
+    for y in 0..h {
+        let cy = cell_of(y, h, grid.0);
+        for x in 0..w {
+            let d = distance(region, cy, cell_of(x, w, grid.1));
+            out.push(if d == 0 {
+                1
+            } else if d > FAR_CELLS {
+                2
+            } else {
+                0
+            });
+        }
+    }
+    out
+}
+
+/// The stroke mask `[R, R]` (1 inside the region) at image resolution.
+fn stroke_mask(region: Region, grid: (i64, i64), side: i64) -> Result<Tensor, DissectError> {
+    let values: Vec<f32> = zones(region, grid, (side, side))
+        .into_iter()
+        .map(|z| f32::from(u8::from(z == 1)))
+        .collect();
+    Ok(Tensor::f_from_slice(&values)?.f_view([side, side])?)
+}
+
+fn to_i64_vec(t: &Tensor) -> Result<Vec<i64>, DissectError> {
+    let flat = t
+        .f_to_device(Device::Cpu)?
+        .f_to_kind(Kind::Int64)?
+        .f_contiguous()?
+        .f_view([-1])?;
+    Ok(Vec::<i64>::try_from(&flat)?)
+}
+
+#[derive(Default)]
+struct Tally {
+    draw_samples: u64,
+    draw_before: f64,
+    draw_after: f64,
+    remove_samples: u64,
+    remove_before: f64,
+    remove_after: f64,
+    remove_cut: f64,
+    far_draw: (u64, u64),
+    far_remove: (u64, u64),
+}
+
+/// Region share of `class` and far-pixel changes for one sample.
+struct SampleMaps<'a> {
+    zones: &'a [u8],
+    before: &'a [i64],
+}
+
+impl SampleMaps<'_> {
+    fn share(&self, labels: &[i64], class: i64) -> f64 {
+        let (mut inside, mut hits) = (0u64, 0u64);
+        for (&z, &l) in self.zones.iter().zip(labels) {
+            if z == 1 {
+                inside += 1;
+                hits += u64::from(l == class);
+            }
+        }
+        if inside == 0 {
+            0.0
+        } else {
+            hits as f64 / inside as f64
+        }
+    }
+
+    /// (far pixels whose class changed, far pixels).
+    fn far_changes(&self, after: &[i64]) -> (u64, u64) {
+        let mut changed = 0;
+        let mut far = 0;
+        for ((&z, &b), &a) in self.zones.iter().zip(self.before).zip(after) {
+            if z == 2 {
+                far += 1;
+                changed += u64::from(a != b);
+            }
+        }
+        (changed, far)
+    }
+}
+
+impl EditEval<'_> {
+    /// Edits `features` (`[n, C, H, W]`) with one stroke per sample and segments the result.
+    fn paint_and_segment(
+        &self,
+        features: &Tensor,
+        strokes: Vec<ResolvedStroke>,
+    ) -> Result<Vec<i64>, DissectError> {
+        let device = self.generator.device();
+        let layer = self.layer.layer.as_str();
+        let shape = self.generator.layer_shape(layer)?;
+        let mut alphas = Vec::with_capacity(strokes.len());
+        let mut values = Vec::with_capacity(strokes.len());
+        for stroke in strokes {
+            let planes = paint_planes(layer, shape, std::slice::from_ref(&stroke), device)?;
+            alphas.push(planes.alpha);
+            values.push(planes.value);
+        }
+        let planes = EditPlanes {
+            alpha: Tensor::f_stack(&alphas, 0)?,
+            value: Tensor::f_stack(&values, 0)?,
+        };
+        let edited = planes.apply(features)?;
+        let image = self.generator.forward_from(layer, &edited)?;
+        to_i64_vec(&segment_images(self.segmenter, &image, device)?)
+    }
+
+    pub fn run(&self, progress: &mut dyn FnMut(u64)) -> Result<EditReport, DissectError> {
+        let _guard = tch::no_grad_guard();
+        let layer = self.layer.layer.as_str();
+        let (_, gh, gw) = self.generator.layer_shape(layer)?;
+        let grid = (gh, gw);
+        let side = self.generator.resolution();
+        let labels = self.segmenter.labels();
+        let mut plans = Vec::new();
+        for concept in &self.concepts {
+            let class = labels.iter().position(|l| l == concept).ok_or_else(|| {
+                DissectError::Settings(format!(
+                    "concept `{concept}` is not one of the segmenter's labels ({})",
+                    labels.join(", ")
+                ))
+            })? as i64;
+            let units = self.layer.top_units(concept, self.units)?;
+            let levels = self.layer.levels_for(&units, self.quantile)?;
+            plans.push((concept.clone(), class, units, levels));
+        }
+        let all_regions = regions(self.samples, grid, self.seed);
+        let mut tallies: Vec<Tally> = plans.iter().map(|_| Tally::default()).collect();
+        let ids: Vec<u64> = (0..self.samples).map(|j| self.first_id + j).collect();
+        for (batch_index, chunk) in ids.chunks(self.batch.max(1)).enumerate() {
+            let offset = batch_index * self.batch.max(1);
+            let regions = &all_regions[offset..offset + chunk.len()];
+            let z = latents(self.generator, chunk)?;
+            let features = self.generator.features(&z, layer)?;
+            let image = self.generator.forward_from(layer, &features)?;
+            let seg = segment_images(self.segmenter, &image, self.generator.device())?;
+            let seg_size = seg.size();
+            let (sh, sw) = (seg_size[1], seg_size[2]);
+            let per = (sh * sw) as usize;
+            let before = to_i64_vec(&seg)?;
+            let zone_maps: Vec<Vec<u8>> =
+                regions.iter().map(|&r| zones(r, grid, (sh, sw))).collect();
+            let masks: Vec<Tensor> = regions
+                .iter()
+                .map(|&r| stroke_mask(r, grid, side))
+                .collect::<Result<_, _>>()?;
+            let maps: Vec<SampleMaps> = (0..chunk.len())
+                .map(|i| SampleMaps {
+                    zones: &zone_maps[i],
+                    before: &before[i * per..(i + 1) * per],
+                })
+                .collect();
+            for ((_, class, units, levels), tally) in plans.iter().zip(&mut tallies) {
+                let stroke = |mode: StrokeMode, i: usize| ResolvedStroke {
+                    units: units.clone(),
+                    levels: levels.clone(),
+                    mode,
+                    strength: self.strength,
+                    mask: masks[i].shallow_clone(),
+                };
+                // Draw, on every sample.
+                let strokes = (0..chunk.len())
+                    .map(|i| stroke(StrokeMode::Draw, i))
+                    .collect();
+                let after = self.paint_and_segment(&features, strokes)?;
+                for (i, map) in maps.iter().enumerate() {
+                    let after_i = &after[i * per..(i + 1) * per];
+                    tally.draw_samples += 1;
+                    tally.draw_before += map.share(map.before, *class);
+                    tally.draw_after += map.share(after_i, *class);
+                    let (changed, far) = map.far_changes(after_i);
+                    tally.far_draw.0 += changed;
+                    tally.far_draw.1 += far;
+                }
+                // Remove, where the concept is present.
+                let present: Vec<usize> = (0..chunk.len())
+                    .filter(|&i| maps[i].share(maps[i].before, *class) >= PRESENT_SHARE)
+                    .collect();
+                if present.is_empty() {
+                    continue;
+                }
+                let index =
+                    Tensor::f_from_slice(&present.iter().map(|&i| i as i64).collect::<Vec<_>>())?
+                        .f_to_device(features.device())?;
+                let subset = features.f_index_select(0, &index)?;
+                let strokes = present
+                    .iter()
+                    .map(|&i| stroke(StrokeMode::Remove, i))
+                    .collect();
+                let after = self.paint_and_segment(&subset, strokes)?;
+                for (k, &i) in present.iter().enumerate() {
+                    let map = &maps[i];
+                    let after_i = &after[k * per..(k + 1) * per];
+                    let (b, a) = (map.share(map.before, *class), map.share(after_i, *class));
+                    tally.remove_samples += 1;
+                    tally.remove_before += b;
+                    tally.remove_after += a;
+                    tally.remove_cut += (b - a) / b;
+                    let (changed, far) = map.far_changes(after_i);
+                    tally.far_remove.0 += changed;
+                    tally.far_remove.1 += far;
+                }
+            }
+            progress(chunk.len() as u64);
+        }
+        let ratio = |(a, b): (u64, u64)| if b == 0 { 0.0 } else { a as f64 / b as f64 };
+        let concepts = plans
+            .into_iter()
+            .zip(tallies)
+            .map(|((concept, _, units, _), t)| {
+                let n = t.draw_samples.max(1) as f64;
+                let r = t.remove_samples.max(1) as f64;
+                let effect = ConceptEffect {
+                    draw_gain: (t.draw_after - t.draw_before) / n,
+                    remove_cut: (t.remove_samples > 0).then(|| t.remove_cut / r),
+                    far_change: ratio((
+                        t.far_draw.0 + t.far_remove.0,
+                        t.far_draw.1 + t.far_remove.1,
+                    )),
+                    samples: t.draw_samples,
+                    remove_samples: t.remove_samples,
+                    draw_before: t.draw_before / n,
+                    draw_after: t.draw_after / n,
+                    remove_before: t.remove_before / r,
+                    remove_after: t.remove_after / r,
+                    far_change_draw: ratio(t.far_draw),
+                    far_change_remove: ratio(t.far_remove),
+                    units,
+                };
+                (concept, effect)
+            })
+            .collect();
+        Ok(EditReport { concepts })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn regions_fit_the_grid_and_are_deterministic() {
+        let a = regions(200, (8, 8), 3);
+        assert_eq!(a, regions(200, (8, 8), 3));
+        assert_ne!(a, regions(200, (8, 8), 4));
+        assert!(a
+            .iter()
+            .all(|r| (0..=5).contains(&r.y) && (0..=5).contains(&r.x)));
+        // Every position is used.
+        assert!(a.iter().any(|r| r.y == 0) && a.iter().any(|r| r.y == 5));
+    }
+
+    #[test]
+    fn zones_mark_region_and_far_cells_by_chebyshev_distance() {
+        // An 8×8 grid drawn at 16×16 pixels; region at cells (0..3, 0..3).
+        let z = zones(Region { y: 0, x: 0 }, (8, 8), (16, 16));
+        let at = |cy: usize, cx: usize| z[(cy * 2) * 16 + cx * 2];
+        assert_eq!(at(0, 0), 1);
+        assert_eq!(at(2, 2), 1);
+        assert_eq!(at(4, 1), 0); // distance 2: near
+        assert_eq!(at(5, 0), 2); // distance 3: far
+        assert_eq!(at(7, 7), 2);
+        assert_eq!(z.iter().filter(|&&v| v == 1).count(), 9 * 4);
+        assert_eq!(z.iter().filter(|&&v| v == 2).count(), (64 - 25) * 4);
+    }
+
+    #[test]
+    fn stroke_mask_pools_back_to_exactly_the_region() {
+        let mask = stroke_mask(Region { y: 2, x: 4 }, (8, 8), 32).unwrap();
+        let pooled = crate::edit::pool_mask(&mask, (8, 8), crate::edit::Pooling::Max).unwrap();
+        assert_eq!(pooled.sum(Kind::Float).double_value(&[]), 9.0);
+        assert_eq!(pooled.double_value(&[2, 4]), 1.0);
+        assert_eq!(pooled.double_value(&[4, 6]), 1.0);
+        assert_eq!(pooled.double_value(&[5, 6]), 0.0);
+    }
+
+    #[test]
+    fn share_and_far_changes_count_pixels() {
+        let zones = [1u8, 1, 0, 2, 2];
+        let before = [3i64, 1, 3, 3, 3];
+        let maps = SampleMaps {
+            zones: &zones,
+            before: &before,
+        };
+        assert_eq!(maps.share(&before, 3), 0.5);
+        assert_eq!(maps.far_changes(&[3, 3, 0, 3, 0]), (1, 2));
+    }
+}

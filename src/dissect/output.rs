@@ -1,0 +1,837 @@
+//! The dissection's files: `stats.json` (what merges read), `levels.json`, `dissect.json`,
+//! and [`read_project`], which reads a dissection folder back for the server and
+//! `eval-edits`. The formats are described in the [module docs](super).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::quantile::{layer_sketches_from_bytes, layer_sketches_to_bytes, QuantileSketch};
+use super::stats::{LayerCounts, TopSamples};
+use super::{read_file, write_file, DissectError, Settings, Shard, IOU_THRESHOLD, LEVEL_QUANTILES};
+
+pub const STATS_FILE: &str = "stats.json";
+pub const LEVELS_FILE: &str = "levels.json";
+pub const DISSECT_FILE: &str = "dissect.json";
+pub const SKETCH_FILE: &str = "sketch.bin";
+const STATS_FORMAT: &str = "ganpaint-dissect-stats/1";
+
+/// Labels that name no concept (a background class) and get no ranking.
+pub fn is_concept(label: &str) -> bool {
+    !label.is_empty() && label != "-"
+}
+
+/// Which stage a stats folder holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Round {
+    /// Pass-1 sketches (`<layer>/sketch.bin`), of some shards.
+    Sketches,
+    /// All shards' sketches merged, with the thresholds and levels they give.
+    Thresholds,
+    /// Pass-2 counts and top samples (with the thresholds and levels used), of some shards.
+    Counts,
+}
+
+/// Which shards of `count` a folder covers.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Coverage {
+    pub count: u32,
+    pub done: Vec<u32>,
+}
+
+impl Coverage {
+    pub fn of(shard: Shard) -> Self {
+        Coverage {
+            count: shard.count,
+            done: vec![shard.index],
+        }
+    }
+
+    pub fn is_complete(&self) -> bool {
+        self.done.len() == self.count as usize
+    }
+
+    /// Adds another folder's shards; shard counts must agree and shards may not repeat.
+    pub fn add(&mut self, other: &Coverage) -> Result<(), DissectError> {
+        if other.count != self.count {
+            return Err(DissectError::Mismatch {
+                what: "shard counts".into(),
+                detail: format!("{} vs {}", self.count, other.count),
+            });
+        }
+        for &index in &other.done {
+            if self.done.contains(&index) {
+                return Err(DissectError::Mismatch {
+                    what: "shard sets".into(),
+                    detail: format!("shard {index}/{} appears twice", self.count),
+                });
+            }
+            self.done.push(index);
+        }
+        self.done.sort_unstable();
+        Ok(())
+    }
+
+    pub fn missing(&self) -> Vec<u32> {
+        (0..self.count).filter(|i| !self.done.contains(i)).collect()
+    }
+}
+
+/// Compute time, summed over shards.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Timing {
+    pub sketch_seconds: f64,
+    pub count_seconds: f64,
+}
+
+/// A layer's quantile-derived values: the `levels.json` entry.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LevelTable {
+    pub quantiles: Vec<f64>,
+    /// `[unit][quantile]`.
+    pub levels: Vec<Vec<f32>>,
+    pub threshold_quantile: f64,
+    /// `t_u`, per unit.
+    pub thresholds: Vec<f32>,
+    #[serde(default)]
+    pub grid_quantiles: Vec<f64>,
+    /// `[unit][grid quantile]`.
+    #[serde(default)]
+    pub grid_levels: Vec<Vec<f32>>,
+    /// The sketches' worst-case rank error, the largest over units, as a fraction.
+    pub rank_error: f64,
+    /// The largest rank-error bound at a unit's threshold, as a fraction.
+    pub threshold_rank_error: f64,
+    /// Activation values per unit.
+    pub values: u64,
+}
+
+/// `0, 0.02, …, 0.98, 0.99, 0.995, 0.999, 1`: 54 points, fine enough to interpolate any
+/// quantile, small enough to commit (256 units ≈ 150 kB of JSON).
+pub fn grid_quantiles() -> Vec<f64> {
+    let mut grid: Vec<f64> = (0..50).map(|i| i as f64 / 50.0).collect();
+    grid.extend([0.99, 0.995, 0.999, 1.0]);
+    grid
+}
+
+impl LevelTable {
+    pub fn from_sketches(sketches: &[QuantileSketch], threshold_quantile: f64) -> Self {
+        let grid = grid_quantiles();
+        let mut table = LevelTable {
+            quantiles: LEVEL_QUANTILES.to_vec(),
+            levels: Vec::with_capacity(sketches.len()),
+            threshold_quantile,
+            thresholds: Vec::with_capacity(sketches.len()),
+            grid_levels: Vec::with_capacity(sketches.len()),
+            grid_quantiles: grid.clone(),
+            rank_error: 0.0,
+            threshold_rank_error: 0.0,
+            values: sketches.first().map_or(0, |s| s.count()),
+        };
+        for sketch in sketches {
+            let threshold = sketch.quantile(threshold_quantile);
+            table.levels.push(sketch.quantiles(&LEVEL_QUANTILES));
+            table.thresholds.push(threshold);
+            table.grid_levels.push(sketch.quantiles(&grid));
+            table.rank_error = table.rank_error.max(sketch.rank_error_bound());
+            let at = sketch.rank_error_at(threshold) as f64 / sketch.count().max(1) as f64;
+            table.threshold_rank_error = table.threshold_rank_error.max(at);
+        }
+        table
+    }
+
+    fn column(&self, quantile: f64) -> Option<usize> {
+        self.quantiles
+            .iter()
+            .position(|&q| (q - quantile).abs() < 1e-9)
+    }
+
+    /// Unit `unit`'s level at `quantile`: a stored column when there is one, otherwise
+    /// linear interpolation in the grid.
+    pub fn level(&self, unit: usize, quantile: f64) -> Option<f32> {
+        if let Some(col) = self.column(quantile) {
+            return self.levels.get(unit)?.get(col).copied();
+        }
+        let row = self.grid_levels.get(unit)?;
+        let grid = &self.grid_quantiles;
+        if grid.len() < 2 || row.len() != grid.len() || !(0.0..=1.0).contains(&quantile) {
+            return None;
+        }
+        let i = grid
+            .partition_point(|&g| g <= quantile)
+            .clamp(1, grid.len() - 1);
+        let (q0, q1) = (grid[i - 1], grid[i]);
+        let t = ((quantile - q0) / (q1 - q0)).clamp(0.0, 1.0) as f32;
+        Some(row[i - 1] + (row[i] - row[i - 1]) * t)
+    }
+
+    /// The inverse: the quantile of `value` for `unit`, by interpolation in the grid (what
+    /// GAN Dissection's `RunningQuantile.normalize` gives).
+    pub fn quantile_of(&self, unit: usize, value: f32) -> Option<f64> {
+        let row = self.grid_levels.get(unit)?;
+        let grid = &self.grid_quantiles;
+        if row.len() != grid.len() || grid.is_empty() {
+            return None;
+        }
+        let i = row.partition_point(|&v| v <= value);
+        if i == 0 {
+            return Some(grid[0]);
+        }
+        if i == row.len() {
+            return Some(grid[grid.len() - 1]);
+        }
+        let (v0, v1) = (row[i - 1] as f64, row[i] as f64);
+        let t = if v1 > v0 {
+            (value as f64 - v0) / (v1 - v0)
+        } else {
+            0.0
+        };
+        Some(grid[i - 1] + (grid[i] - grid[i - 1]) * t)
+    }
+}
+
+/// One layer in `stats.json`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LayerStats {
+    pub layer: String,
+    /// `[C, H, W]`.
+    pub shape: [i64; 3],
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub levels: Option<LevelTable>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub counts: Option<LayerCounts>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub top: Option<TopSamples>,
+}
+
+/// `stats.json`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StatsFile {
+    pub format: String,
+    pub round: Round,
+    pub settings: Settings,
+    pub shards: Coverage,
+    /// The segmenter's labels (counts only).
+    #[serde(default)]
+    pub labels: Vec<String>,
+    #[serde(default)]
+    pub timing: Timing,
+    pub layers: Vec<LayerStats>,
+}
+
+impl StatsFile {
+    pub fn new(round: Round, settings: Settings, shards: Coverage) -> Self {
+        StatsFile {
+            format: STATS_FORMAT.into(),
+            round,
+            settings,
+            shards,
+            labels: Vec::new(),
+            timing: Timing::default(),
+            layers: Vec::new(),
+        }
+    }
+
+    pub fn read(dir: &Path) -> Result<Self, DissectError> {
+        let path = dir.join(STATS_FILE);
+        let stats: StatsFile = read_json(&path, "dissection stats file")?;
+        if stats.format != STATS_FORMAT {
+            return Err(DissectError::Format {
+                path: path.display().to_string(),
+                what: "dissection stats file".into(),
+                detail: format!("format `{}`, expected `{STATS_FORMAT}`", stats.format),
+            });
+        }
+        Ok(stats)
+    }
+
+    pub fn write(&self, dir: &Path) -> Result<(), DissectError> {
+        write_json(&dir.join(STATS_FILE), self)
+    }
+
+    pub fn layer(&self, name: &str) -> Result<&LayerStats, DissectError> {
+        self.layers
+            .iter()
+            .find(|l| l.layer == name)
+            .ok_or_else(|| DissectError::UnknownLayer {
+                layer: name.to_string(),
+                available: self.layer_names().join(", "),
+            })
+    }
+
+    fn layer_names(&self) -> Vec<String> {
+        self.layers.iter().map(|l| l.layer.clone()).collect()
+    }
+}
+
+pub fn sketch_path(dir: &Path, layer: &str) -> PathBuf {
+    dir.join(layer).join(SKETCH_FILE)
+}
+
+pub fn write_layer_sketches(
+    dir: &Path,
+    layer: &str,
+    sketches: &[QuantileSketch],
+) -> Result<(), DissectError> {
+    write_file(&sketch_path(dir, layer), &layer_sketches_to_bytes(sketches))
+}
+
+pub fn read_layer_sketches(dir: &Path, layer: &str) -> Result<Vec<QuantileSketch>, DissectError> {
+    let path = sketch_path(dir, layer);
+    layer_sketches_from_bytes(&read_file(&path)?).map_err(|detail| DissectError::Format {
+        path: path.display().to_string(),
+        what: "layer sketch file".into(),
+        detail,
+    })
+}
+
+fn read_json<T: serde::de::DeserializeOwned>(path: &Path, what: &str) -> Result<T, DissectError> {
+    let bytes = read_file(path)?;
+    serde_json::from_slice(&bytes).map_err(|e| DissectError::Format {
+        path: path.display().to_string(),
+        what: what.into(),
+        detail: e.to_string(),
+    })
+}
+
+pub fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), DissectError> {
+    let text = serde_json::to_string(value).map_err(|e| DissectError::Format {
+        path: path.display().to_string(),
+        what: "JSON value".into(),
+        detail: e.to_string(),
+    })?;
+    write_file(path, text.as_bytes())
+}
+
+/// `levels.json`: layer → level table.
+pub fn write_levels(dir: &Path, stats: &StatsFile) -> Result<(), DissectError> {
+    let levels: BTreeMap<&str, &LevelTable> = stats
+        .layers
+        .iter()
+        .filter_map(|l| Some((l.layer.as_str(), l.levels.as_ref()?)))
+        .collect();
+    write_json(&dir.join(LEVELS_FILE), &levels)
+}
+
+// ---------------------------------------------------------------------------------------
+// dissect.json
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DissectJson {
+    pub netname: String,
+    pub settings: Settings,
+    pub quantile_threshold: f64,
+    pub iou_threshold: f64,
+    pub layers: Vec<DissectLayer>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DissectLayer {
+    pub layer: String,
+    pub shape: [i64; 3],
+    pub units: Vec<DissectUnit>,
+    pub rankings: Vec<Ranking>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DissectUnit {
+    pub unit: usize,
+    pub iou: f64,
+    pub iou_label: String,
+    pub iou_cat: String,
+    pub iou_labelnum: usize,
+    /// The 0.99 level.
+    pub level: f32,
+    pub interp: bool,
+    pub top: Vec<TopImage>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TopImage {
+    pub imgnum: u64,
+    pub maxact: f32,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Ranking {
+    pub name: String,
+    pub concept: String,
+    pub metric: String,
+    /// One per unit; lower ranks first (`−iou`).
+    pub score: Vec<f64>,
+}
+
+/// Builds `dissect.json` from complete counts. Every layer needs levels, counts and top
+/// samples.
+pub fn dissect_json(netname: &str, stats: &StatsFile) -> Result<DissectJson, DissectError> {
+    let concepts: Vec<usize> = (0..stats.labels.len())
+        .filter(|&c| is_concept(&stats.labels[c]))
+        .collect();
+    let mut layers = Vec::new();
+    for layer in &stats.layers {
+        let incomplete = || {
+            DissectError::Settings(format!(
+                "layer `{}` lacks levels, counts or top samples: merge the count shards first",
+                layer.layer
+            ))
+        };
+        let levels = layer.levels.as_ref().ok_or_else(incomplete)?;
+        let counts = layer.counts.as_ref().ok_or_else(incomplete)?;
+        let top = layer.top.as_ref().ok_or_else(incomplete)?;
+        let units = (0..counts.units())
+            .map(|u| {
+                let mut best: Option<(usize, f64)> = None;
+                for &c in &concepts {
+                    let iou = counts.iou(u, c);
+                    if best.is_none_or(|(_, b)| iou > b) {
+                        best = Some((c, iou));
+                    }
+                }
+                let (label, iou) = best.unwrap_or((0, 0.0));
+                DissectUnit {
+                    unit: u,
+                    iou,
+                    iou_label: stats
+                        .labels
+                        .get(label)
+                        .cloned()
+                        .unwrap_or_else(|| "-".into()),
+                    iou_cat: "object".into(),
+                    iou_labelnum: label,
+                    level: levels.level(u, LEVEL_QUANTILES[0]).unwrap_or(f32::NAN),
+                    interp: iou > IOU_THRESHOLD,
+                    top: top.units[u]
+                        .iter()
+                        .map(|s| TopImage {
+                            imgnum: s.id,
+                            maxact: s.act,
+                        })
+                        .collect(),
+                }
+            })
+            .collect();
+        let rankings = concepts
+            .iter()
+            .map(|&c| Ranking {
+                name: format!("{}-iou", stats.labels[c]),
+                concept: stats.labels[c].clone(),
+                metric: "iou".into(),
+                score: (0..counts.units())
+                    .map(|u| {
+                        let iou = counts.iou(u, c);
+                        if iou == 0.0 {
+                            0.0
+                        } else {
+                            -iou
+                        }
+                    })
+                    .collect(),
+            })
+            .collect();
+        layers.push(DissectLayer {
+            layer: layer.layer.clone(),
+            shape: layer.shape,
+            units,
+            rankings,
+        });
+    }
+    Ok(DissectJson {
+        netname: netname.to_string(),
+        settings: stats.settings.clone(),
+        quantile_threshold: stats.settings.quantile_threshold(),
+        iou_threshold: IOU_THRESHOLD,
+        layers,
+    })
+}
+
+// ---------------------------------------------------------------------------------------
+// Reading a project back
+
+/// A dissection folder, as the server and `eval-edits` use it. Reads our `dissect.json`
+/// and `levels.json`, and also GAN Dissection's own `dissect.json` (whose units carry one
+/// `level`, at quantile `1 − quantile_threshold`).
+#[derive(Clone, Debug)]
+pub struct Project {
+    pub dir: PathBuf,
+    pub netname: String,
+    /// `dissect.json`'s settings as written (ours: [`Settings`]).
+    pub settings: serde_json::Value,
+    pub layers: Vec<ProjectLayer>,
+}
+
+#[derive(Clone, Debug)]
+pub struct ProjectLayer {
+    pub layer: String,
+    pub units: usize,
+    /// Each unit's best concept and its IoU.
+    pub unit_labels: Vec<String>,
+    pub unit_iou: Vec<f64>,
+    /// Concept rankings in file order.
+    pub rankings: Vec<ConceptRanking>,
+    pub levels: LevelTable,
+}
+
+#[derive(Clone, Debug)]
+pub struct ConceptRanking {
+    pub concept: String,
+    pub metric: String,
+    /// The file's scores, one per unit (lower is better).
+    pub scores: Vec<f64>,
+    /// Units best first: by score, ties to the lower unit.
+    pub units: Vec<i64>,
+}
+
+#[derive(Deserialize)]
+struct RawProject {
+    #[serde(default)]
+    netname: Option<String>,
+    #[serde(default)]
+    settings: serde_json::Value,
+    #[serde(default)]
+    quantile_threshold: serde_json::Value,
+    layers: Vec<RawLayer>,
+}
+
+#[derive(Deserialize)]
+struct RawLayer {
+    layer: String,
+    #[serde(default)]
+    units: Vec<RawUnit>,
+    #[serde(default)]
+    rankings: Vec<RawRanking>,
+}
+
+#[derive(Deserialize)]
+struct RawUnit {
+    #[serde(default)]
+    iou: Option<f64>,
+    #[serde(default)]
+    iou_label: Option<String>,
+    #[serde(default)]
+    level: Option<f32>,
+}
+
+#[derive(Deserialize)]
+struct RawRanking {
+    name: String,
+    #[serde(default)]
+    concept: Option<String>,
+    #[serde(default)]
+    metric: Option<String>,
+    score: Vec<Option<f64>>,
+}
+
+/// Reads `dir/dissect.json` and, when present, `dir/levels.json`.
+pub fn read_project(dir: &Path) -> Result<Project, DissectError> {
+    let raw: RawProject = read_json(&dir.join(DISSECT_FILE), "dissect.json")?;
+    let levels_path = dir.join(LEVELS_FILE);
+    let mut tables: BTreeMap<String, LevelTable> = if levels_path.exists() {
+        read_json(&levels_path, "levels file")?
+    } else {
+        BTreeMap::new()
+    };
+    let fallback_quantile = 1.0 - raw.quantile_threshold.as_f64().unwrap_or(0.01);
+    let mut layers = Vec::new();
+    for layer in raw.layers {
+        let units = layer.units.len();
+        let rankings = layer
+            .rankings
+            .iter()
+            .filter_map(|r| {
+                let metric = r.metric.clone().unwrap_or_default();
+                let concept = match &r.concept {
+                    Some(c) => c.clone(),
+                    None => r.name.strip_suffix(&format!("-{metric}"))?.to_string(),
+                };
+                if metric.is_empty() || r.score.len() != units {
+                    return None;
+                }
+                let scores: Vec<f64> = r.score.iter().map(|s| s.unwrap_or(f64::NAN)).collect();
+                let mut order: Vec<i64> = (0..units as i64).collect();
+                order.sort_by(|&a, &b| {
+                    let (sa, sb) = (scores[a as usize], scores[b as usize]);
+                    // NaN (no score) ranks last.
+                    sa.is_nan()
+                        .cmp(&sb.is_nan())
+                        .then(sa.partial_cmp(&sb).unwrap_or(std::cmp::Ordering::Equal))
+                        .then(a.cmp(&b))
+                });
+                Some(ConceptRanking {
+                    concept,
+                    metric,
+                    scores,
+                    units: order,
+                })
+            })
+            .collect();
+        let levels = match tables.remove(&layer.layer) {
+            Some(table) => table,
+            None => {
+                let rows: Vec<Vec<f32>> = layer
+                    .units
+                    .iter()
+                    .map(|u| vec![u.level.unwrap_or(f32::NAN)])
+                    .collect();
+                LevelTable {
+                    quantiles: vec![fallback_quantile],
+                    thresholds: rows.iter().map(|r| r[0]).collect(),
+                    levels: rows,
+                    threshold_quantile: fallback_quantile,
+                    grid_quantiles: Vec::new(),
+                    grid_levels: Vec::new(),
+                    rank_error: f64::NAN,
+                    threshold_rank_error: f64::NAN,
+                    values: 0,
+                }
+            }
+        };
+        if levels.levels.len() != units {
+            return Err(DissectError::Format {
+                path: levels_path.display().to_string(),
+                what: "levels file".into(),
+                detail: format!(
+                    "layer `{}` has {} level rows for {units} units",
+                    layer.layer,
+                    levels.levels.len()
+                ),
+            });
+        }
+        layers.push(ProjectLayer {
+            unit_labels: layer
+                .units
+                .iter()
+                .map(|u| u.iou_label.clone().unwrap_or_default())
+                .collect(),
+            unit_iou: layer.units.iter().map(|u| u.iou.unwrap_or(0.0)).collect(),
+            layer: layer.layer,
+            units,
+            rankings,
+            levels,
+        });
+    }
+    Ok(Project {
+        dir: dir.to_path_buf(),
+        netname: raw.netname.unwrap_or_else(|| {
+            dir.file_name()
+                .map_or_else(String::new, |n| n.to_string_lossy().into_owned())
+        }),
+        settings: raw.settings,
+        layers,
+    })
+}
+
+impl Project {
+    pub fn layer(&self, name: &str) -> Result<&ProjectLayer, DissectError> {
+        self.layers
+            .iter()
+            .find(|l| l.layer == name)
+            .ok_or_else(|| DissectError::UnknownLayer {
+                layer: name.to_string(),
+                available: self
+                    .layers
+                    .iter()
+                    .map(|l| l.layer.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            })
+    }
+
+    /// A string setting, e.g. `model` or `segmenter`.
+    pub fn setting(&self, key: &str) -> Option<&str> {
+        self.settings.get(key)?.as_str()
+    }
+}
+
+impl ProjectLayer {
+    /// Ranked concepts, in file order.
+    pub fn concepts(&self) -> Vec<&str> {
+        self.rankings
+            .iter()
+            .filter(|r| r.metric == "iou")
+            .map(|r| r.concept.as_str())
+            .collect()
+    }
+
+    /// The concept's IoU ranking.
+    pub fn ranking(&self, concept: &str) -> Result<&ConceptRanking, DissectError> {
+        self.rankings
+            .iter()
+            .find(|r| r.concept == concept && r.metric == "iou")
+            .ok_or_else(|| DissectError::UnknownConcept {
+                concept: concept.to_string(),
+                layer: self.layer.clone(),
+                available: self.concepts().join(", "),
+            })
+    }
+
+    /// The concept's `k` best units, best first.
+    pub fn top_units(&self, concept: &str, k: usize) -> Result<Vec<i64>, DissectError> {
+        Ok(self
+            .ranking(concept)?
+            .units
+            .iter()
+            .take(k)
+            .copied()
+            .collect())
+    }
+
+    /// Each unit's level at `quantile` (see [`LevelTable::level`]).
+    pub fn levels_for(&self, units: &[i64], quantile: f64) -> Result<Vec<f32>, DissectError> {
+        units
+            .iter()
+            .map(|&u| {
+                usize::try_from(u)
+                    .ok()
+                    .and_then(|u| self.levels.level(u, quantile))
+                    .ok_or_else(|| DissectError::NoLevel {
+                        layer: self.layer.clone(),
+                        quantile,
+                        available: format!("{:?} for {} units", self.levels.quantiles, self.units),
+                    })
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dissect::stats::TopSample;
+
+    fn settings() -> Settings {
+        Settings {
+            model: "models/g.safetensors".into(),
+            segmenter: "models/s.safetensors".into(),
+            layers: vec!["layer4".into()],
+            samples: 10,
+            seed: 0,
+            quantile: 0.99,
+            batch: 4,
+            sketch_capacity: 64,
+        }
+    }
+
+    /// Three units, labels [-, sky, tree]; unit 0 matches tree best, unit 1 sky, unit 2
+    /// nothing.
+    fn stats() -> StatsFile {
+        let mut counts = LayerCounts::new(3, 3);
+        counts.activated = vec![10, 10, 5];
+        counts.labeled = vec![50, 20, 10];
+        counts.intersection = vec![vec![0, 2, 8], vec![1, 9, 0], vec![5, 0, 0]];
+        let mut sketches = vec![QuantileSketch::new(2048); 3]; // exact: no compaction
+        for (u, s) in sketches.iter_mut().enumerate() {
+            s.extend(&(0..1000).map(|i| (i * (u + 1)) as f32).collect::<Vec<_>>());
+        }
+        let mut top = TopSamples::new(3, 2);
+        top.units[0] = vec![TopSample { id: 4, act: 9.0 }, TopSample { id: 1, act: 3.0 }];
+        let mut stats = StatsFile::new(
+            Round::Counts,
+            settings(),
+            Coverage {
+                count: 1,
+                done: vec![0],
+            },
+        );
+        stats.labels = vec!["-".into(), "sky".into(), "tree".into()];
+        stats.layers.push(LayerStats {
+            layer: "layer4".into(),
+            shape: [3, 8, 8],
+            levels: Some(LevelTable::from_sketches(&sketches, 0.99)),
+            counts: Some(counts),
+            top: Some(top),
+        });
+        stats
+    }
+
+    #[test]
+    fn dissect_json_has_gandissect_keys_and_rankings_are_negative_iou() {
+        let json = dissect_json("demo", &stats()).unwrap();
+        let value = serde_json::to_value(&json).unwrap();
+        for key in ["netname", "settings", "quantile_threshold", "layers"] {
+            assert!(value.get(key).is_some(), "missing {key}");
+        }
+        for key in [
+            "model",
+            "segmenter",
+            "layers",
+            "samples",
+            "seed",
+            "quantile",
+        ] {
+            assert!(
+                value["settings"].get(key).is_some(),
+                "missing settings.{key}"
+            );
+        }
+        assert_eq!(value["quantile_threshold"], 0.01);
+        let layer = &value["layers"][0];
+        assert_eq!(layer["layer"], "layer4");
+        for key in ["unit", "iou", "iou_label", "iou_cat", "level", "interp"] {
+            assert!(layer["units"][0].get(key).is_some(), "missing unit.{key}");
+        }
+        // The background label "-" gets no ranking; unit 0: tree IoU 8 / (10 + 10 − 8).
+        let names: Vec<&str> = json.layers[0]
+            .rankings
+            .iter()
+            .map(|r| r.name.as_str())
+            .collect();
+        assert_eq!(names, vec!["sky-iou", "tree-iou"]);
+        let tree = &json.layers[0].rankings[1];
+        assert_eq!(tree.metric, "iou");
+        assert_eq!(tree.score, vec![-8.0 / 12.0, 0.0, 0.0]);
+        let unit0 = &json.layers[0].units[0];
+        assert_eq!((unit0.iou_label.as_str(), unit0.iou), ("tree", 8.0 / 12.0));
+        assert!(unit0.interp);
+        assert_eq!(json.layers[0].units[1].iou_label, "sky");
+        assert!(!json.layers[0].units[2].interp);
+        assert_eq!(unit0.top[0].imgnum, 4);
+    }
+
+    #[test]
+    fn project_reads_back_rankings_best_first_and_levels() {
+        let dir = std::env::temp_dir().join(format!("ganpaint-project-{}", std::process::id()));
+        let stats = stats();
+        write_json(
+            &dir.join(DISSECT_FILE),
+            &dissect_json("demo", &stats).unwrap(),
+        )
+        .unwrap();
+        write_levels(&dir, &stats).unwrap();
+        let project = read_project(&dir).unwrap();
+        let layer = project.layer("layer4").unwrap();
+        assert_eq!(layer.concepts(), vec!["sky", "tree"]);
+        // sky IoU: unit 0 2/28, unit 1 9/21, unit 2 0 → order 1, 0, 2.
+        assert_eq!(layer.top_units("sky", 3).unwrap(), vec![1, 0, 2]);
+        assert_eq!(layer.top_units("tree", 1).unwrap(), vec![0]);
+        assert!(layer.top_units("dome", 1).is_err());
+        let table = stats.layers[0].levels.as_ref().unwrap();
+        assert_eq!(
+            layer.levels_for(&[0, 2], 0.99).unwrap(),
+            vec![table.levels[0][0], table.levels[2][0]]
+        );
+        // Unit 1 saw 0, 2, …, 1998: the 0.99 quantile is the 990th value.
+        assert_eq!(table.levels[1][0], 1978.0);
+        // Between grid points, levels interpolate; quantile_of inverts.
+        assert_eq!(table.grid_quantiles[25], 0.5);
+        let mid = layer.levels.level(1, 0.51).unwrap();
+        assert!(mid > table.grid_levels[1][25] && mid < table.grid_levels[1][26]);
+        let q = layer.levels.quantile_of(1, mid).unwrap();
+        assert!((q - 0.51).abs() < 1e-6, "{q}");
+        assert_eq!(project.setting("model"), Some("models/g.safetensors"));
+        assert!(project.layer("layer9").is_err());
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn coverage_rejects_repeated_shards_and_reports_missing_ones() {
+        let mut c = Coverage::of(Shard { index: 2, count: 3 });
+        c.add(&Coverage::of(Shard { index: 0, count: 3 })).unwrap();
+        assert_eq!(c.missing(), vec![1]);
+        assert!(c.add(&Coverage::of(Shard { index: 0, count: 3 })).is_err());
+        assert!(c.add(&Coverage::of(Shard { index: 1, count: 4 })).is_err());
+        c.add(&Coverage::of(Shard { index: 1, count: 3 })).unwrap();
+        assert!(c.is_complete());
+    }
+}

@@ -1,0 +1,163 @@
+//! The bundled demo segmenter: a small U-Net trained on rendered scenes with their exact
+//! labels (see `ganpaint train-demo segmenter`). It labels the demo generator's images for
+//! dissection and evaluation.
+//!
+//! ```text
+//! 64² 3→32→32 ─────────────────────────────── cat → 64→32 → C
+//!  32² 32→64→64 ───────────────────── cat → 128→64 ↑
+//!   16² 64→128→128 ───────── cat → 256→128 ↑
+//!    8² 128→128→128 (bottleneck) ↑
+//! ```
+//! Convs are 3×3 with GroupNorm and ReLU; downsampling is 2× max-pool, upsampling nearest.
+
+use std::path::Path;
+
+use tch::nn::{self, Module};
+use tch::{Device, Tensor};
+
+use super::{SegmentError, Segmenter};
+use crate::demo::scene::CLASSES;
+
+fn conv_block(p: nn::Path, cin: i64, cout: i64) -> nn::Sequential {
+    let cfg = nn::ConvConfig {
+        padding: 1,
+        ..Default::default()
+    };
+    nn::seq()
+        .add(nn::conv2d(&p / "conv0", cin, cout, 3, cfg))
+        .add(nn::group_norm(&p / "norm0", 8, cout, Default::default()))
+        .add_fn(|x| x.relu())
+        .add(nn::conv2d(&p / "conv1", cout, cout, 3, cfg))
+        .add(nn::group_norm(&p / "norm1", 8, cout, Default::default()))
+        .add_fn(|x| x.relu())
+}
+
+pub struct DemoSegmenter {
+    vs: nn::VarStore,
+    down: Vec<nn::Sequential>,
+    bottleneck: nn::Sequential,
+    up: Vec<nn::Sequential>,
+    head: nn::Conv2D,
+    labels: Vec<String>,
+}
+
+const WIDTHS: [i64; 3] = [32, 64, 128];
+
+impl DemoSegmenter {
+    /// Fresh weights (for training).
+    pub fn new(device: Device) -> Self {
+        let vs = nn::VarStore::new(device);
+        let root = vs.root();
+        let mut down = Vec::new();
+        let mut cin = 3;
+        for (i, &w) in WIDTHS.iter().enumerate() {
+            down.push(conv_block(&root / format!("down{i}"), cin, w));
+            cin = w;
+        }
+        let bottleneck = conv_block(&root / "bottleneck", cin, cin);
+        let mut up = Vec::new();
+        for (i, &w) in WIDTHS.iter().enumerate().rev() {
+            // input: upsampled deeper features (cin) concatenated with the skip (w)
+            up.push(conv_block(&root / format!("up{i}"), cin + w, w));
+            cin = w;
+        }
+        let head = nn::conv2d(
+            &root / "head",
+            cin,
+            CLASSES.len() as i64,
+            1,
+            Default::default(),
+        );
+        let labels = CLASSES.iter().map(|s| s.to_string()).collect();
+        DemoSegmenter {
+            vs,
+            down,
+            bottleneck,
+            up,
+            head,
+            labels,
+        }
+    }
+
+    pub fn load(path: &Path, device: Device) -> Result<Self, SegmentError> {
+        let mut model = DemoSegmenter::new(device);
+        model.vs.load(path).map_err(|e| SegmentError::Load {
+            path: path.display().to_string(),
+            detail: e.to_string(),
+        })?;
+        model.vs.freeze();
+        Ok(model)
+    }
+
+    pub fn save(&self, path: &Path) -> Result<(), SegmentError> {
+        self.vs.save(path).map_err(|e| SegmentError::Load {
+            path: path.display().to_string(),
+            detail: e.to_string(),
+        })
+    }
+
+    pub fn var_store(&self) -> &nn::VarStore {
+        &self.vs
+    }
+
+    /// images [N, 3, H, W] (H, W divisible by 8) → logits [N, C, H, W]; differentiable.
+    pub fn forward(&self, images: &Tensor) -> Tensor {
+        let mut skips = Vec::new();
+        let mut x = images.shallow_clone();
+        for block in &self.down {
+            x = block.forward(&x);
+            skips.push(x.shallow_clone());
+            x = x.max_pool2d([2, 2], [2, 2], [0, 0], [1, 1], false);
+        }
+        x = self.bottleneck.forward(&x);
+        for block in &self.up {
+            let skip = skips.pop().expect("one skip per level");
+            let (h, w) = (skip.size()[2], skip.size()[3]);
+            x = block.forward(&Tensor::cat(
+                &[x.upsample_nearest2d([h, w], None, None), skip],
+                1,
+            ));
+        }
+        self.head.forward(&x)
+    }
+}
+
+impl Segmenter for DemoSegmenter {
+    fn scores(&self, images: &Tensor) -> Result<Tensor, SegmentError> {
+        let _guard = tch::no_grad_guard();
+        Ok(self.forward(&images.to_device(self.vs.device())))
+    }
+
+    fn labels(&self) -> &[String] {
+        &self.labels
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tch::Kind;
+
+    #[test]
+    fn scores_have_one_channel_per_class_at_full_resolution() {
+        let seg = DemoSegmenter::new(Device::Cpu);
+        let x = Tensor::zeros([2, 3, 32, 32], (Kind::Float, Device::Cpu));
+        assert_eq!(
+            seg.scores(&x).unwrap().size(),
+            vec![2, CLASSES.len() as i64, 32, 32]
+        );
+        assert_eq!(seg.segment(&x).unwrap().size(), vec![2, 32, 32]);
+    }
+
+    #[test]
+    fn save_and_load_round_trip() {
+        let seg = DemoSegmenter::new(Device::Cpu);
+        let path =
+            std::env::temp_dir().join(format!("ganpaint-seg-{}.safetensors", std::process::id()));
+        seg.save(&path).unwrap();
+        let again = DemoSegmenter::load(&path, Device::Cpu).unwrap();
+        let x = Tensor::randn([1, 3, 16, 16], (Kind::Float, Device::Cpu));
+        assert!(seg.scores(&x).unwrap().equal(&again.scores(&x).unwrap()));
+        let _ = std::fs::remove_file(path);
+    }
+}

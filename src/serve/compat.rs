@@ -1,0 +1,630 @@
+//! GAN Dissection's server API under `/api`, exactly as its GANPaint client speaks it.
+//! Every answer except `all_projects` is `{"request": <query or body>, "res": <payload>}`.
+//! These handlers only translate: they build worker jobs and hand them to the project's
+//! worker, like the native API does.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::extract::{RawQuery, State};
+use axum::Json;
+use base64::Engine;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::error::{ApiError, AppJson};
+use super::project::Project;
+use super::worker::{ActivationJob, Encoding, InterventionSpec, LayerEdit, MaskData, RenderJob};
+use super::AppState;
+use crate::edit::{mask, Pooling, UnitEdit};
+use crate::model::latent;
+
+/// Query parameters in order, with repeats (`quantiles=0.9&quantiles=0.99`).
+fn parse_query(raw: &Option<String>) -> Vec<(String, String)> {
+    raw.as_deref()
+        .map(|q| {
+            form_urlencoded::parse(q.as_bytes())
+                .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn query_one<'a>(query: &'a [(String, String)], key: &str) -> Result<&'a str, ApiError> {
+    query
+        .iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.as_str())
+        .ok_or_else(|| ApiError::bad(key, "missing query parameter"))
+}
+
+/// The query echoed back as gandissect does: one value per key, lists for repeats.
+fn echo(query: &[(String, String)]) -> Value {
+    let mut map = serde_json::Map::new();
+    for (k, v) in query {
+        match map.get_mut(k) {
+            Some(Value::Array(list)) => list.push(json!(v)),
+            Some(existing) => *existing = json!([existing.clone(), v]),
+            None => {
+                map.insert(k.clone(), json!(v));
+            }
+        }
+    }
+    Value::Object(map)
+}
+
+fn wrap(request: Value, res: Value) -> Json<Value> {
+    Json(json!({ "request": request, "res": res }))
+}
+
+pub async fn all_projects(State(state): State<Arc<AppState>>) -> Json<Value> {
+    let list: Vec<Value> = state
+        .projects
+        .values()
+        .map(|p| json!({ "project": p.id(), "info": { "layers": p.layers.iter().map(|l| l.name.clone()).collect::<Vec<_>>() } }))
+        .collect();
+    Json(Value::Array(list))
+}
+
+pub async fn layers(
+    State(state): State<Arc<AppState>>,
+    RawQuery(raw): RawQuery,
+) -> Result<Json<Value>, ApiError> {
+    let query = parse_query(&raw);
+    let project = state.project(query_one(&query, "project")?)?;
+    let res: Vec<Value> = project
+        .layers
+        .iter()
+        .map(|l| json!({ "layer": l.name, "channels": l.channels, "shape": [l.height, l.width] }))
+        .collect();
+    Ok(wrap(echo(&query), json!(res)))
+}
+
+fn project_and_layer<'a>(
+    state: &'a AppState,
+    query: &[(String, String)],
+) -> Result<(&'a Arc<Project>, &'a super::project::ProjectLayer), ApiError> {
+    let project = state.project(query_one(query, "project")?)?;
+    let layer = state.layer(project, query_one(query, "layer")?)?;
+    Ok((project, layer))
+}
+
+pub async fn units(
+    State(state): State<Arc<AppState>>,
+    RawQuery(raw): RawQuery,
+) -> Result<Json<Value>, ApiError> {
+    let query = parse_query(&raw);
+    let (project, layer) = project_and_layer(&state, &query)?;
+    let prefix = state.data_url(project);
+    let res: Vec<Value> = (0..layer.channels as usize)
+        .map(|unit| {
+            json!({
+                "unit": unit,
+                "img": format!("{prefix}/{}/s-image/{unit}-top.jpg", layer.name),
+                "label": layer.dissection.unit_labels.get(unit),
+            })
+        })
+        .collect();
+    Ok(wrap(echo(&query), json!(res)))
+}
+
+pub async fn rankings(
+    State(state): State<Arc<AppState>>,
+    RawQuery(raw): RawQuery,
+) -> Result<Json<Value>, ApiError> {
+    let query = parse_query(&raw);
+    let (_, layer) = project_and_layer(&state, &query)?;
+    let res: Vec<Value> = layer
+        .dissection
+        .rankings
+        .iter()
+        .map(|r| json!({ "name": format!("{}-{}", r.concept, r.metric), "metric": r.metric, "scores": r.scores }))
+        .collect();
+    Ok(wrap(echo(&query), json!(res)))
+}
+
+pub async fn levels(
+    State(state): State<Arc<AppState>>,
+    RawQuery(raw): RawQuery,
+) -> Result<Json<Value>, ApiError> {
+    let query = parse_query(&raw);
+    let (_, layer) = project_and_layer(&state, &query)?;
+    let mut quantiles = Vec::new();
+    for (_, v) in query.iter().filter(|(k, _)| k == "quantiles") {
+        let q: f64 = v
+            .parse()
+            .map_err(|_| ApiError::bad("quantiles", format!("`{v}` is not a number")))?;
+        if !(0.0..=1.0).contains(&q) {
+            return Err(ApiError::bad("quantiles", format!("{q} is not in [0, 1]")));
+        }
+        quantiles.push(q);
+    }
+    if quantiles.is_empty() {
+        quantiles.push(0.99);
+    }
+    let mut res = Vec::with_capacity(layer.channels as usize);
+    for unit in 0..layer.channels as usize {
+        let row: Result<Vec<f32>, ApiError> = quantiles
+            .iter()
+            .map(|&q| {
+                layer.level(unit, q).ok_or_else(|| {
+                    ApiError::bad(
+                        "quantiles",
+                        format!("no level at quantile {q} for this layer"),
+                    )
+                })
+            })
+            .collect();
+        res.push(row?);
+    }
+    Ok(wrap(echo(&query), json!(res)))
+}
+
+pub async fn channels(
+    State(state): State<Arc<AppState>>,
+    RawQuery(raw): RawQuery,
+) -> Result<Json<Value>, ApiError> {
+    let query = parse_query(&raw);
+    let (_, layer) = project_and_layer(&state, &query)?;
+    let res: Vec<Value> = (0..layer.channels as usize)
+        .map(|unit| {
+            json!({
+                "unit": unit,
+                "label": layer.dissection.unit_labels.get(unit),
+                "iou": layer.dissection.unit_iou.get(unit),
+            })
+        })
+        .collect();
+    Ok(wrap(echo(&query), json!(res)))
+}
+
+#[derive(Deserialize)]
+pub struct MaskRecord {
+    #[serde(default)]
+    shape: Vec<i64>,
+    #[serde(default)]
+    bitbounds: Vec<i64>,
+    #[serde(default)]
+    bitstring: String,
+}
+
+#[derive(Deserialize)]
+struct AblationRecord {
+    layer: String,
+    unit: i64,
+    alpha: Option<f64>,
+    value: Option<f64>,
+}
+
+#[derive(Deserialize)]
+struct InterventionRecord {
+    #[serde(default)]
+    ablations: Vec<AblationRecord>,
+    mask: Option<MaskRecord>,
+    maskpooling: Option<String>,
+}
+
+/// Shared by generate, features and featuremaps: the body's images and interventions.
+#[derive(Deserialize)]
+struct ImagesAndEdits {
+    project: String,
+    ids: Option<Vec<i64>>,
+    zs: Option<Vec<Vec<f64>>>,
+    #[serde(default)]
+    interventions: Option<Vec<InterventionRecord>>,
+}
+
+fn decode_mask(record: &MaskRecord) -> Result<MaskData, ApiError> {
+    let tensor = mask::decode_gandissect_mask(&record.shape, &record.bitbounds, &record.bitstring)?;
+    Ok(MaskData::from_tensor(&tensor))
+}
+
+impl AppState {
+    /// z rows for `ids` xor `zs`, checked against the model and the limits.
+    fn latents(
+        &self,
+        project: &Project,
+        ids: &Option<Vec<i64>>,
+        zs: &Option<Vec<Vec<f64>>>,
+    ) -> Result<Vec<Vec<f32>>, ApiError> {
+        let dim = project.worker.config.z_dim as usize;
+        let max = self.config.max_ids;
+        match (ids, zs) {
+            (Some(_), Some(_)) => Err(ApiError::bad(
+                "ids",
+                "give exactly one of `ids` and `zs`, not both",
+            )),
+            (None, None) => Err(ApiError::bad("ids", "give exactly one of `ids` and `zs`")),
+            (Some(ids), None) => {
+                if ids.is_empty() || ids.len() > max {
+                    return Err(ApiError::bad(
+                        "ids",
+                        format!("give 1 to {max} ids, got {}", ids.len()),
+                    ));
+                }
+                let checked = self.check_ids(ids)?;
+                Ok(latent::z_for_ids(&checked, dim)
+                    .chunks(dim)
+                    .map(|c| c.to_vec())
+                    .collect())
+            }
+            (None, Some(zs)) => {
+                if zs.is_empty() || zs.len() > max {
+                    return Err(ApiError::bad(
+                        "zs",
+                        format!("give 1 to {max} z vectors, got {}", zs.len()),
+                    ));
+                }
+                zs.iter()
+                    .enumerate()
+                    .map(|(i, z)| {
+                        if z.len() != dim {
+                            return Err(ApiError::bad(
+                                &format!("zs[{i}]"),
+                                format!("has {} values; this model's z has {dim}", z.len()),
+                            ));
+                        }
+                        if z.iter().any(|v| !v.is_finite()) {
+                            return Err(ApiError::bad(
+                                &format!("zs[{i}]"),
+                                "contains a non-finite value",
+                            ));
+                        }
+                        Ok(z.iter().map(|&v| v as f32).collect())
+                    })
+                    .collect()
+            }
+        }
+    }
+
+    pub(crate) fn check_ids(&self, ids: &[i64]) -> Result<Vec<u64>, ApiError> {
+        ids.iter()
+            .map(|&id| {
+                if id < 0 || id as u64 > latent::MAX_ID {
+                    Err(ApiError::bad(
+                        "ids",
+                        format!("id {id} is outside 0..={}", latent::MAX_ID),
+                    ))
+                } else {
+                    Ok(id as u64)
+                }
+            })
+            .collect()
+    }
+
+    /// gandissect interventions → per-layer worker edits, validated against the project.
+    fn interventions(
+        &self,
+        project: &Project,
+        records: &Option<Vec<InterventionRecord>>,
+    ) -> Result<Vec<LayerEdit>, ApiError> {
+        let Some(records) = records else {
+            return Ok(Vec::new());
+        };
+        if records.len() > self.config.max_strokes {
+            return Err(ApiError::bad(
+                "interventions",
+                format!(
+                    "at most {} interventions per request",
+                    self.config.max_strokes
+                ),
+            ));
+        }
+        let mut by_layer: BTreeMap<String, Vec<InterventionSpec>> = BTreeMap::new();
+        for (i, record) in records.iter().enumerate() {
+            let pooling = match record.maskpooling.as_deref() {
+                None | Some("max") => Pooling::Max,
+                Some("mean") => Pooling::Mean,
+                Some(other) => {
+                    return Err(ApiError::bad(
+                        &format!("interventions[{i}].maskpooling"),
+                        format!("`{other}` is not max or mean"),
+                    ))
+                }
+            };
+            let mask = record.mask.as_ref().map(decode_mask).transpose()?;
+            let mut per_layer: BTreeMap<String, Vec<UnitEdit>> = BTreeMap::new();
+            for (j, ablation) in record.ablations.iter().enumerate() {
+                let field = format!("interventions[{i}].ablations[{j}]");
+                let channels = project
+                    .worker
+                    .config
+                    .layer_specs()
+                    .iter()
+                    .find(|s| s.name == ablation.layer)
+                    .map(|s| s.out_channels)
+                    .ok_or_else(|| {
+                        ApiError::bad(
+                            &format!("{field}.layer"),
+                            format!("unknown layer `{}`", ablation.layer),
+                        )
+                    })?;
+                if ablation.unit < 0 || ablation.unit >= channels {
+                    return Err(ApiError::bad(
+                        &format!("{field}.unit"),
+                        format!("unit {} is outside 0..{channels}", ablation.unit),
+                    ));
+                }
+                let alpha = ablation.alpha.unwrap_or(1.0);
+                let value = ablation.value.unwrap_or(0.0);
+                if !alpha.is_finite() || !value.is_finite() {
+                    return Err(ApiError::bad(
+                        &field,
+                        "alpha and value must be finite numbers",
+                    ));
+                }
+                per_layer
+                    .entry(ablation.layer.clone())
+                    .or_default()
+                    .push(UnitEdit {
+                        unit: ablation.unit,
+                        alpha: alpha as f32,
+                        value: value as f32,
+                    });
+            }
+            for (layer, edits) in per_layer {
+                by_layer.entry(layer).or_default().push(InterventionSpec {
+                    edits,
+                    mask: mask.clone(),
+                    pooling,
+                });
+            }
+        }
+        Ok(by_layer
+            .into_iter()
+            .map(|(layer, list)| LayerEdit::Interventions { layer, list })
+            .collect())
+    }
+}
+
+fn data_url(mime: &str, bytes: &[u8]) -> String {
+    format!(
+        "data:{mime};base64,{}",
+        base64::engine::general_purpose::STANDARD.encode(bytes)
+    )
+}
+
+pub async fn generate(
+    State(state): State<Arc<AppState>>,
+    AppJson(body): AppJson<Value>,
+) -> Result<Json<Value>, ApiError> {
+    let request: ImagesAndEdits =
+        serde_json::from_value(body.clone()).map_err(|e| ApiError::bad("body", e))?;
+    let project = state.project(&request.project)?.clone();
+    let return_urls = body.get("return_urls").map(truthy).unwrap_or(false);
+    let has_edits = request
+        .interventions
+        .as_ref()
+        .is_some_and(|list| !list.is_empty());
+    if request.ids.is_some() == request.zs.is_some() {
+        return Err(ApiError::bad("ids", "give exactly one of `ids` and `zs`"));
+    }
+    if let (Some(ids), false) = (&request.ids, has_edits) {
+        // Unedited images by id are cacheable: answer URLs that the data route fills on
+        // demand (gandissect's `/data/<project>/cache/img/id/<id>.jpg`).
+        if ids.is_empty() || ids.len() > state.config.max_ids {
+            return Err(ApiError::bad(
+                "ids",
+                format!("give 1 to {} ids, got {}", state.config.max_ids, ids.len()),
+            ));
+        }
+        let prefix = state.data_url(&project);
+        let res: Vec<Value> = state
+            .check_ids(ids)?
+            .iter()
+            .map(|id| json!({ "id": id, "d": format!("{prefix}/cache/img/id/{id}.jpg") }))
+            .collect();
+        return Ok(wrap(body, json!(res)));
+    }
+    let z = state.latents(&project, &request.ids, &request.zs)?;
+    let edits = state.interventions(&project, &request.interventions)?;
+    let output = project
+        .worker
+        .render(
+            RenderJob {
+                z,
+                edits,
+                encoding: Encoding::Jpeg(95),
+            },
+            state.config.request_timeout(),
+        )
+        .await
+        .map_err(ApiError::from)?;
+    let res: Vec<Value> = if return_urls {
+        // Edited images go to the cache under a name derived from the request.
+        use std::hash::{Hash, Hasher};
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        body.to_string().hash(&mut hasher);
+        let key = format!("{:016x}", hasher.finish());
+        let dir = project.spec.dir.join("cache/img/edit");
+        let prefix = state.data_url(&project);
+        let mut urls = Vec::new();
+        for (i, jpeg) in output.images.iter().enumerate() {
+            let name = format!("{key}-{i}.jpg");
+            super::write_cache_file(&dir, &name, jpeg).await?;
+            urls.push(json!({ "d": format!("{prefix}/cache/img/edit/{name}") }));
+        }
+        urls
+    } else {
+        output
+            .images
+            .iter()
+            .map(|jpeg| json!({ "d": data_url("image/jpeg", jpeg) }))
+            .collect()
+    };
+    Ok(wrap(body, json!(res)))
+}
+
+fn truthy(v: &Value) -> bool {
+    match v {
+        Value::Bool(b) => *b,
+        Value::Number(n) => n.as_f64().is_some_and(|f| f != 0.0),
+        Value::String(s) => !s.is_empty() && s != "0" && s != "false",
+        Value::Null => false,
+        _ => true,
+    }
+}
+
+#[derive(Deserialize)]
+struct ActivationRequest {
+    #[serde(flatten)]
+    images: ImagesAndEdits,
+    #[serde(default)]
+    masks: Vec<MaskRecord>,
+    layers: Option<Vec<String>>,
+}
+
+async fn run_activations(
+    state: &AppState,
+    body: &Value,
+) -> Result<
+    (
+        Arc<Project>,
+        ActivationRequest,
+        super::worker::ActivationOutput,
+    ),
+    ApiError,
+> {
+    let request: ActivationRequest =
+        serde_json::from_value(body.clone()).map_err(|e| ApiError::bad("body", e))?;
+    let project = state.project(&request.images.project)?.clone();
+    let z = state.latents(&project, &request.images.ids, &request.images.zs)?;
+    let edits = state.interventions(&project, &request.images.interventions)?;
+    let layers = match &request.layers {
+        Some(list) => {
+            for name in list {
+                state.layer(&project, name)?;
+            }
+            list.clone()
+        }
+        None => project.layers.iter().map(|l| l.name.clone()).collect(),
+    };
+    let output = project
+        .worker
+        .activations(
+            ActivationJob { z, edits, layers },
+            state.config.request_timeout(),
+        )
+        .await
+        .map_err(ApiError::from)?;
+    Ok((project, request, output))
+}
+
+/// Per layer and unit: max and mask-weighted mean activation over the masked cells of all
+/// images (one mask per image, or one mask for all), with their quantiles.
+pub async fn features(
+    State(state): State<Arc<AppState>>,
+    AppJson(body): AppJson<Value>,
+) -> Result<Json<Value>, ApiError> {
+    let (project, request, output) = run_activations(&state, &body).await?;
+    let n = output.layers.first().map_or(0, |(_, s, _)| s[0] as usize);
+    if !(request.masks.len() == n || request.masks.len() == 1 || request.masks.is_empty()) {
+        return Err(ApiError::bad(
+            "masks",
+            format!(
+                "give one mask per id ({n}) or one for all, got {}",
+                request.masks.len()
+            ),
+        ));
+    }
+    let masks: Vec<MaskData> = request
+        .masks
+        .iter()
+        .map(decode_mask)
+        .collect::<Result<_, _>>()?;
+    let mut res = serde_json::Map::new();
+    for (layer_name, shape, values) in &output.layers {
+        let layer = state.layer(&project, layer_name)?;
+        let [_, c, h, w] = *shape;
+        let (c, h, w) = (c as usize, h as usize, w as usize);
+        let mut max = vec![f32::NEG_INFINITY; c];
+        let mut weighted = vec![0f64; c];
+        let mut weight_total = 0f64;
+        for image in 0..n {
+            let weights: Vec<f32> = match masks.get(if masks.len() == 1 { 0 } else { image }) {
+                Some(m) => {
+                    let t = crate::edit::pool_mask(
+                        &tch::Tensor::from_slice(&m.values).view([m.height, m.width]),
+                        (h as i64, w as i64),
+                        Pooling::Mean,
+                    )
+                    .map_err(|e| ApiError::bad("masks", e))?;
+                    Vec::<f32>::try_from(t.flatten(0, -1)).map_err(ApiError::internal)?
+                }
+                None => vec![1.0; h * w],
+            };
+            weight_total += weights.iter().map(|&v| v as f64).sum::<f64>();
+            for unit in 0..c {
+                let base = (image * c + unit) * h * w;
+                for cell in 0..h * w {
+                    let a = values[base + cell];
+                    if weights[cell] > 0.0 {
+                        max[unit] = max[unit].max(a);
+                    }
+                    weighted[unit] += (a * weights[cell]) as f64;
+                }
+            }
+        }
+        let mean: Vec<f32> = weighted
+            .iter()
+            .map(|&s| {
+                if weight_total > 0.0 {
+                    (s / weight_total) as f32
+                } else {
+                    0.0
+                }
+            })
+            .collect();
+        let max: Vec<f32> = max
+            .into_iter()
+            .map(|m| if m.is_finite() { m } else { 0.0 })
+            .collect();
+        let quantile = |values: &[f32]| -> Vec<f64> {
+            values
+                .iter()
+                .enumerate()
+                .map(|(u, &v)| layer.quantile_of(u, v))
+                .collect()
+        };
+        res.insert(
+            layer_name.clone(),
+            json!({ "max": max, "mean": mean, "max_quantile": quantile(&max), "mean_quantile": quantile(&mean) }),
+        );
+    }
+    Ok(wrap(body, Value::Object(res)))
+}
+
+/// Per layer, per image: C×H×W activations mapped to u8 by their quantile (0 → 0, 1 → 255).
+pub async fn featuremaps(
+    State(state): State<Arc<AppState>>,
+    AppJson(body): AppJson<Value>,
+) -> Result<Json<Value>, ApiError> {
+    let (project, _, output) = run_activations(&state, &body).await?;
+    let mut res = serde_json::Map::new();
+    for (layer_name, shape, values) in &output.layers {
+        let layer = state.layer(&project, layer_name)?;
+        let [n, c, h, w] = shape.map(|v| v as usize);
+        let mut images = Vec::with_capacity(n);
+        for image in 0..n {
+            let mut units = Vec::with_capacity(c);
+            for unit in 0..c {
+                let base = (image * c + unit) * h * w;
+                let rows: Vec<Vec<u8>> = (0..h)
+                    .map(|y| {
+                        (0..w)
+                            .map(|x| {
+                                let v = values[base + y * w + x];
+                                let q = layer.quantile_of(unit, v);
+                                (q * 255.0).round().clamp(0.0, 255.0) as u8
+                            })
+                            .collect()
+                    })
+                    .collect();
+                units.push(rows);
+            }
+            images.push(units);
+        }
+        res.insert(layer_name.clone(), json!(images));
+    }
+    Ok(wrap(body, Value::Object(res)))
+}

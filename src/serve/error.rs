@@ -1,0 +1,167 @@
+//! API errors: one type for every handler, mapped to HTTP status codes in exactly one
+//! place ([`ErrorType::status`]). Bodies are `{"error": <kind>, "detail": <message>}`, the
+//! detail naming the offending field. 5xx bodies carry a generic message; the cause is
+//! logged.
+
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::json;
+
+/// What kind of failure, which decides the status code.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorType {
+    /// The request is malformed or names something that does not exist in the project.
+    BadRequest,
+    /// An unknown project (or file).
+    NotFound,
+    /// The body is larger than the configured limit.
+    TooLarge,
+    /// The queue is full; retry shortly.
+    Overloaded,
+    /// The request waited longer than its deadline.
+    Timeout,
+    /// A project exists but is not ready (its model is still loading or failed to load).
+    Unavailable,
+    /// A bug or an environment failure on our side.
+    Internal,
+}
+
+impl ErrorType {
+    pub fn status(self) -> StatusCode {
+        match self {
+            ErrorType::BadRequest => StatusCode::BAD_REQUEST,
+            ErrorType::NotFound => StatusCode::NOT_FOUND,
+            ErrorType::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorType::Overloaded | ErrorType::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ErrorType::Timeout => StatusCode::GATEWAY_TIMEOUT,
+            ErrorType::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            ErrorType::BadRequest => "bad_request",
+            ErrorType::NotFound => "not_found",
+            ErrorType::TooLarge => "payload_too_large",
+            ErrorType::Overloaded => "overloaded",
+            ErrorType::Timeout => "timeout",
+            ErrorType::Unavailable => "unavailable",
+            ErrorType::Internal => "internal",
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct ApiError {
+    pub kind: ErrorType,
+    pub detail: String,
+}
+
+impl ApiError {
+    pub fn bad(field: &str, message: impl std::fmt::Display) -> Self {
+        ApiError {
+            kind: ErrorType::BadRequest,
+            detail: format!("{field}: {message}"),
+        }
+    }
+
+    pub fn not_found(field: &str, message: impl std::fmt::Display) -> Self {
+        ApiError {
+            kind: ErrorType::NotFound,
+            detail: format!("{field}: {message}"),
+        }
+    }
+
+    pub fn internal(cause: impl std::fmt::Display) -> Self {
+        ApiError {
+            kind: ErrorType::Internal,
+            detail: cause.to_string(),
+        }
+    }
+
+    pub fn new(kind: ErrorType, detail: impl Into<String>) -> Self {
+        ApiError {
+            kind,
+            detail: detail.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.kind.name(), self.detail)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.kind.status();
+        let detail = if status.is_server_error() && self.kind == ErrorType::Internal {
+            tracing::error!(cause = %self.detail, "internal error");
+            "internal server error; see the server log".to_string()
+        } else {
+            self.detail
+        };
+        let body = Json(json!({ "error": self.kind.name(), "detail": detail }));
+        let mut response = (status, body).into_response();
+        if self.kind == ErrorType::Overloaded {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+        }
+        response
+    }
+}
+
+impl From<crate::edit::mask::MaskError> for ApiError {
+    fn from(e: crate::edit::mask::MaskError) -> Self {
+        ApiError::bad("mask", e)
+    }
+}
+
+impl From<axum::extract::rejection::JsonRejection> for ApiError {
+    fn from(rejection: axum::extract::rejection::JsonRejection) -> Self {
+        use axum::extract::rejection::JsonRejection;
+        match rejection {
+            JsonRejection::BytesRejection(ref inner)
+                if inner.status() == StatusCode::PAYLOAD_TOO_LARGE =>
+            {
+                ApiError::new(
+                    ErrorType::TooLarge,
+                    format!("body: {}", rejection.body_text()),
+                )
+            }
+            other => ApiError::bad("body", other.body_text()),
+        }
+    }
+}
+
+/// `Json<T>` whose rejections become our error body (axum's customize-extractor-error).
+#[derive(axum::extract::FromRequest)]
+#[from_request(via(axum::Json), rejection(ApiError))]
+pub struct AppJson<T>(pub T);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_table_maps_each_kind() {
+        assert_eq!(ErrorType::BadRequest.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(ErrorType::NotFound.status(), StatusCode::NOT_FOUND);
+        assert_eq!(
+            ErrorType::Overloaded.status(),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        assert_eq!(ErrorType::TooLarge.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    }
+
+    #[test]
+    fn overloaded_sets_retry_after_and_internal_hides_the_cause() {
+        let response = ApiError::new(ErrorType::Overloaded, "queue full").into_response();
+        assert_eq!(response.headers()[header::RETRY_AFTER], "1");
+        let response = ApiError::internal("secret path /x").into_response();
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    }
+}

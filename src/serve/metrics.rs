@@ -1,0 +1,144 @@
+//! Prometheus metrics in text format: request counts and latency histograms per route,
+//! queue depth per project, and forward-pass batch sizes.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::Mutex;
+
+const LATENCY_BUCKETS: [f64; 12] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+const BATCH_BUCKETS: [f64; 7] = [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0];
+
+#[derive(Default)]
+struct Histogram {
+    counts: Vec<u64>,
+    sum: f64,
+    total: u64,
+}
+
+impl Histogram {
+    fn observe(&mut self, buckets: &[f64], value: f64) {
+        if self.counts.is_empty() {
+            self.counts = vec![0; buckets.len()];
+        }
+        for (i, bound) in buckets.iter().enumerate() {
+            if value <= *bound {
+                self.counts[i] += 1;
+            }
+        }
+        self.sum += value;
+        self.total += 1;
+    }
+
+    fn render(&self, out: &mut String, name: &str, labels: &str, buckets: &[f64]) {
+        let sep = if labels.is_empty() { "" } else { "," };
+        for (i, bound) in buckets.iter().enumerate() {
+            let count = self.counts.get(i).copied().unwrap_or(0);
+            let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"{bound}\"}} {count}");
+        }
+        let _ = writeln!(
+            out,
+            "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {}",
+            self.total
+        );
+        let _ = writeln!(out, "{name}_sum{{{labels}}} {}", self.sum);
+        let _ = writeln!(out, "{name}_count{{{labels}}} {}", self.total);
+    }
+}
+
+#[derive(Default)]
+struct Inner {
+    requests: BTreeMap<(String, String, u16), u64>,
+    latency: BTreeMap<(String, String), Histogram>,
+    batches: Histogram,
+}
+
+#[derive(Default)]
+pub struct Metrics {
+    inner: Mutex<Inner>,
+}
+
+impl Metrics {
+    pub fn request(&self, method: &str, route: &str, status: u16, seconds: f64) {
+        let mut inner = self.inner.lock().expect("metrics lock");
+        *inner
+            .requests
+            .entry((method.to_string(), route.to_string(), status))
+            .or_default() += 1;
+        inner
+            .latency
+            .entry((method.to_string(), route.to_string()))
+            .or_default()
+            .observe(&LATENCY_BUCKETS, seconds);
+    }
+
+    pub fn batch(&self, images: usize) {
+        self.inner
+            .lock()
+            .expect("metrics lock")
+            .batches
+            .observe(&BATCH_BUCKETS, images as f64);
+    }
+
+    /// The text exposition; `queues` are (project, depth).
+    pub fn render(&self, queues: &[(String, usize)]) -> String {
+        let inner = self.inner.lock().expect("metrics lock");
+        let mut out = String::new();
+        out.push_str("# HELP ganpaint_http_requests_total HTTP requests by route and status.\n");
+        out.push_str("# TYPE ganpaint_http_requests_total counter\n");
+        for ((method, route, status), count) in &inner.requests {
+            let _ = writeln!(out, "ganpaint_http_requests_total{{method=\"{method}\",route=\"{route}\",status=\"{status}\"}} {count}");
+        }
+        out.push_str(
+            "# HELP ganpaint_http_request_duration_seconds HTTP request latency by route.\n",
+        );
+        out.push_str("# TYPE ganpaint_http_request_duration_seconds histogram\n");
+        for ((method, route), histogram) in &inner.latency {
+            let labels = format!("method=\"{method}\",route=\"{route}\"");
+            histogram.render(
+                &mut out,
+                "ganpaint_http_request_duration_seconds",
+                &labels,
+                &LATENCY_BUCKETS,
+            );
+        }
+        out.push_str(
+            "# HELP ganpaint_queue_depth Requests waiting for a project's model worker.\n",
+        );
+        out.push_str("# TYPE ganpaint_queue_depth gauge\n");
+        for (project, depth) in queues {
+            let _ = writeln!(out, "ganpaint_queue_depth{{project=\"{project}\"}} {depth}");
+        }
+        out.push_str("# HELP ganpaint_batch_size Images per forward pass.\n");
+        out.push_str("# TYPE ganpaint_batch_size histogram\n");
+        inner
+            .batches
+            .render(&mut out, "ganpaint_batch_size", "", &BATCH_BUCKETS);
+        out
+    }
+}
+
+impl super::worker::WorkerObserver for Metrics {
+    fn batch(&self, images: usize, _seconds: f64) {
+        Metrics::batch(self, images);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_counters_histograms_and_gauges() {
+        let metrics = Metrics::default();
+        metrics.request("POST", "/api/v1/paint", 200, 0.03);
+        metrics.request("POST", "/api/v1/paint", 200, 0.2);
+        metrics.batch(3);
+        let text = metrics.render(&[("demo".into(), 2)]);
+        assert!(text.contains("ganpaint_http_requests_total{method=\"POST\",route=\"/api/v1/paint\",status=\"200\"} 2"));
+        assert!(text.contains("ganpaint_http_request_duration_seconds_bucket{method=\"POST\",route=\"/api/v1/paint\",le=\"0.05\"} 1"));
+        assert!(text.contains("ganpaint_queue_depth{project=\"demo\"} 2"));
+        assert!(text.contains("ganpaint_batch_size_bucket{le=\"4\"} 1"));
+    }
+}

@@ -1,0 +1,444 @@
+//! `ganpaint serve`: the HTTP front of the editor.
+//!
+//! ```text
+//! HTTP (axum, tokio) ──► handlers: compat (/api/*) · native (/api/v1/*)
+//!                          │ build plain-data jobs (z rows, unit edits, decoded masks)
+//!                          ▼
+//!                     bounded queue per project ──► worker thread: owns the ProgGan,
+//!                                                   micro-batches, renders, encodes
+//! ```
+//! Handlers never touch tensors. Cross-cutting concerns are tower layers: tracing, CORS,
+//! body limit, timeout, and metrics. Static files: the bundled UI at `/`, `--client` at
+//! `/client/*`, the data folder (dissection images, the image cache) at `/data/*`.
+
+pub mod compat;
+pub mod error;
+pub mod metrics;
+pub mod native;
+pub mod project;
+pub mod worker;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{header, Method};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use tower::ServiceExt;
+use tower_http::cors::{Any, CorsLayer};
+use tower_http::services::ServeDir;
+use tower_http::trace::TraceLayer;
+
+use error::{ApiError, ErrorType};
+use project::{Project, ProjectLayer};
+use worker::{BatchConfig, Encoding, RenderJob, WorkerError, WorkerHandle};
+
+use crate::model::{latent, DeviceChoice, ProgGan};
+
+/// Server settings. Every limit has a documented default.
+#[derive(clap::Args, Clone, Debug)]
+pub struct ServeConfig {
+    /// Address to bind (the container uses 0.0.0.0).
+    #[arg(long, env = "GANPAINT_ADDRESS", default_value = "127.0.0.1")]
+    pub address: String,
+    #[arg(long, env = "GANPAINT_PORT", default_value_t = 5001)]
+    pub port: u16,
+    /// Folder searched (two levels deep) for projects: folders holding a dissect.json.
+    #[arg(long, env = "GANPAINT_DATA", default_value = "dissect")]
+    pub data: PathBuf,
+    /// Folder served at /client/ (and / when it has an index.html).
+    #[arg(long, env = "GANPAINT_CLIENT", default_value = "static")]
+    pub client: PathBuf,
+    #[arg(long, value_enum, env = "GANPAINT_DEVICE", default_value_t = DeviceChoice::Auto)]
+    pub device: DeviceChoice,
+    /// Most images in one batched forward pass.
+    #[arg(long, default_value_t = 8)]
+    pub max_batch: usize,
+    /// How long (ms) a request waits for others to batch with.
+    #[arg(long, default_value_t = 2)]
+    pub max_wait_ms: u64,
+    /// Requests waiting per project before new ones get 503.
+    #[arg(long, default_value_t = 64)]
+    pub queue_depth: usize,
+    /// Largest request body, in bytes.
+    #[arg(long, default_value_t = 8 * 1024 * 1024)]
+    pub max_body_bytes: usize,
+    /// Most ids (or zs, or seeds) per request.
+    #[arg(long, default_value_t = 64)]
+    pub max_ids: usize,
+    /// Most strokes (or interventions) per request.
+    #[arg(long, default_value_t = 64)]
+    pub max_strokes: usize,
+    /// Deadline for a request's model work, in seconds.
+    #[arg(long, default_value_t = 30)]
+    pub request_timeout_s: u64,
+}
+
+impl ServeConfig {
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_secs(self.request_timeout_s)
+    }
+
+    /// Defaults with a given data folder (for tests and embedding).
+    pub fn with_data(data: PathBuf) -> Self {
+        use clap::Parser;
+        #[derive(clap::Parser)]
+        struct Wrapper {
+            #[command(flatten)]
+            config: ServeConfig,
+        }
+        let mut config = Wrapper::parse_from(["ganpaint"]).config;
+        config.data = data;
+        config
+    }
+}
+
+pub struct AppState {
+    pub config: ServeConfig,
+    pub projects: BTreeMap<String, Arc<Project>>,
+    pub metrics: Arc<metrics::Metrics>,
+}
+
+impl AppState {
+    /// Finds projects under `config.data`, loads each one's generator on its worker
+    /// thread and runs a warm-up pass. Returns when all are ready.
+    pub fn load(config: ServeConfig) -> anyhow::Result<AppState> {
+        let metrics = Arc::new(metrics::Metrics::default());
+        let device = config.device.resolve()?;
+        let mut projects = BTreeMap::new();
+        let dirs = project::discover(&config.data);
+        if dirs.is_empty() {
+            anyhow::bail!(
+                "no projects: no folder under {} holds a dissect.json",
+                config.data.display()
+            );
+        }
+        for dir in dirs {
+            let spec = project::read_spec(&dir)?;
+            if projects.contains_key(&spec.id) {
+                tracing::warn!(id = %spec.id, dir = %dir.display(), "skipping a second project with the same id");
+                continue;
+            }
+            let model_path = spec.model.clone();
+            let batch = BatchConfig {
+                max_batch: config.max_batch,
+                max_wait: Duration::from_millis(config.max_wait_ms),
+                queue_depth: config.queue_depth,
+            };
+            let worker = WorkerHandle::spawn(
+                spec.id.clone(),
+                move || ProgGan::load(&model_path, device),
+                batch,
+                metrics.clone(),
+            )
+            .map_err(|e| {
+                anyhow::anyhow!("project {}: loading {}: {e}", spec.id, spec.model.display())
+            })?;
+            let mut layers = Vec::new();
+            for dissected in &spec.dissection.layers {
+                let (c, h, w) = worker
+                    .config
+                    .layer_specs()
+                    .iter()
+                    .find(|s| s.name == dissected.layer)
+                    .map(|s| (s.out_channels, s.resolution, s.resolution))
+                    .ok_or_else(|| {
+                        anyhow::anyhow!(
+                            "project {}: the model has no layer `{}`",
+                            spec.id,
+                            dissected.layer
+                        )
+                    })?;
+                if c != dissected.units as i64 {
+                    anyhow::bail!(
+                        "project {}: dissection of {} has {} units but the model has {c}",
+                        spec.id,
+                        dissected.layer,
+                        dissected.units
+                    );
+                }
+                layers.push(ProjectLayer {
+                    name: dissected.layer.clone(),
+                    channels: c,
+                    height: h,
+                    width: w,
+                    dissection: dissected.clone(),
+                });
+            }
+            if layers.is_empty() {
+                anyhow::bail!("project {}: its dissect.json lists no layers", spec.id);
+            }
+            tracing::info!(project = %spec.id, model = %spec.model.display(), ?device, "project ready");
+            projects.insert(
+                spec.id.clone(),
+                Arc::new(Project {
+                    spec,
+                    layers,
+                    worker,
+                }),
+            );
+        }
+        Ok(AppState {
+            config,
+            projects,
+            metrics,
+        })
+    }
+
+    pub fn project(&self, id: &str) -> Result<&Arc<Project>, ApiError> {
+        self.projects.get(id).ok_or_else(|| {
+            let known: Vec<&str> = self.projects.keys().map(String::as_str).collect();
+            ApiError::bad(
+                "project",
+                format!("unknown project `{id}`; known: {}", known.join(", ")),
+            )
+        })
+    }
+
+    pub fn layer<'a>(
+        &self,
+        project: &'a Project,
+        name: &str,
+    ) -> Result<&'a ProjectLayer, ApiError> {
+        project.layer(name).ok_or_else(|| {
+            let known: Vec<&str> = project.layers.iter().map(|l| l.name.as_str()).collect();
+            ApiError::bad(
+                "layer",
+                format!(
+                    "unknown layer `{name}` in project {}; dissected: {}",
+                    project.id(),
+                    known.join(", ")
+                ),
+            )
+        })
+    }
+
+    pub fn check_count(&self, field: &str, count: usize) -> Result<(), ApiError> {
+        if count == 0 || count > self.config.max_ids {
+            return Err(ApiError::bad(
+                field,
+                format!("give 1 to {} values, got {count}", self.config.max_ids),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The URL prefix of a project's folder under `/data`.
+    pub fn data_url(&self, project: &Project) -> String {
+        let relative = project
+            .spec
+            .dir
+            .strip_prefix(&self.config.data)
+            .unwrap_or(Path::new(project.id()));
+        let relative = relative.to_string_lossy().replace('\\', "/");
+        if relative.is_empty() {
+            "/data".to_string()
+        } else {
+            format!("/data/{relative}")
+        }
+    }
+}
+
+impl From<WorkerError> for ApiError {
+    fn from(e: WorkerError) -> Self {
+        let kind = match e {
+            WorkerError::Overloaded => ErrorType::Overloaded,
+            WorkerError::Timeout => ErrorType::Timeout,
+            WorkerError::BadRequest(_) => ErrorType::BadRequest,
+            WorkerError::Stopped => ErrorType::Unavailable,
+            WorkerError::Inference(_) => ErrorType::Internal,
+        };
+        ApiError::new(kind, e.to_string())
+    }
+}
+
+/// Writes a cache file atomically (write then rename), off the runtime.
+pub async fn write_cache_file(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), ApiError> {
+    let (dir, name, bytes) = (dir.to_path_buf(), name.to_string(), bytes.to_vec());
+    tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+        std::fs::create_dir_all(&dir)?;
+        let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+        std::fs::write(&tmp, &bytes)?;
+        std::fs::rename(&tmp, dir.join(&name))
+    })
+    .await
+    .map_err(ApiError::internal)?
+    .map_err(ApiError::internal)
+}
+
+/// `/data/*`: static files from the data folder, except gandissect's image cache
+/// (`<project>/cache/img/id/<id>.jpg`), which is generated on first request.
+async fn data_files(
+    State(state): State<Arc<AppState>>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let path = request.uri().path().trim_start_matches("/data").to_string();
+    if let Some((prefix, file)) = path.rsplit_once("/cache/img/id/") {
+        if let Some(project) = state
+            .projects
+            .values()
+            .find(|p| state.data_url(p) == format!("/data{prefix}"))
+        {
+            let id: i64 = file
+                .strip_suffix(".jpg")
+                .and_then(|s| s.parse().ok())
+                .ok_or_else(|| ApiError::not_found("path", "no such cached image"))?;
+            let id = state.check_ids(&[id])?[0];
+            let dir = project.spec.dir.join("cache/img/id");
+            let name = format!("{id}.jpg");
+            if !dir.join(&name).is_file() {
+                let z = latent::z_for_ids(&[id], project.worker.config.z_dim as usize);
+                let output = project
+                    .worker
+                    .render(
+                        RenderJob {
+                            z: vec![z],
+                            edits: Vec::new(),
+                            encoding: Encoding::Jpeg(95),
+                        },
+                        state.config.request_timeout(),
+                    )
+                    .await?;
+                write_cache_file(&dir, &name, &output.images[0]).await?;
+            }
+        }
+    }
+    let (parts, body) = request.into_parts();
+    let mut inner = Request::from_parts(parts, body);
+    *inner.uri_mut() = path
+        .parse()
+        .map_err(|_| ApiError::not_found("path", "bad path"))?;
+    let response = ServeDir::new(&state.config.data)
+        .oneshot(inner)
+        .await
+        .map_err(ApiError::internal)?;
+    Ok(response.map(Body::new))
+}
+
+async fn healthz(State(state): State<Arc<AppState>>) -> Json<serde_json::Value> {
+    Json(
+        serde_json::json!({ "status": "ok", "projects": state.projects.keys().collect::<Vec<_>>() }),
+    )
+}
+
+async fn metrics_text(State(state): State<Arc<AppState>>) -> Response {
+    let queues: Vec<(String, usize)> = state
+        .projects
+        .iter()
+        .map(|(id, p)| (id.clone(), p.worker.queue_depth()))
+        .collect();
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics.render(&queues),
+    )
+        .into_response()
+}
+
+async fn openapi() -> Json<utoipa::openapi::OpenApi> {
+    use utoipa::OpenApi;
+    Json(native::ApiDoc::openapi())
+}
+
+/// Counts requests and their latency per matched route (unmatched paths count as one).
+async fn track(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched", |m| m.as_str())
+        .to_string();
+    let method = request.method().clone();
+    let response = next.run(request).await;
+    state.metrics.request(
+        method.as_str(),
+        &route,
+        response.status().as_u16(),
+        started.elapsed().as_secs_f64(),
+    );
+    response
+}
+
+async fn not_found() -> ApiError {
+    ApiError::not_found("path", "no such API route")
+}
+
+/// The whole application; kept apart from `serve` so tests can drive it in-process.
+pub fn app(state: Arc<AppState>) -> Router {
+    let api = Router::new()
+        .route("/api/all_projects", get(compat::all_projects))
+        .route("/api/layers", get(compat::layers))
+        .route("/api/units", get(compat::units))
+        .route("/api/rankings", get(compat::rankings))
+        .route("/api/levels", get(compat::levels))
+        .route("/api/channels", get(compat::channels))
+        .route("/api/generate", post(compat::generate))
+        .route("/api/features", post(compat::features))
+        .route("/api/featuremaps", post(compat::featuremaps))
+        .route("/api/v1/projects", get(native::projects))
+        .route("/api/v1/generate", post(native::generate))
+        .route("/api/v1/paint", post(native::paint))
+        .route("/api/openapi.json", get(openapi))
+        .route("/api/{*rest}", get(not_found).post(not_found))
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics_text))
+        .route("/data/{*path}", get(data_files));
+    let client = ServeDir::new(&state.config.client);
+    api.nest_service("/client", client.clone())
+        .fallback_service(client)
+        .layer(middleware::from_fn_with_state(state.clone(), track))
+        .layer(axum::extract::DefaultBodyLimit::max(
+            state.config.max_body_bytes,
+        ))
+        .layer(
+            CorsLayer::new()
+                .allow_origin(Any)
+                .allow_methods([Method::GET, Method::POST, Method::OPTIONS])
+                .allow_headers([header::CONTENT_TYPE]),
+        )
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+/// Loads every project, then binds and serves until SIGTERM or Ctrl-C, finishing
+/// in-flight requests.
+pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
+    let address: SocketAddr = format!("{}:{}", config.address, config.port)
+        .parse()
+        .map_err(|e| anyhow::anyhow!("--address/--port: {e}"))?;
+    let state = Arc::new(tokio::task::block_in_place(|| AppState::load(config))?);
+    let listener = tokio::net::TcpListener::bind(address).await?;
+    tracing::info!(%address, projects = state.projects.len(), "listening");
+    axum::serve(listener, app(state))
+        .with_graceful_shutdown(shutdown_signal())
+        .await?;
+    tracing::info!("shut down");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        if let Ok(mut signal) =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
+            signal.recv().await;
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = terminate => {},
+    }
+    tracing::info!("shutdown signal received; finishing in-flight requests");
+}

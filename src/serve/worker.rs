@@ -1,0 +1,587 @@
+//! The inference worker: one `std::thread` per project owns its generator and runs every
+//! forward pass; nothing model-related happens on the async runtime.
+//!
+//! Requests arrive on a bounded queue as plain data (z values, unit edits, decoded mask
+//! pixels; no tensors cross threads). The worker takes the first waiting job, then gathers
+//! more for up to `max_wait` or `max_batch` images, drops jobs whose client has gone or
+//! whose deadline has passed, and renders them all in one batched forward pass with
+//! per-image edit planes. Images are encoded (PNG or JPEG) here too, off the runtime.
+//! A full queue is answered at once with Overloaded (HTTP 503 + Retry-After), so memory
+//! stays bounded.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tch::{Device, Kind, Tensor};
+use tokio::sync::oneshot;
+
+use crate::edit::{self, EditPlanes, Pooling, ResolvedStroke, StrokeMode, UnitEdit};
+use crate::imageio;
+use crate::model::{ProgGan, ProgGanConfig};
+
+/// Errors the worker reports; `Clone` so one failure can answer a whole batch.
+#[derive(Clone, Debug, thiserror::Error)]
+pub enum WorkerError {
+    #[error("the request queue is full")]
+    Overloaded,
+    #[error("the request waited past its deadline")]
+    Timeout,
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("inference failed: {0}")]
+    Inference(String),
+    #[error("the model worker has stopped")]
+    Stopped,
+}
+
+impl From<edit::EditError> for WorkerError {
+    fn from(e: edit::EditError) -> Self {
+        match e {
+            edit::EditError::UnitOutOfRange { .. }
+            | edit::EditError::BadMask(_)
+            | edit::EditError::UnknownConcept { .. } => WorkerError::BadRequest(e.to_string()),
+            other => WorkerError::Inference(other.to_string()),
+        }
+    }
+}
+
+impl From<crate::model::ModelError> for WorkerError {
+    fn from(e: crate::model::ModelError) -> Self {
+        WorkerError::Inference(e.to_string())
+    }
+}
+
+impl From<tch::TchError> for WorkerError {
+    fn from(e: tch::TchError) -> Self {
+        WorkerError::Inference(e.to_string())
+    }
+}
+
+impl From<imageio::ImageError> for WorkerError {
+    fn from(e: imageio::ImageError) -> Self {
+        WorkerError::Inference(e.to_string())
+    }
+}
+
+/// A decoded mask: `h × w` values in [0, 1], row-major.
+#[derive(Clone, Debug)]
+pub struct MaskData {
+    pub height: i64,
+    pub width: i64,
+    pub values: Vec<f32>,
+}
+
+impl MaskData {
+    pub fn from_tensor(mask: &Tensor) -> Self {
+        let size = mask.size();
+        let values =
+            Vec::<f32>::try_from(mask.to_kind(Kind::Float).flatten(0, -1)).unwrap_or_default();
+        MaskData {
+            height: size[0],
+            width: size[1],
+            values,
+        }
+    }
+
+    fn to_tensor(&self) -> Tensor {
+        Tensor::from_slice(&self.values).view([self.height, self.width])
+    }
+}
+
+/// One gandissect intervention.
+#[derive(Clone, Debug)]
+pub struct InterventionSpec {
+    pub edits: Vec<UnitEdit>,
+    pub mask: Option<MaskData>,
+    pub pooling: Pooling,
+}
+
+/// One paint stroke, already resolved to units and levels.
+#[derive(Clone, Debug)]
+pub struct StrokeSpec {
+    pub units: Vec<i64>,
+    pub levels: Vec<f32>,
+    pub mode: StrokeMode,
+    pub strength: f32,
+    pub mask: MaskData,
+}
+
+/// The edit of one layer, in either vocabulary.
+#[derive(Clone, Debug)]
+pub enum LayerEdit {
+    Interventions {
+        layer: String,
+        list: Vec<InterventionSpec>,
+    },
+    Strokes {
+        layer: String,
+        strokes: Vec<StrokeSpec>,
+    },
+}
+
+impl LayerEdit {
+    fn layer(&self) -> &str {
+        match self {
+            LayerEdit::Interventions { layer, .. } | LayerEdit::Strokes { layer, .. } => layer,
+        }
+    }
+
+    fn planes(&self, model: &ProgGan, device: Device) -> Result<EditPlanes, WorkerError> {
+        let shape = model.layer_shape(self.layer())?;
+        match self {
+            LayerEdit::Interventions { layer, list } => {
+                let mut planes = EditPlanes::empty(shape, device);
+                for item in list {
+                    let mask = item.mask.as_ref().map(MaskData::to_tensor);
+                    let new = edit::intervention_planes(
+                        layer,
+                        shape,
+                        &item.edits,
+                        mask.as_ref(),
+                        item.pooling,
+                        device,
+                    )?;
+                    planes.over(&new)?;
+                }
+                Ok(planes)
+            }
+            LayerEdit::Strokes { layer, strokes } => {
+                let resolved: Vec<ResolvedStroke> = strokes
+                    .iter()
+                    .map(|s| ResolvedStroke {
+                        units: s.units.clone(),
+                        levels: s.levels.clone(),
+                        mode: s.mode,
+                        strength: s.strength,
+                        mask: s.mask.to_tensor(),
+                    })
+                    .collect();
+                Ok(edit::paint_planes(layer, shape, &resolved, device)?)
+            }
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Encoding {
+    Png,
+    Jpeg(u8),
+}
+
+/// Render `z` (one row per image) with `edits` applied to every image of the job.
+pub struct RenderJob {
+    pub z: Vec<Vec<f32>>,
+    pub edits: Vec<LayerEdit>,
+    pub encoding: Encoding,
+}
+
+pub struct RenderOutput {
+    /// Encoded images, in the job's order.
+    pub images: Vec<Vec<u8>>,
+    /// Seconds spent in the forward pass of the batch this job rode in.
+    pub forward_seconds: f64,
+    pub encode_seconds: f64,
+    pub batch_images: usize,
+}
+
+/// Activation statistics and maps for `/api/features` and `/api/featuremaps`.
+pub struct ActivationJob {
+    pub z: Vec<Vec<f32>>,
+    pub edits: Vec<LayerEdit>,
+    pub layers: Vec<String>,
+}
+
+/// Per layer: activations `[N, C, H, W]` as f32, row-major.
+pub struct ActivationOutput {
+    pub layers: Vec<(String, [i64; 4], Vec<f32>)>,
+}
+
+pub enum WorkerCommand {
+    Render {
+        job: RenderJob,
+        deadline: Instant,
+        span: tracing::Span,
+        tx: oneshot::Sender<Result<RenderOutput, WorkerError>>,
+    },
+    Activations {
+        job: ActivationJob,
+        deadline: Instant,
+        span: tracing::Span,
+        tx: oneshot::Sender<Result<ActivationOutput, WorkerError>>,
+    },
+}
+
+impl WorkerCommand {
+    fn is_abandoned(&self) -> bool {
+        match self {
+            WorkerCommand::Render { tx, .. } => tx.is_closed(),
+            WorkerCommand::Activations { tx, .. } => tx.is_closed(),
+        }
+    }
+
+    fn deadline(&self) -> Instant {
+        match self {
+            WorkerCommand::Render { deadline, .. }
+            | WorkerCommand::Activations { deadline, .. } => *deadline,
+        }
+    }
+
+    fn fail(self, error: WorkerError) {
+        match self {
+            WorkerCommand::Render { tx, .. } => {
+                let _ = tx.send(Err(error));
+            }
+            WorkerCommand::Activations { tx, .. } => {
+                let _ = tx.send(Err(error));
+            }
+        }
+    }
+
+    fn images(&self) -> usize {
+        match self {
+            WorkerCommand::Render { job, .. } => job.z.len(),
+            WorkerCommand::Activations { job, .. } => job.z.len(),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct BatchConfig {
+    /// Most images in one forward pass.
+    pub max_batch: usize,
+    /// How long the first job of a batch waits for company.
+    pub max_wait: Duration,
+    /// Jobs waiting beyond this are refused with Overloaded.
+    pub queue_depth: usize,
+}
+
+/// Observations the server exports as metrics.
+pub trait WorkerObserver: Send + Sync {
+    fn batch(&self, images: usize, seconds: f64);
+}
+
+/// The handle the HTTP side holds: a bounded sender plus the model's shape facts.
+#[derive(Clone)]
+pub struct WorkerHandle {
+    tx: SyncSender<WorkerCommand>,
+    queued: Arc<AtomicUsize>,
+    pub config: ProgGanConfig,
+    pub device: Device,
+}
+
+impl WorkerHandle {
+    /// Loads the generator on a new thread, runs one warm-up pass, and returns once it is
+    /// ready (or failed to load).
+    pub fn spawn(
+        name: String,
+        load: impl FnOnce() -> Result<ProgGan, crate::model::ModelError> + Send + 'static,
+        batch: BatchConfig,
+        observer: Arc<dyn WorkerObserver>,
+    ) -> Result<WorkerHandle, crate::model::ModelError> {
+        let (tx, rx) = sync_channel::<WorkerCommand>(batch.queue_depth);
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let queued = Arc::new(AtomicUsize::new(0));
+        let queued_worker = queued.clone();
+        std::thread::Builder::new()
+            .name(format!("worker-{name}"))
+            .spawn(move || {
+                // Grad mode is per thread: this thread only ever does inference.
+                let _no_grad = tch::no_grad_guard();
+                let model = match load() {
+                    Ok(model) => model,
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e));
+                        return;
+                    }
+                };
+                let warm = Tensor::zeros([1, model.z_dim()], (Kind::Float, model.device()));
+                if let Err(e) = model.forward(&warm) {
+                    let _ = ready_tx.send(Err(e));
+                    return;
+                }
+                let _ = ready_tx.send(Ok((model.config().clone(), model.device())));
+                run_loop(&model, rx, batch, &queued_worker, observer.as_ref());
+            })
+            .expect("spawn worker thread");
+        let (config, device) = ready_rx.recv().map_err(|_| {
+            crate::model::ModelError::NotAProgGan("worker died while loading".into())
+        })??;
+        Ok(WorkerHandle {
+            tx,
+            queued,
+            config,
+            device,
+        })
+    }
+
+    pub fn queue_depth(&self) -> usize {
+        self.queued.load(Ordering::Relaxed)
+    }
+
+    fn submit(&self, command: WorkerCommand) -> Result<(), WorkerError> {
+        self.queued.fetch_add(1, Ordering::Relaxed);
+        match self.tx.try_send(command) {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                self.queued.fetch_sub(1, Ordering::Relaxed);
+                Err(match e {
+                    TrySendError::Full(_) => WorkerError::Overloaded,
+                    TrySendError::Disconnected(_) => WorkerError::Stopped,
+                })
+            }
+        }
+    }
+
+    pub async fn render(
+        &self,
+        job: RenderJob,
+        timeout: Duration,
+    ) -> Result<RenderOutput, WorkerError> {
+        let (tx, rx) = oneshot::channel();
+        let deadline = Instant::now() + timeout;
+        self.submit(WorkerCommand::Render {
+            job,
+            deadline,
+            span: tracing::Span::current(),
+            tx,
+        })?;
+        match tokio::time::timeout(timeout, rx).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err(WorkerError::Stopped),
+            Err(_) => Err(WorkerError::Timeout),
+        }
+    }
+
+    pub async fn activations(
+        &self,
+        job: ActivationJob,
+        timeout: Duration,
+    ) -> Result<ActivationOutput, WorkerError> {
+        let (tx, rx) = oneshot::channel();
+        let deadline = Instant::now() + timeout;
+        self.submit(WorkerCommand::Activations {
+            job,
+            deadline,
+            span: tracing::Span::current(),
+            tx,
+        })?;
+        match tokio::time::timeout(timeout, rx).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err(WorkerError::Stopped),
+            Err(_) => Err(WorkerError::Timeout),
+        }
+    }
+}
+
+fn run_loop(
+    model: &ProgGan,
+    rx: Receiver<WorkerCommand>,
+    config: BatchConfig,
+    queued: &AtomicUsize,
+    observer: &dyn WorkerObserver,
+) {
+    while let Ok(first) = rx.recv() {
+        queued.fetch_sub(1, Ordering::Relaxed);
+        let mut batch = vec![first];
+        let mut images = batch[0].images();
+        let gather_until = Instant::now() + config.max_wait;
+        while images < config.max_batch {
+            let now = Instant::now();
+            if now >= gather_until {
+                break;
+            }
+            match rx.recv_timeout(gather_until - now) {
+                Ok(command) => {
+                    queued.fetch_sub(1, Ordering::Relaxed);
+                    images += command.images();
+                    batch.push(command);
+                }
+                Err(RecvTimeoutError::Timeout) => break,
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+        }
+        let now = Instant::now();
+        let mut renders = Vec::new();
+        for command in batch {
+            if command.is_abandoned() {
+                continue; // the user already painted again
+            }
+            if command.deadline() <= now {
+                command.fail(WorkerError::Timeout);
+                continue;
+            }
+            match command {
+                WorkerCommand::Render { job, span, tx, .. } => renders.push((job, span, tx)),
+                WorkerCommand::Activations { job, span, tx, .. } => {
+                    let _entered = span.enter();
+                    let _ = tx.send(activations(model, &job));
+                }
+            }
+        }
+        if !renders.is_empty() {
+            render_batch(model, renders, observer);
+        }
+    }
+}
+
+type PendingRender = (
+    RenderJob,
+    tracing::Span,
+    oneshot::Sender<Result<RenderOutput, WorkerError>>,
+);
+
+fn z_tensor(model: &ProgGan, rows: &[&Vec<f32>]) -> Result<Tensor, WorkerError> {
+    let dim = model.z_dim();
+    let mut flat = Vec::with_capacity(rows.len() * dim as usize);
+    for row in rows {
+        if row.len() as i64 != dim {
+            return Err(WorkerError::BadRequest(format!(
+                "z has {} values; this model's z has {dim}",
+                row.len()
+            )));
+        }
+        flat.extend_from_slice(row);
+    }
+    Ok(Tensor::f_from_slice(&flat)?
+        .f_view([rows.len() as i64, dim])?
+        .f_to_device(model.device())?)
+}
+
+/// Builds each job's planes, then stacks them per layer into `[N, C, H, W]` (identity
+/// planes for images whose job does not edit that layer). A job whose edits are invalid
+/// is answered alone and left out.
+fn render_batch(model: &ProgGan, renders: Vec<PendingRender>, observer: &dyn WorkerObserver) {
+    let device = model.device();
+    let mut accepted = Vec::new();
+    for (job, span, tx) in renders {
+        let planes: Result<Vec<(String, EditPlanes)>, WorkerError> = job
+            .edits
+            .iter()
+            .map(|e| Ok((e.layer().to_string(), e.planes(model, device)?)))
+            .collect();
+        match planes {
+            Ok(planes) => accepted.push((job, span, tx, planes)),
+            Err(e) => {
+                let _ = tx.send(Err(e));
+            }
+        }
+    }
+    if accepted.is_empty() {
+        return;
+    }
+    let started = Instant::now();
+    let result = (|| -> Result<Vec<Vec<u8>>, WorkerError> {
+        let rows: Vec<&Vec<f32>> = accepted.iter().flat_map(|(job, ..)| job.z.iter()).collect();
+        let z = z_tensor(model, &rows)?;
+        let mut layers: Vec<String> = accepted
+            .iter()
+            .flat_map(|(.., planes)| planes.iter().map(|(l, _)| l.clone()))
+            .collect();
+        layers.sort();
+        layers.dedup();
+        let mut stacked = Vec::new();
+        for layer in layers {
+            let shape = model.layer_shape(&layer)?;
+            let mut alphas = Vec::new();
+            let mut values = Vec::new();
+            for (job, _, _, planes) in &accepted {
+                let own = planes.iter().find(|(l, _)| *l == layer).map(|(_, p)| p);
+                let identity;
+                let p = match own {
+                    Some(p) => p,
+                    None => {
+                        identity = EditPlanes::empty(shape, device);
+                        &identity
+                    }
+                };
+                for _ in 0..job.z.len() {
+                    alphas.push(p.alpha.shallow_clone());
+                    values.push(p.value.shallow_clone());
+                }
+            }
+            stacked.push((
+                layer,
+                EditPlanes {
+                    alpha: Tensor::f_stack(&alphas, 0)?,
+                    value: Tensor::f_stack(&values, 0)?,
+                },
+            ));
+        }
+        let images = edit::render(model, &z, &stacked)?;
+        let rgb = imageio::to_rgb_images(&images)?;
+        Ok(rgb.into_iter().map(|i| i.into_raw()).collect())
+    })();
+    let forward_seconds = started.elapsed().as_secs_f64();
+    let total_images: usize = accepted.iter().map(|(job, ..)| job.z.len()).sum();
+    observer.batch(total_images, forward_seconds);
+    let resolution = model.resolution() as u32;
+    match result {
+        Err(e) => {
+            for (_, _, tx, _) in accepted {
+                let _ = tx.send(Err(e.clone()));
+            }
+        }
+        Ok(raw) => {
+            let mut raw = raw.into_iter();
+            for (job, span, tx, _) in accepted {
+                let _entered = span.enter();
+                let encode_started = Instant::now();
+                let encoded: Result<Vec<Vec<u8>>, WorkerError> = (0..job.z.len())
+                    .map(|_| {
+                        let pixels = raw.next().expect("one image per z row");
+                        let image = image::RgbImage::from_raw(resolution, resolution, pixels)
+                            .expect("sized by the model");
+                        Ok(match job.encoding {
+                            Encoding::Png => imageio::encode_png(&image)?,
+                            Encoding::Jpeg(quality) => imageio::encode_jpeg(&image, quality)?,
+                        })
+                    })
+                    .collect();
+                let _ = tx.send(encoded.map(|images| RenderOutput {
+                    images,
+                    forward_seconds,
+                    encode_seconds: encode_started.elapsed().as_secs_f64(),
+                    batch_images: total_images,
+                }));
+            }
+        }
+    }
+}
+
+fn activations(model: &ProgGan, job: &ActivationJob) -> Result<ActivationOutput, WorkerError> {
+    let device = model.device();
+    let rows: Vec<&Vec<f32>> = job.z.iter().collect();
+    let z = z_tensor(model, &rows)?;
+    let planes: Vec<(String, EditPlanes)> = job
+        .edits
+        .iter()
+        .map(|e| Ok((e.layer().to_string(), e.planes(model, device)?)))
+        .collect::<Result<_, WorkerError>>()?;
+    let mut layers = Vec::new();
+    for layer in &job.layers {
+        // Activations as the edited model computes them at that layer.
+        let index = model.layer_index(layer)?;
+        let earlier: Vec<(String, EditPlanes)> = planes
+            .iter()
+            .filter(|(l, _)| model.layer_index(l).map(|i| i <= index).unwrap_or(false))
+            .map(|(l, p)| {
+                (
+                    l.clone(),
+                    EditPlanes {
+                        alpha: p.alpha.shallow_clone(),
+                        value: p.value.shallow_clone(),
+                    },
+                )
+            })
+            .collect();
+        let acts = edit::features_with_edits(model, &z, layer, &earlier)?
+            .f_to_kind(Kind::Float)?
+            .f_to_device(Device::Cpu)?;
+        let size = acts.size();
+        let values = Vec::<f32>::try_from(acts.f_flatten(0, -1)?)?;
+        layers.push((layer.clone(), [size[0], size[1], size[2], size[3]], values));
+    }
+    Ok(ActivationOutput { layers })
+}

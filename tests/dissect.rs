@@ -1,0 +1,312 @@
+//! End-to-end: `ganpaint dissect` (single and sharded two-round runs), `dissect merge` and
+//! `eval-edits`, on a tiny random generator (16², layer4 = 16×8×8) and an untrained demo
+//! segmenter, both written to a temporary folder.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use ganpaint::model::{latent, ProgGan, ProgGanConfig};
+use ganpaint::segment::demo::DemoSegmenter;
+use ganpaint::segment::Segmenter;
+use serde_json::Value;
+use tch::{Device, Kind, Tensor};
+
+struct Fixture {
+    dir: PathBuf,
+    model: PathBuf,
+    segmenter: PathBuf,
+}
+
+impl Fixture {
+    fn new(name: &str) -> Self {
+        let dir =
+            std::env::temp_dir().join(format!("ganpaint-dissect-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        tch::manual_seed(11);
+        let model = dir.join("generator.safetensors");
+        tiny_model().save_safetensors(&model).unwrap();
+        let segmenter = dir.join("segmenter.safetensors");
+        DemoSegmenter::new(Device::Cpu).save(&segmenter).unwrap();
+        Fixture {
+            dir,
+            model,
+            segmenter,
+        }
+    }
+
+    fn path(&self, name: &str) -> String {
+        self.dir.join(name).display().to_string()
+    }
+
+    /// The flags every run of one dissection shares.
+    fn common(&self, samples: u64) -> Vec<String> {
+        [
+            "--model",
+            &self.model.display().to_string(),
+            "--segmenter",
+            &self.segmenter.display().to_string(),
+            "--samples",
+            &samples.to_string(),
+            "--batch",
+            "2",
+            "--sketch-capacity",
+            "64",
+            "--device",
+            "cpu",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    }
+}
+
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn tiny_model() -> ProgGan {
+    ProgGan::new(
+        ProgGanConfig {
+            z_dim: 16,
+            channels: vec![32, 16, 8],
+        },
+        Device::Cpu,
+    )
+}
+
+/// Runs the binary; returns stdout, failing the test with stderr on error.
+fn ganpaint(args: &[String]) -> String {
+    let output = Command::new(env!("CARGO_BIN_EXE_ganpaint"))
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "ganpaint {} failed:\n{}",
+        args.join(" "),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap()
+}
+
+fn args(parts: &[&str], common: &[String]) -> Vec<String> {
+    parts
+        .iter()
+        .map(|s| s.to_string())
+        .chain(common.iter().cloned())
+        .collect()
+}
+
+fn json(path: &Path) -> Value {
+    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+}
+
+/// The part of stats.json that must not depend on sharding (not timing).
+fn counts_and_top(stats: &Value) -> Vec<(Value, Value)> {
+    stats["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| (l["counts"].clone(), l["top"].clone()))
+        .collect()
+}
+
+#[test]
+fn sharded_two_round_merge_equals_a_single_run_with_the_same_thresholds() {
+    let fx = Fixture::new("shards");
+    let common = fx.common(12);
+    // Round 1: sketches per shard, then merged into thresholds.
+    for i in 0..3 {
+        let out = fx.path(&format!("r1-{i}"));
+        ganpaint(&args(
+            &["dissect", "--shard", &format!("{i}/3"), "--out", &out],
+            &common,
+        ));
+        assert!(Path::new(&out).join("layer4/sketch.bin").exists());
+    }
+    let thresholds = fx.path("thresholds");
+    // Argument order does not matter: merges go in shard order.
+    ganpaint(&args(
+        &[
+            "dissect",
+            "merge",
+            &fx.path("r1-2"),
+            &fx.path("r1-0"),
+            &fx.path("r1-1"),
+            "--out",
+            &thresholds,
+        ],
+        &[],
+    ));
+    assert!(Path::new(&thresholds).join("levels.json").exists());
+    // Round 2: counts per shard against the merged thresholds, then the final merge.
+    for i in 0..3 {
+        let out = fx.path(&format!("r2-{i}"));
+        ganpaint(&args(
+            &[
+                "dissect",
+                "--shard",
+                &format!("{i}/3"),
+                "--thresholds",
+                &thresholds,
+                "--out",
+                &out,
+            ],
+            &common,
+        ));
+        assert!(
+            !Path::new(&out).join("dissect.json").exists(),
+            "a shard is not final"
+        );
+    }
+    let merged = fx.path("merged");
+    ganpaint(&args(
+        &[
+            "dissect",
+            "merge",
+            &fx.path("r2-0"),
+            &fx.path("r2-1"),
+            &fx.path("r2-2"),
+            "--out",
+            &merged,
+            "--device",
+            "cpu",
+        ],
+        &[],
+    ));
+    // A single run with the same thresholds.
+    let single = fx.path("single");
+    let printed = ganpaint(&args(
+        &["dissect", "--thresholds", &thresholds, "--out", &single],
+        &common,
+    ));
+    assert!(printed.contains("ms per sample"), "{printed}");
+
+    let (m, s) = (Path::new(&merged), Path::new(&single));
+    let (m_stats, s_stats) = (json(&m.join("stats.json")), json(&s.join("stats.json")));
+    assert_eq!(counts_and_top(&m_stats), counts_and_top(&s_stats));
+    let counts = &m_stats["layers"][0]["counts"];
+    assert_eq!(counts["samples"], 12);
+    assert_eq!(counts["pixels"], 12 * 16 * 16);
+    let labeled: u64 = counts["labeled"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap())
+        .sum();
+    assert_eq!(labeled, 12 * 16 * 16);
+    assert_eq!(json(&m.join("levels.json")), json(&s.join("levels.json")));
+    let (m_dissect, s_dissect) = (json(&m.join("dissect.json")), json(&s.join("dissect.json")));
+    assert_eq!(m_dissect["layers"], s_dissect["layers"]);
+    assert_eq!(m_dissect["netname"], "merged");
+    assert_eq!(m_dissect["settings"]["samples"], 12);
+    let layer = &m_dissect["layers"][0];
+    assert_eq!(layer["layer"], "layer4");
+    assert_eq!(layer["units"].as_array().unwrap().len(), 16);
+    let rankings = layer["rankings"].as_array().unwrap();
+    assert_eq!(
+        rankings.len(),
+        DemoSegmenter::new(Device::Cpu).labels().len()
+    );
+    assert!(rankings
+        .iter()
+        .all(|r| r["name"].as_str().unwrap().ends_with("-iou") && r["metric"] == "iou"));
+
+    // Every unit has its image, and the report links them.
+    for unit in 0..16 {
+        assert!(
+            m.join(format!("layer4/s-image/{unit}-top.jpg")).exists(),
+            "unit {unit}"
+        );
+    }
+    let html = std::fs::read_to_string(m.join("dissect.html")).unwrap();
+    assert!(html.contains("<svg") && html.contains("layer4/s-image/"));
+}
+
+#[test]
+fn thresholds_are_within_the_reported_bound_of_exact_quantiles() {
+    let fx = Fixture::new("bound");
+    let out = fx.path("single");
+    ganpaint(&args(
+        &["dissect", "--out", &out, "--no-images"],
+        &fx.common(12),
+    ));
+    let levels = json(&Path::new(&out).join("levels.json"));
+    let table = &levels["layer4"];
+    let n = table["values"].as_u64().unwrap();
+    assert_eq!(n, 12 * 64);
+    let bound = (table["threshold_rank_error"].as_f64().unwrap() * n as f64).ceil() as u64;
+    // The exact activations of ids 0..12, as the CLI computed them (same batches of 2).
+    let model = ProgGan::load(&fx.model, Device::Cpu).unwrap();
+    let _guard = tch::no_grad_guard();
+    let batches: Vec<Tensor> = (0..6u64)
+        .map(|b| {
+            let z = latent::z_for_ids(&[2 * b, 2 * b + 1], 16);
+            let z = Tensor::from_slice(&z).view([2, 16]);
+            model.features(&z, "layer4").unwrap()
+        })
+        .collect();
+    let all = Tensor::cat(&batches, 0)
+        .transpose(0, 1)
+        .reshape([16, -1])
+        .to_kind(Kind::Float);
+    let target = (0.99 * n as f64).ceil() as u64;
+    for unit in 0..16 {
+        let values = Vec::<f32>::try_from(all.get(unit)).unwrap();
+        let t = table["thresholds"][unit as usize].as_f64().unwrap() as f32;
+        let below = values.iter().filter(|&&v| v < t).count() as u64;
+        let at_most = values.iter().filter(|&&v| v <= t).count() as u64;
+        assert!(
+            below < target + bound && at_most + bound >= target,
+            "unit {unit}: t = {t}, true ranks [{below}, {at_most}], target {target}, bound {bound}"
+        );
+    }
+}
+
+#[test]
+fn eval_edits_prints_one_json_line_with_the_figures_per_concept() {
+    let fx = Fixture::new("edits");
+    let project = fx.path("project");
+    ganpaint(&args(
+        &["dissect", "--out", &project, "--no-images"],
+        &fx.common(8),
+    ));
+    let printed = ganpaint(
+        &[
+            "eval-edits",
+            "--project",
+            &project,
+            "--samples",
+            "4",
+            "--units",
+            "3",
+            "--batch",
+            "2",
+            "--concepts",
+            "sky,tree",
+            "--device",
+            "cpu",
+        ]
+        .map(String::from),
+    );
+    let last = printed.lines().last().unwrap();
+    let report: Value = serde_json::from_str(last).unwrap();
+    let concepts = report["concepts"].as_object().unwrap();
+    assert_eq!(concepts.keys().collect::<Vec<_>>(), vec!["sky", "tree"]);
+    for (concept, figures) in concepts {
+        for key in ["draw_gain", "remove_cut", "far_change", "samples"] {
+            assert!(figures.get(key).is_some(), "{concept} lacks {key}: {last}");
+        }
+        assert_eq!(figures["samples"], 4);
+        let far = figures["far_change"].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&far));
+    }
+    assert!(
+        printed.lines().next().unwrap().contains("concept"),
+        "a table comes first"
+    );
+}
