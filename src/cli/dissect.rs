@@ -522,13 +522,7 @@ fn run_merge(args: MergeArgs) -> anyhow::Result<()> {
                     args.out.display()
                 );
             } else {
-                println!(
-                    "merged shards {:?} of {} (missing {:?}) into {}",
-                    coverage.done,
-                    coverage.count,
-                    coverage.missing(),
-                    args.out.display()
-                );
+                print_partial(&coverage, &args.out);
             }
             Ok(())
         }
@@ -587,17 +581,22 @@ fn run_merge(args: MergeArgs) -> anyhow::Result<()> {
                 finish(&args.out, &name, &merged, model.as_ref())
             } else {
                 merged.write(&args.out)?;
-                println!(
-                    "merged shards {:?} of {} (missing {:?}) into {}",
-                    coverage.done,
-                    coverage.count,
-                    coverage.missing(),
-                    args.out.display()
-                );
+                print_partial(&coverage, &args.out);
                 Ok(())
             }
         }
     }
+}
+
+/// Reports a merge that does not cover every shard yet.
+fn print_partial(coverage: &Coverage, out: &Path) {
+    println!(
+        "merged shards {:?} of {} (missing {:?}) into {}",
+        coverage.done,
+        coverage.count,
+        coverage.missing(),
+        out.display()
+    );
 }
 
 #[cfg(test)]

@@ -25,7 +25,7 @@
 use std::collections::BTreeMap;
 
 use serde::Serialize;
-use tch::{Device, Kind, Tensor};
+use tch::Tensor;
 
 use super::collect::{latents, segment_images};
 use super::output::ProjectLayer;
@@ -153,15 +153,6 @@ fn stroke_mask(region: Region, grid: (i64, i64), side: i64) -> Result<Tensor, Di
     Ok(Tensor::f_from_slice(&values)?.f_view([side, side])?)
 }
 
-fn to_i64_vec(t: &Tensor) -> Result<Vec<i64>, DissectError> {
-    let flat = t
-        .f_to_device(Device::Cpu)?
-        .f_to_kind(Kind::Int64)?
-        .f_contiguous()?
-        .f_view([-1])?;
-    Ok(Vec::<i64>::try_from(&flat)?)
-}
-
 #[derive(Default)]
 struct Tally {
     draw_samples: u64,
@@ -234,7 +225,7 @@ impl EditEval<'_> {
         };
         let edited = planes.apply(features)?;
         let image = self.generator.forward_from(layer, &edited)?;
-        to_i64_vec(&segment_images(self.segmenter, &image, device)?)
+        super::stats::to_i64_vec(&segment_images(self.segmenter, &image, device)?)
     }
 
     pub fn run(&self, progress: &mut dyn FnMut(u64)) -> Result<EditReport, DissectError> {
@@ -269,7 +260,7 @@ impl EditEval<'_> {
             let seg_size = seg.size();
             let (sh, sw) = (seg_size[1], seg_size[2]);
             let per = (sh * sw) as usize;
-            let before = to_i64_vec(&seg)?;
+            let before = super::stats::to_i64_vec(&seg)?;
             let zone_maps: Vec<Vec<u8>> =
                 regions.iter().map(|&r| zones(r, grid, (sh, sw))).collect();
             let masks: Vec<Tensor> = regions
@@ -369,6 +360,7 @@ impl EditEval<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tch::Kind;
 
     #[test]
     fn regions_fit_the_grid_and_are_deterministic() {

@@ -80,9 +80,12 @@
 //!   report.
 //!
 //! [`output::read_project`] reads a folder back for the server and `eval-edits`.
+//! [`npz`] reads GAN Dissection's own per-layer sketches (`<layer>/quantiles.npz`), which
+//! `read_project` uses for a layer that `levels.json` lacks.
 
 pub mod causal;
 pub mod collect;
+pub mod npz;
 pub mod output;
 pub mod quantile;
 pub mod report;

@@ -523,7 +523,11 @@ struct RawRanking {
     score: Vec<Option<f64>>,
 }
 
-/// Reads `dir/dissect.json` and, when present, `dir/levels.json`.
+/// Reads `dir/dissect.json` and, when present, `dir/levels.json`. A layer that
+/// `levels.json` lacks (or every layer, without one) takes its levels from GAN
+/// Dissection's sketch `dir/<layer>/quantiles.npz` when there is one
+/// ([`npz::read_gandissect_quantiles`](super::npz::read_gandissect_quantiles)), and
+/// otherwise from each unit's one `level` in `dissect.json`.
 pub fn read_project(dir: &Path) -> Result<Project, DissectError> {
     let raw: RawProject = read_json(&dir.join(DISSECT_FILE), "dissect.json")?;
     let levels_path = dir.join(LEVELS_FILE);
@@ -568,24 +572,45 @@ pub fn read_project(dir: &Path) -> Result<Project, DissectError> {
             .collect();
         let levels = match tables.remove(&layer.layer) {
             Some(table) => table,
-            None => {
-                let rows: Vec<Vec<f32>> = layer
-                    .units
-                    .iter()
-                    .map(|u| vec![u.level.unwrap_or(f32::NAN)])
-                    .collect();
-                LevelTable {
-                    quantiles: vec![fallback_quantile],
-                    thresholds: rows.iter().map(|r| r[0]).collect(),
-                    levels: rows,
-                    threshold_quantile: fallback_quantile,
-                    grid_quantiles: Vec::new(),
-                    grid_levels: Vec::new(),
-                    rank_error: f64::NAN,
-                    threshold_rank_error: f64::NAN,
-                    values: 0,
+            // A GAN Dissection folder: the layer's quantile sketch gives full levels.
+            None => match super::npz::gandissect_quantiles_path(dir, &layer.layer)
+                .filter(|p| p.is_file())
+            {
+                Some(npz_path) => {
+                    let table = super::npz::read_gandissect_quantiles(&npz_path)?;
+                    if table.levels.len() != units {
+                        return Err(DissectError::Format {
+                            path: npz_path.display().to_string(),
+                            what: super::npz::QUANTILES_WHAT.into(),
+                            detail: format!(
+                                "{} units, but dissect.json lists {units} for layer `{}`",
+                                table.levels.len(),
+                                layer.layer
+                            ),
+                        });
+                    }
+                    table
                 }
-            }
+                // Otherwise each unit's one `level` from dissect.json.
+                None => {
+                    let rows: Vec<Vec<f32>> = layer
+                        .units
+                        .iter()
+                        .map(|u| vec![u.level.unwrap_or(f32::NAN)])
+                        .collect();
+                    LevelTable {
+                        quantiles: vec![fallback_quantile],
+                        thresholds: rows.iter().map(|r| r[0]).collect(),
+                        levels: rows,
+                        threshold_quantile: fallback_quantile,
+                        grid_quantiles: Vec::new(),
+                        grid_levels: Vec::new(),
+                        rank_error: f64::NAN,
+                        threshold_rank_error: f64::NAN,
+                        values: 0,
+                    }
+                }
+            },
         };
         if levels.levels.len() != units {
             return Err(DissectError::Format {

@@ -179,7 +179,7 @@ impl LayerCounts {
                 .f_bincount(None::<Tensor>, concepts)?;
             add_into(&mut self.activated, &activated)?;
             add_into(&mut self.labeled, &labeled)?;
-            let flat = to_i64(&intersection)?;
+            let flat = to_i64_vec(&intersection)?;
             for (row, values) in self
                 .intersection
                 .iter_mut()
@@ -227,7 +227,8 @@ impl LayerCounts {
     }
 }
 
-fn to_i64(t: &Tensor) -> Result<Vec<i64>, DissectError> {
+/// Any tensor as a flat `Vec<i64>` on the CPU.
+pub fn to_i64_vec(t: &Tensor) -> Result<Vec<i64>, DissectError> {
     let flat = t
         .f_to_device(Device::Cpu)?
         .f_to_kind(Kind::Int64)?
@@ -237,7 +238,7 @@ fn to_i64(t: &Tensor) -> Result<Vec<i64>, DissectError> {
 }
 
 fn add_into(acc: &mut [u64], t: &Tensor) -> Result<(), DissectError> {
-    for (a, v) in acc.iter_mut().zip(to_i64(t)?) {
+    for (a, v) in acc.iter_mut().zip(to_i64_vec(t)?) {
         *a += v as u64;
     }
     Ok(())

@@ -339,19 +339,13 @@ impl WorkerHandle {
         job: RenderJob,
         timeout: Duration,
     ) -> Result<RenderOutput, WorkerError> {
-        let (tx, rx) = oneshot::channel();
-        let deadline = Instant::now() + timeout;
-        self.submit(WorkerCommand::Render {
+        self.request(timeout, |deadline, span, tx| WorkerCommand::Render {
             job,
             deadline,
-            span: tracing::Span::current(),
+            span,
             tx,
-        })?;
-        match tokio::time::timeout(timeout, rx).await {
-            Ok(Ok(result)) => result,
-            Ok(Err(_)) => Err(WorkerError::Stopped),
-            Err(_) => Err(WorkerError::Timeout),
-        }
+        })
+        .await
     }
 
     pub async fn activations(
@@ -359,14 +353,32 @@ impl WorkerHandle {
         job: ActivationJob,
         timeout: Duration,
     ) -> Result<ActivationOutput, WorkerError> {
-        let (tx, rx) = oneshot::channel();
-        let deadline = Instant::now() + timeout;
-        self.submit(WorkerCommand::Activations {
+        self.request(timeout, |deadline, span, tx| WorkerCommand::Activations {
             job,
             deadline,
-            span: tracing::Span::current(),
+            span,
             tx,
-        })?;
+        })
+        .await
+    }
+
+    /// Queues a command built around a fresh reply channel and waits for the answer, at
+    /// most `timeout` (the worker also drops the command once its deadline has passed).
+    async fn request<T>(
+        &self,
+        timeout: Duration,
+        command: impl FnOnce(
+            Instant,
+            tracing::Span,
+            oneshot::Sender<Result<T, WorkerError>>,
+        ) -> WorkerCommand,
+    ) -> Result<T, WorkerError> {
+        let (tx, rx) = oneshot::channel();
+        self.submit(command(
+            Instant::now() + timeout,
+            tracing::Span::current(),
+            tx,
+        ))?;
         match tokio::time::timeout(timeout, rx).await {
             Ok(Ok(result)) => result,
             Ok(Err(_)) => Err(WorkerError::Stopped),
