@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
-# Command B: set up (idempotent), then run every test.
+# Command B: set up (idempotent), then run every test: Rust unit and end-to-end tests,
+# then the browser tests of the bundled UI against the bundled demo project.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 "$GANPAINT_ROOT/scripts/setup.sh"
 cd "$GANPAINT_ROOT"
 echo "== cargo test (release profile, shared with the server build)"
 cargo test --release
+echo "== browser tests"
+"$GANPAINT_ROOT/scripts/e2e.sh"
