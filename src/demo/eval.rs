@@ -14,7 +14,7 @@ use serde::Serialize;
 use tch::{Device, Kind, Tensor};
 
 use super::data::{heldout_seed, render_batch};
-use crate::model::{latent, ProgGan};
+use crate::model::ProgGan;
 use crate::segment::Segmenter;
 
 #[derive(Debug, Default, Serialize, Clone, Copy)]
@@ -109,14 +109,11 @@ impl EvalDemo<'_> {
         let mut rendered = ShareStats::new(classes);
         let bar = crate::cli::progress_bar(self.samples, "eval realism");
         let ids: Vec<u64> = (0..self.samples).collect();
-        let dim = self.generator.z_dim();
         let _guard = tch::no_grad_guard();
         let mut first_generated = Vec::new();
         let mut first_rendered = Vec::new();
         for chunk in ids.chunks(50) {
-            let z = Tensor::from_slice(&latent::z_for_ids(chunk, dim as usize))
-                .view([chunk.len() as i64, dim])
-                .to_device(self.generator.device());
+            let z = self.generator.z_for_ids(chunk)?;
             let images = self.generator.forward(&z)?.to_device(Device::Cpu);
             generated.add(&self.segmenter.segment(&images)?.to_device(Device::Cpu));
             let seeds: Vec<u64> = chunk.iter().map(|&i| heldout_seed(1_000_000 + i)).collect();

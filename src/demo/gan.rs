@@ -23,7 +23,7 @@ use tch::{nn, Device, Kind, Tensor};
 
 use super::data::SceneBatches;
 use super::nn::{copy_vars, ema_update, load_vars, Adam, EqLayer};
-use crate::model::{latent, ProgGan, ProgGanConfig};
+use crate::model::{ProgGan, ProgGanConfig};
 
 /// Everything that defines a run; stored in `state.json` so a resume cannot silently
 /// change the recipe.
@@ -385,9 +385,7 @@ impl GanRun {
 pub fn write_sample_grid(g: &ProgGan, path: &Path) -> anyhow::Result<()> {
     let _guard = tch::no_grad_guard();
     let ids: Vec<u64> = (0..64).collect();
-    let z = Tensor::from_slice(&latent::z_for_ids(&ids, g.z_dim() as usize))
-        .view([64, g.z_dim()])
-        .to_device(g.device());
+    let z = g.z_for_ids(&ids)?;
     let images = crate::imageio::to_rgb_images(&g.forward(&z)?)?;
     crate::imageio::write_png(&crate::imageio::grid(&images, 8), path)?;
     Ok(())

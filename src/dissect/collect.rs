@@ -7,16 +7,12 @@ use tch::{Device, Kind, Tensor};
 use super::quantile::QuantileSketch;
 use super::stats::{to_f32_vec, LayerCounts, TopSamples};
 use super::{DissectError, Settings, Shard, TOP_SAMPLES};
-use crate::model::{latent, ProgGan};
+use crate::model::ProgGan;
 use crate::segment::Segmenter;
 
 /// z for image ids: `[N, D]` f32 on the model's device.
 pub fn latents(model: &ProgGan, ids: &[u64]) -> Result<Tensor, DissectError> {
-    let dim = model.z_dim();
-    let z = latent::z_for_ids(ids, dim as usize);
-    Ok(Tensor::f_from_slice(&z)?
-        .f_view([ids.len() as i64, dim])?
-        .f_to_device(model.device())?)
+    Ok(model.z_for_ids(ids)?)
 }
 
 /// Runs the generator once and returns the activations of `layers` (in the order given)

@@ -384,6 +384,15 @@ impl ProgGan {
             })
     }
 
+    /// GAN Dissection's z for image ids (see [`super::latent::z_for_ids`]): `[N, D]` f32
+    /// on this model's device.
+    pub fn z_for_ids(&self, ids: &[u64]) -> Result<Tensor, ModelError> {
+        let z = super::latent::z_for_ids(ids, self.config.z_dim as usize);
+        Ok(Tensor::f_from_slice(&z)?
+            .f_view([ids.len() as i64, self.config.z_dim])?
+            .f_to_device(self.device())?)
+    }
+
     /// z: [N, D] → image: [N, 3, R, R], roughly in [-1, 1].
     pub fn forward(&self, z: &Tensor) -> Result<Tensor, ModelError> {
         self.run(&self.latent_input(z)?, 0..self.blocks.len())
