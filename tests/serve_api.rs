@@ -559,3 +559,66 @@ async fn thirty_two_concurrent_paints_match_sequential_pixels() {
         assert_eq!(a, b, "paint {i} differs when batched");
     }
 }
+
+/// The next stroke of a stack is re-rendered incrementally from the kept render, and the
+/// image equals what a server without the render cache computes from scratch.
+#[tokio::test(flavor = "multi_thread")]
+async fn next_stroke_renders_incrementally_and_equals_a_full_render() {
+    let cached = state_with(|_| {});
+    let uncached = state_with(|c| c.render_cache_mb = 0);
+    let stroke = |concept: &str, mode: &str, mask: String| json!({ "concept": concept, "mode": mode, "mask": mask, "units": 8, "strength": 2.0 });
+    let first = stroke("tree", "draw", quarter_mask());
+    let corner = encode_png_mask(32, 32, |x, y| x >= 28 && y >= 28);
+    let second = stroke("grass", "remove", corner);
+    let stacks = [
+        vec![first.clone()],
+        vec![first.clone(), second.clone()],
+        vec![first.clone()],
+    ];
+    let paint = |state: Arc<AppState>, strokes: Vec<Value>| async move {
+        let body = json!({ "project": "tiny", "seed": 7, "strokes": strokes });
+        let request = Request::post("/api/v1/paint")
+            .header(header::CONTENT_TYPE, "application/json")
+            .header(header::ACCEPT, "application/json")
+            .body(Body::from(body.to_string()))
+            .unwrap();
+        let (status, _, bytes) = call(state, request).await;
+        assert_eq!(status, StatusCode::OK);
+        let answer: Value = serde_json::from_slice(&bytes).unwrap();
+        decode_data_url(answer["image"].as_str().unwrap())
+    };
+    let mut previous = None;
+    for stack in stacks {
+        let incremental = paint(cached.clone(), stack.clone()).await;
+        let full = paint(uncached.clone(), stack).await;
+        let worst = incremental
+            .as_raw()
+            .iter()
+            .zip(full.as_raw())
+            .map(|(a, b)| a.abs_diff(*b))
+            .max()
+            .unwrap();
+        // Only the rounding of differently tiled bf16 convolutions may differ.
+        assert!(worst <= 3, "incremental differs from full by {worst}/255");
+        assert_ne!(
+            previous.as_ref(),
+            Some(&incremental),
+            "stroke changed nothing"
+        );
+        previous = Some(incremental);
+    }
+    let (_, _, metrics) = call(
+        cached,
+        Request::get("/metrics").body(Body::empty()).unwrap(),
+    )
+    .await;
+    let metrics = String::from_utf8(metrics).unwrap();
+    let count: f64 = metrics
+        .lines()
+        .find(|l| l.starts_with("ganpaint_incremental_work_fraction_count"))
+        .and_then(|l| l.split_whitespace().last())
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(count, 2.0, "the second and third strokes are incremental");
+}

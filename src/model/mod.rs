@@ -1,13 +1,18 @@
 //! The generator and everything needed to run it: architecture and split execution
 //! ([`proggan`]), weight files ([`weights`], [`pth`], [`pickle`]), GAN Dissection's latent
-//! vectors ([`latent`]) and the choice of device.
+//! vectors ([`latent`]), the fast execution plan ([`fast`]), incremental re-rendering
+//! ([`incremental`]) and the choice of device.
 
+pub mod fast;
+pub mod incremental;
 pub mod latent;
 pub mod pickle;
 pub mod proggan;
 pub mod pth;
 pub mod weights;
 
+pub use fast::Precision;
+pub use incremental::{IncrementalStats, SuffixActivations};
 pub use proggan::{ProgGan, ProgGanConfig};
 pub use weights::ModelError;
 

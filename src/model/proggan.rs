@@ -25,6 +25,7 @@ use std::path::Path;
 
 use tch::{nn, Device, Kind, Tensor};
 
+use super::fast::{FastBlock, Precision};
 use super::weights::{self, ModelError};
 
 const PIXEL_NORM_EPS: f64 = 1e-8;
@@ -194,10 +195,11 @@ impl ConvBlock {
                 self.bias.f_to_kind(x.kind())?,
             )
         };
-        let x = x.f_conv2d::<Tensor>(&weight, None, [1, 1], [p, p], [1, 1], 1)?;
-        let x = x
-            .f_mul_scalar(self.spec.scale)?
-            .f_add(&bias.f_view([1, -1, 1, 1])?)?;
+        let mut x = x.f_conv2d::<Tensor>(&weight, None, [1, 1], [p, p], [1, 1], 1)?;
+        // In place: the conv output is needed by nothing else (its backward reads only
+        // the input and the weight), and each pass over a 256² map costs memory traffic.
+        let _ = x.f_mul_scalar_(self.spec.scale)?;
+        let _ = x.f_add_(&bias.f_view([1, -1, 1, 1])?)?;
         if self.spec.activation {
             leaky_relu(&x)
         } else {
@@ -215,10 +217,14 @@ pub fn channels_last(x: &Tensor) -> Result<Tensor, tch::TchError> {
         .f_permute([0, 3, 1, 2])
 }
 
-/// LeakyReLU(0.2) as PyTorch computes it: `x > 0 ? x : 0.2·x` (tch's `leaky_relu` has no
-/// slope argument).
+/// LeakyReLU(0.2) as PyTorch computes it: `x > 0 ? x : 0.2·x`, in one pass. tch's
+/// `leaky_relu` has no slope argument, but PReLU with a single weight of 0.2 is the same
+/// function (and the same bits: both multiply by 0.2 rounded to the tensor's kind).
 pub fn leaky_relu(x: &Tensor) -> Result<Tensor, tch::TchError> {
-    x.f_where_self(&x.f_gt(0.0)?, &x.f_mul_scalar(LEAKY_SLOPE)?)
+    let slope = Tensor::f_from_slice(&[LEAKY_SLOPE as f32])?
+        .f_to_kind(x.kind())?
+        .f_to_device(x.device())?;
+    x.f_prelu(&slope)
 }
 
 /// `x / √(mean_c x² + 1e-8)` over channels.
@@ -231,11 +237,20 @@ pub fn pixel_norm(x: &Tensor) -> Result<Tensor, tch::TchError> {
     x.f_div(&denom)
 }
 
-/// The generator. Variables are f32 on one device, chosen at load time.
+/// The generator. Variables are f32 on one device, chosen at load time, and so is the
+/// precision it computes in (see [`ProgGan::set_precision`]).
 pub struct ProgGan {
     config: ProgGanConfig,
     vs: nn::VarStore,
     blocks: Vec<ConvBlock>,
+    precision: Precision,
+    /// The fast plan, one entry per block, when the precision asks for it.
+    fast: Option<FastPlan>,
+}
+
+struct FastPlan {
+    kind: Kind,
+    blocks: Vec<FastBlock>,
 }
 
 impl ProgGan {
@@ -266,7 +281,49 @@ impl ProgGan {
                 ConvBlock { spec, weight, bias }
             })
             .collect();
-        ProgGan { config, vs, blocks }
+        ProgGan {
+            config,
+            vs,
+            blocks,
+            precision: Precision::Exact,
+            fast: None,
+        }
+    }
+
+    /// Chooses how the generator computes from now on. The fast plan is built from the
+    /// current weights (folded, cast once, channels-last), so call this after loading and
+    /// again after the weights change. A new model computes [`Precision::Exact`].
+    pub fn set_precision(&mut self, precision: Precision) -> Result<(), ModelError> {
+        self.fast = match precision.compute_kind(self.device()) {
+            None => None,
+            Some(kind) => {
+                let _guard = tch::no_grad_guard();
+                let blocks = self
+                    .blocks
+                    .iter()
+                    .map(|b| FastBlock::new(&b.spec, &b.weight, &b.bias, kind))
+                    .collect::<Result<Vec<_>, _>>()?;
+                Some(FastPlan { kind, blocks })
+            }
+        };
+        self.precision = precision;
+        Ok(())
+    }
+
+    pub fn precision(&self) -> Precision {
+        self.precision
+    }
+
+    /// The kind activations have between blocks: f32 when exact, else the plan's kind.
+    pub fn compute_kind(&self) -> Kind {
+        self.fast.as_ref().map_or(Kind::Float, |plan| plan.kind)
+    }
+
+    /// Bytes of weights the fast plan holds besides the f32 master weights.
+    pub fn plan_bytes(&self) -> usize {
+        self.fast
+            .as_ref()
+            .map_or(0, |plan| plan.blocks.iter().map(FastBlock::bytes).sum())
     }
 
     /// Loads a `.pth` (zip or legacy pickle, bare or `{'state_dict': …}`, new or old
@@ -411,13 +468,43 @@ impl ProgGan {
         self.run(features, first..self.blocks.len())
     }
 
-    /// Runs blocks `range` one after another, starting from `input`.
+    /// Runs blocks `range` one after another, starting from `input` (any kind); the
+    /// result is f32, NCHW-contiguous.
     pub fn run(&self, input: &Tensor, range: std::ops::Range<usize>) -> Result<Tensor, ModelError> {
-        let mut x = input.shallow_clone();
-        for block in &self.blocks[range] {
-            x = block.forward(&x)?;
+        let mut x = self.to_compute(input)?;
+        for index in range {
+            x = self.step(index, &x)?;
         }
-        Ok(x)
+        self.to_output(&x)
+    }
+
+    /// Block `index` on an activation already in the compute representation.
+    pub(crate) fn step(&self, index: usize, x: &Tensor) -> Result<Tensor, ModelError> {
+        Ok(match &self.fast {
+            Some(plan) => plan.blocks[index].forward(x)?,
+            None => self.blocks[index].forward(x)?,
+        })
+    }
+
+    /// An activation in the representation blocks pass between them: the plan's kind,
+    /// channels-last (a no-op when exact).
+    pub(crate) fn to_compute(&self, x: &Tensor) -> Result<Tensor, ModelError> {
+        Ok(match &self.fast {
+            Some(plan) => channels_last(&x.f_to_kind(plan.kind)?)?,
+            None => x.shallow_clone(),
+        })
+    }
+
+    /// Back to f32, NCHW-contiguous (a no-op when exact).
+    pub(crate) fn to_output(&self, x: &Tensor) -> Result<Tensor, ModelError> {
+        Ok(match &self.fast {
+            Some(_) => x.f_to_kind(Kind::Float)?.f_contiguous()?,
+            None => x.shallow_clone(),
+        })
+    }
+
+    pub(crate) fn block_specs(&self) -> impl Iterator<Item = &LayerSpec> {
+        self.blocks.iter().map(|b| &b.spec)
     }
 
     fn latent_input(&self, z: &Tensor) -> Result<Tensor, ModelError> {
@@ -508,6 +595,38 @@ mod tests {
             let image = model.forward_from(layer, &feats).unwrap();
             assert!(image.equal(&full), "split at {layer} differs");
         }
+    }
+
+    #[test]
+    fn fast_plans_match_the_exact_forward() {
+        tch::manual_seed(5);
+        let mut model = ProgGan::new(tiny(), Device::Cpu);
+        let _guard = tch::no_grad_guard();
+        let z = Tensor::randn([4, 16], (Kind::Float, Device::Cpu));
+        let exact = model.forward(&z).unwrap();
+        // Relative RMS error: bf16 keeps 8 bits of mantissa, so about 2⁻⁸ per value.
+        let rel_rms = |a: &Tensor, b: &Tensor| {
+            (a - b).square().mean(None).sqrt().double_value(&[])
+                / b.square().mean(None).sqrt().double_value(&[])
+        };
+        for (precision, tolerance) in [(Precision::FastF32, 1e-5), (Precision::FastBf16, 0.02)] {
+            model.set_precision(precision).unwrap();
+            let fast = model.forward(&z).unwrap();
+            assert_eq!(fast.kind(), Kind::Float);
+            assert!(fast.is_contiguous());
+            let error = rel_rms(&fast, &exact);
+            assert!(
+                error < tolerance,
+                "{precision:?}: relative RMS error {error}"
+            );
+            // The split still composes in the fast plan.
+            let feats = model.features(&z, "layer3").unwrap();
+            let split = model.forward_from("layer3", &feats).unwrap();
+            let error = rel_rms(&split, &fast);
+            assert!(error < tolerance, "{precision:?}: split differs by {error}");
+        }
+        model.set_precision(Precision::Exact).unwrap();
+        assert!(model.forward(&z).unwrap().equal(&exact));
     }
 
     #[test]

@@ -9,6 +9,7 @@ const LATENCY_BUCKETS: [f64; 12] = [
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 ];
 const BATCH_BUCKETS: [f64; 7] = [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0];
+const FRACTION_BUCKETS: [f64; 6] = [0.0, 0.1, 0.25, 0.5, 0.8, 1.0];
 
 #[derive(Default)]
 struct Histogram {
@@ -52,6 +53,7 @@ struct Inner {
     requests: BTreeMap<(String, String, u16), u64>,
     latency: BTreeMap<(String, String), Histogram>,
     batches: Histogram,
+    incremental: Histogram,
 }
 
 #[derive(Default)]
@@ -79,6 +81,15 @@ impl Metrics {
             .expect("metrics lock")
             .batches
             .observe(&BATCH_BUCKETS, images as f64);
+    }
+
+    /// An incremental re-render that recomputed `fraction` of a full pass.
+    pub fn incremental(&self, fraction: f64) {
+        self.inner
+            .lock()
+            .expect("metrics lock")
+            .incremental
+            .observe(&FRACTION_BUCKETS, fraction);
     }
 
     /// The text exposition; `queues` are (project, depth).
@@ -115,6 +126,16 @@ impl Metrics {
         inner
             .batches
             .render(&mut out, "ganpaint_batch_size", "", &BATCH_BUCKETS);
+        out.push_str(
+            "# HELP ganpaint_incremental_work_fraction Share of a full pass recomputed by each incremental re-render.\n",
+        );
+        out.push_str("# TYPE ganpaint_incremental_work_fraction histogram\n");
+        inner.incremental.render(
+            &mut out,
+            "ganpaint_incremental_work_fraction",
+            "",
+            &FRACTION_BUCKETS,
+        );
         out
     }
 }
@@ -122,6 +143,10 @@ impl Metrics {
 impl super::worker::WorkerObserver for Metrics {
     fn batch(&self, images: usize, _seconds: f64) {
         Metrics::batch(self, images);
+    }
+
+    fn incremental(&self, stats: &crate::model::IncrementalStats) {
+        Metrics::incremental(self, stats.work_fraction);
     }
 }
 

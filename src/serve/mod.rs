@@ -16,6 +16,7 @@ pub mod error;
 pub mod metrics;
 pub mod native;
 pub mod project;
+pub mod render_cache;
 pub mod worker;
 
 use std::collections::BTreeMap;
@@ -40,7 +41,7 @@ use error::{ApiError, ErrorType};
 use project::{Project, ProjectLayer};
 use worker::{BatchConfig, Encoding, RenderJob, WorkerError, WorkerHandle};
 
-use crate::model::{latent, DeviceChoice, ProgGan};
+use crate::model::{latent, DeviceChoice, Precision, ProgGan};
 
 /// Server settings. Every limit has a documented default.
 #[derive(clap::Args, Clone, Debug)]
@@ -58,6 +59,14 @@ pub struct ServeConfig {
     pub client: PathBuf,
     #[arg(long, value_enum, env = "GANPAINT_DEVICE", default_value_t = DeviceChoice::Auto)]
     pub device: DeviceChoice,
+    /// How the generator computes: `fast` (bf16 or f16 where the hardware has it, folded
+    /// weights, channels-last) or `exact` (the reference f32 arithmetic).
+    #[arg(long, value_enum, env = "GANPAINT_PRECISION", default_value_t = Precision::Fast)]
+    pub precision: Precision,
+    /// Megabytes of recent renders kept per project for incremental re-rendering of the
+    /// next stroke (a 256² church render takes about 32 MB; 0 turns it off).
+    #[arg(long, env = "GANPAINT_RENDER_CACHE_MB", default_value_t = 1024)]
+    pub render_cache_mb: usize,
     /// Most images in one batched forward pass.
     #[arg(long, default_value_t = 8)]
     pub max_batch: usize,
@@ -131,10 +140,16 @@ impl AppState {
                 max_batch: config.max_batch,
                 max_wait: Duration::from_millis(config.max_wait_ms),
                 queue_depth: config.queue_depth,
+                render_cache_bytes: config.render_cache_mb << 20,
             };
+            let precision = config.precision;
             let worker = WorkerHandle::spawn(
                 spec.id.clone(),
-                move || ProgGan::load(&model_path, device),
+                move || {
+                    let mut model = ProgGan::load(&model_path, device)?;
+                    model.set_precision(precision)?;
+                    Ok(model)
+                },
                 batch,
                 metrics.clone(),
             )

@@ -17,9 +17,10 @@ use std::time::{Duration, Instant};
 use tch::{Device, Kind, Tensor};
 use tokio::sync::oneshot;
 
+use super::render_cache::{RenderCache, RenderEntry, RenderKey};
 use crate::edit::{self, EditPlanes, Pooling, ResolvedStroke, StrokeMode, UnitEdit};
 use crate::imageio;
-use crate::model::{ProgGan, ProgGanConfig};
+use crate::model::{IncrementalStats, ProgGan, ProgGanConfig};
 
 /// Errors the worker reports; `Clone` so one failure can answer a whole batch.
 #[derive(Clone, Debug, thiserror::Error)]
@@ -255,11 +256,15 @@ pub struct BatchConfig {
     pub max_wait: Duration,
     /// Jobs waiting beyond this are refused with Overloaded.
     pub queue_depth: usize,
+    /// Bytes of kept renders for incremental re-rendering (0 turns it off).
+    pub render_cache_bytes: usize,
 }
 
 /// Observations the server exports as metrics.
 pub trait WorkerObserver: Send + Sync {
     fn batch(&self, images: usize, seconds: f64);
+    /// A kept render was updated incrementally.
+    fn incremental(&self, _stats: &IncrementalStats) {}
 }
 
 /// The handle the HTTP side holds: a bounded sender plus the model's shape facts.
@@ -394,6 +399,7 @@ fn run_loop(
     queued: &AtomicUsize,
     observer: &dyn WorkerObserver,
 ) {
+    let mut cache = RenderCache::new(config.render_cache_bytes);
     while let Ok(first) = rx.recv() {
         queued.fetch_sub(1, Ordering::Relaxed);
         let mut batch = vec![first];
@@ -433,7 +439,7 @@ fn run_loop(
             }
         }
         if !renders.is_empty() {
-            render_batch(model, renders, observer);
+            render_batch(model, &mut cache, renders, observer);
         }
     }
 }
@@ -461,12 +467,26 @@ fn z_tensor(model: &ProgGan, rows: &[&Vec<f32>]) -> Result<Tensor, WorkerError> 
         .f_to_device(model.device())?)
 }
 
-/// Builds each job's planes, then stacks them per layer into `[N, C, H, W]` (identity
-/// planes for images whose job does not edit that layer). A job whose edits are invalid
-/// is answered alone and left out.
-fn render_batch(model: &ProgGan, renders: Vec<PendingRender>, observer: &dyn WorkerObserver) {
+/// A job whose edits are valid, with its planes built.
+type Accepted = (
+    RenderJob,
+    tracing::Span,
+    oneshot::Sender<Result<RenderOutput, WorkerError>>,
+    Vec<(String, EditPlanes)>,
+);
+
+/// Renders a batch of jobs and answers each. Jobs with one image and one edited layer go
+/// through the render cache: a kept render is updated incrementally, and a new one is
+/// rendered (batched with the other new ones) and kept. Everything else is rendered in
+/// one batched pass with per-image planes.
+fn render_batch(
+    model: &ProgGan,
+    cache: &mut RenderCache,
+    renders: Vec<PendingRender>,
+    observer: &dyn WorkerObserver,
+) {
     let device = model.device();
-    let mut accepted = Vec::new();
+    let mut accepted: Vec<Accepted> = Vec::new();
     for (job, span, tx) in renders {
         let planes: Result<Vec<(String, EditPlanes)>, WorkerError> = job
             .edits
@@ -484,82 +504,204 @@ fn render_batch(model: &ProgGan, renders: Vec<PendingRender>, observer: &dyn Wor
         return;
     }
     let started = Instant::now();
-    let result = (|| -> Result<Vec<Vec<u8>>, WorkerError> {
-        let rows: Vec<&Vec<f32>> = accepted.iter().flat_map(|(job, ..)| job.z.iter()).collect();
-        let z = z_tensor(model, &rows)?;
-        let mut layers: Vec<String> = accepted
+    let mut images: Vec<Option<Result<Vec<Vec<u8>>, WorkerError>>> =
+        (0..accepted.len()).map(|_| None).collect();
+    let caching = cache.enabled();
+    let cacheable =
+        |(job, _, _, planes): &Accepted| caching && job.z.len() == 1 && planes.len() == 1;
+    // Kept renders: update in place.
+    let mut fresh: Vec<usize> = Vec::new();
+    let mut rest: Vec<usize> = Vec::new();
+    for (i, item) in accepted.iter().enumerate() {
+        if !cacheable(item) {
+            rest.push(i);
+            continue;
+        }
+        let (job, span, _, planes) = item;
+        let key = RenderKey::new(&job.z[0], &planes[0].0);
+        match cache.take(&key) {
+            Some(mut entry) => {
+                let _entered = span.enter();
+                let result = rerender(model, &mut entry, &planes[0].1, observer);
+                if result.is_ok() {
+                    cache.insert(key, entry);
+                }
+                images[i] = Some(result.map(|one| vec![one]));
+            }
+            None => fresh.push(i),
+        }
+    }
+    // New cacheable renders, batched per edited layer, and kept.
+    let mut layers: Vec<&str> = fresh.iter().map(|&i| accepted[i].3[0].0.as_str()).collect();
+    layers.sort();
+    layers.dedup();
+    for layer in layers {
+        let group: Vec<usize> = fresh
             .iter()
-            .flat_map(|(.., planes)| planes.iter().map(|(l, _)| l.clone()))
+            .copied()
+            .filter(|&i| accepted[i].3[0].0 == layer)
             .collect();
-        layers.sort();
-        layers.dedup();
-        let mut stacked = Vec::new();
-        for layer in layers {
-            let shape = model.layer_shape(&layer)?;
-            let mut alphas = Vec::new();
-            let mut values = Vec::new();
-            for (job, _, _, planes) in &accepted {
-                let own = planes.iter().find(|(l, _)| *l == layer).map(|(_, p)| p);
-                let identity;
-                let p = match own {
-                    Some(p) => p,
-                    None => {
-                        identity = EditPlanes::empty(shape, device);
-                        &identity
-                    }
-                };
-                for _ in 0..job.z.len() {
-                    alphas.push(p.alpha.shallow_clone());
-                    values.push(p.value.shallow_clone());
+        let items: Vec<&Accepted> = group.iter().map(|&i| &accepted[i]).collect();
+        match render_and_keep(model, cache, layer, &items) {
+            Ok(rendered) => {
+                for (&i, one) in group.iter().zip(rendered) {
+                    images[i] = Some(Ok(vec![one]));
                 }
             }
-            stacked.push((
-                layer,
-                EditPlanes {
-                    alpha: Tensor::f_stack(&alphas, 0)?,
-                    value: Tensor::f_stack(&values, 0)?,
-                },
-            ));
+            Err(e) => {
+                for &i in &group {
+                    images[i] = Some(Err(e.clone()));
+                }
+            }
         }
-        let images = edit::render(model, &z, &stacked)?;
-        let rgb = imageio::to_rgb_images(&images)?;
-        Ok(rgb.into_iter().map(|i| i.into_raw()).collect())
-    })();
+    }
+    // Everything else: one batched pass.
+    if !rest.is_empty() {
+        let items: Vec<&Accepted> = rest.iter().map(|&i| &accepted[i]).collect();
+        match render_stacked(model, &items) {
+            Ok(rendered) => {
+                let mut rendered = rendered.into_iter();
+                for (&i, item) in rest.iter().zip(&items) {
+                    images[i] = Some(Ok(rendered.by_ref().take(item.0.z.len()).collect()));
+                }
+            }
+            Err(e) => {
+                for &i in &rest {
+                    images[i] = Some(Err(e.clone()));
+                }
+            }
+        }
+    }
     let forward_seconds = started.elapsed().as_secs_f64();
     let total_images: usize = accepted.iter().map(|(job, ..)| job.z.len()).sum();
     observer.batch(total_images, forward_seconds);
     let resolution = model.resolution() as u32;
-    match result {
-        Err(e) => {
-            for (_, _, tx, _) in accepted {
-                let _ = tx.send(Err(e.clone()));
-            }
-        }
-        Ok(raw) => {
-            let mut raw = raw.into_iter();
-            for (job, span, tx, _) in accepted {
-                let _entered = span.enter();
-                let encode_started = Instant::now();
-                let encoded: Result<Vec<Vec<u8>>, WorkerError> = (0..job.z.len())
-                    .map(|_| {
-                        let pixels = raw.next().expect("one image per z row");
-                        let image = image::RgbImage::from_raw(resolution, resolution, pixels)
-                            .expect("sized by the model");
-                        Ok(match job.encoding {
-                            Encoding::Png => imageio::encode_png(&image)?,
-                            Encoding::Jpeg(quality) => imageio::encode_jpeg(&image, quality)?,
-                        })
+    for ((job, span, tx, _), result) in accepted.into_iter().zip(images) {
+        let _entered = span.enter();
+        let encode_started = Instant::now();
+        let encoded = result.expect("every job was rendered").and_then(|raw| {
+            raw.into_iter()
+                .map(|pixels| {
+                    let image = image::RgbImage::from_raw(resolution, resolution, pixels)
+                        .expect("sized by the model");
+                    Ok(match job.encoding {
+                        Encoding::Png => imageio::encode_png(&image)?,
+                        Encoding::Jpeg(quality) => imageio::encode_jpeg(&image, quality)?,
                     })
-                    .collect();
-                let _ = tx.send(encoded.map(|images| RenderOutput {
-                    images,
-                    forward_seconds,
-                    encode_seconds: encode_started.elapsed().as_secs_f64(),
-                    batch_images: total_images,
-                }));
+                })
+                .collect::<Result<Vec<_>, WorkerError>>()
+        });
+        let _ = tx.send(encoded.map(|images| RenderOutput {
+            images,
+            forward_seconds,
+            encode_seconds: encode_started.elapsed().as_secs_f64(),
+            batch_images: total_images,
+        }));
+    }
+}
+
+/// Raw RGB bytes of each image of `[N, 3, R, R]`.
+fn rgb_bytes(images: &Tensor) -> Result<Vec<Vec<u8>>, WorkerError> {
+    Ok(imageio::to_rgb_images(images)?
+        .into_iter()
+        .map(|i| i.into_raw())
+        .collect())
+}
+
+/// A kept render, re-rendered under new planes: only what changed is recomputed.
+fn rerender(
+    model: &ProgGan,
+    entry: &mut RenderEntry,
+    planes: &EditPlanes,
+    observer: &dyn WorkerObserver,
+) -> Result<Vec<u8>, WorkerError> {
+    let edited = planes.apply(&entry.prefix)?;
+    let (image, stats) = model.forward_from_incremental(&mut entry.suffix, &edited)?;
+    observer.incremental(&stats);
+    Ok(rgb_bytes(&image)?.pop().expect("one image"))
+}
+
+/// Renders one-image jobs that all edit `layer`, in one batch, and keeps each render.
+fn render_and_keep(
+    model: &ProgGan,
+    cache: &mut RenderCache,
+    layer: &str,
+    items: &[&Accepted],
+) -> Result<Vec<Vec<u8>>, WorkerError> {
+    let rows: Vec<&Vec<f32>> = items.iter().map(|(job, ..)| &job.z[0]).collect();
+    let z = z_tensor(model, &rows)?;
+    let prefix = model.features(&z, layer)?;
+    let alphas: Vec<Tensor> = items
+        .iter()
+        .map(|i| i.3[0].1.alpha.shallow_clone())
+        .collect();
+    let values: Vec<Tensor> = items
+        .iter()
+        .map(|i| i.3[0].1.value.shallow_clone())
+        .collect();
+    let planes = EditPlanes {
+        alpha: Tensor::f_stack(&alphas, 0)?,
+        value: Tensor::f_stack(&values, 0)?,
+    };
+    let edited = planes.apply(&prefix)?;
+    let (images, kept) = model.forward_from_recorded(layer, &edited)?;
+    for (i, (suffix, row)) in kept.into_iter().zip(&rows).enumerate() {
+        let slice = prefix.f_narrow(0, i as i64, 1)?;
+        let mut own_prefix = slice.f_empty_like()?;
+        own_prefix.f_copy_(&slice)?;
+        cache.insert(
+            RenderKey::new(row, layer),
+            RenderEntry {
+                prefix: own_prefix,
+                suffix,
+            },
+        );
+    }
+    rgb_bytes(&images)
+}
+
+/// Renders jobs in one pass, stacking each job's planes per layer into `[N, C, H, W]`
+/// (identity planes for images whose job does not edit that layer).
+fn render_stacked(model: &ProgGan, items: &[&Accepted]) -> Result<Vec<Vec<u8>>, WorkerError> {
+    let device = model.device();
+    let rows: Vec<&Vec<f32>> = items.iter().flat_map(|(job, ..)| job.z.iter()).collect();
+    let z = z_tensor(model, &rows)?;
+    let mut layers: Vec<String> = items
+        .iter()
+        .flat_map(|(.., planes)| planes.iter().map(|(l, _)| l.clone()))
+        .collect();
+    layers.sort();
+    layers.dedup();
+    let mut stacked = Vec::new();
+    for layer in layers {
+        let shape = model.layer_shape(&layer)?;
+        let mut alphas = Vec::new();
+        let mut values = Vec::new();
+        for (job, _, _, planes) in items {
+            let own = planes.iter().find(|(l, _)| *l == layer).map(|(_, p)| p);
+            let identity;
+            let p = match own {
+                Some(p) => p,
+                None => {
+                    identity = EditPlanes::empty(shape, device);
+                    &identity
+                }
+            };
+            for _ in 0..job.z.len() {
+                alphas.push(p.alpha.shallow_clone());
+                values.push(p.value.shallow_clone());
             }
         }
+        stacked.push((
+            layer,
+            EditPlanes {
+                alpha: Tensor::f_stack(&alphas, 0)?,
+                value: Tensor::f_stack(&values, 0)?,
+            },
+        ));
     }
+    let images = edit::render(model, &z, &stacked)?;
+    rgb_bytes(&images)
 }
 
 fn activations(model: &ProgGan, job: &ActivationJob) -> Result<ActivationOutput, WorkerError> {
