@@ -3,6 +3,7 @@
 use clap::Parser;
 
 fn main() -> anyhow::Result<()> {
+    ganpaint::model::keep_freed_memory();
     let cli = ganpaint::cli::Cli::parse();
     ganpaint::cli::init_tracing();
     ganpaint::cli::run(cli)

@@ -1,5 +1,6 @@
 //! The command line: one file per subcommand. `anyhow` lives here and in `main` only.
 
+mod bench;
 mod dissect;
 mod eval_demo;
 mod eval_edits;
@@ -35,6 +36,8 @@ pub enum Command {
     EvalDemo(eval_demo::EvalDemoArgs),
     /// Train the bundled demo models on procedurally rendered scenes.
     TrainDemo(train_demo::TrainDemoArgs),
+    /// Edit latency, throughput and HTTP load, side by side with PyTorch eager.
+    Bench(bench::BenchArgs),
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
@@ -45,6 +48,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::EvalDemo(args) => eval_demo::run(args),
         Command::Dissect(args) => dissect::run(args),
         Command::EvalEdits(args) => eval_edits::run(args),
+        Command::Bench(args) => bench::run(args),
     }
 }
 

@@ -6,7 +6,7 @@
 //! Per block, `PixelNorm → [nearest ×2] → conv → WScale → LeakyReLU` becomes
 //!
 //! ```text
-//! x / max(‖x‖₂, √C·1e-4)                   one reduction, one division
+//! x · 1/max(‖x‖₂, √C·1e-4)                 one reduction, one multiply
 //! conv(W·scale·√C) + b                     WScale and PixelNorm's √C folded into W; bias fused
 //!   or, after an upsample, conv_transpose(K, stride 2) with K[i,o,4,4] built from W[o,i,3,3]
 //! prelu(0.2)                               one pass (same values as LeakyReLU(0.2))
@@ -163,10 +163,13 @@ impl FastBlock {
     /// x: `[N, I, r, r]` → `[N, O, r', r']` (r' = 2r after an upsample). Zero padding at
     /// the borders of `x`, as if `x` were the whole map.
     pub(crate) fn forward(&self, x: &Tensor) -> Result<Tensor, tch::TchError> {
-        let norm = x
+        // Multiply by the reciprocal: the reciprocal is per pixel (1/C of the map), and a
+        // multiply pass is cheaper than a divide pass.
+        let inverse = x
             .f_norm_scalaropt_dim(2.0, [1i64].as_slice(), true)?
-            .f_clamp_min(self.norm_floor)?;
-        let x = x.f_div(&norm)?;
+            .f_clamp_min(self.norm_floor)?
+            .f_reciprocal()?;
+        let x = x.f_mul(&inverse)?;
         let y = match self.op {
             FastOp::Conv { padding } => x.f_conv2d(
                 &self.weight,

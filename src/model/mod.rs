@@ -36,6 +36,35 @@ impl DeviceChoice {
     }
 }
 
+/// Makes glibc keep freed activation memory for reuse instead of unmapping it.
+///
+/// libtorch allocates every activation afresh. glibc serves blocks above its mmap
+/// threshold (128 KiB at first, adapting upward) with `mmap` and unmaps them on free, so
+/// each forward pass page-faults its whole working set in again: measured here, that is
+/// about a fifth of the reference f32 pass at 256², and a third of a bf16 batch of 8.
+/// Serving every block from the heap (no mmap) and never trimming it makes later passes
+/// reuse the same pages; the process keeps its peak footprint, which a server holding a
+/// render cache does anyway. Call once at start-up, before any tensor exists. A no-op on
+/// other C libraries.
+pub fn keep_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        const M_TRIM_THRESHOLD: i32 = -1;
+        const M_MMAP_THRESHOLD: i32 = -3;
+        const M_MMAP_MAX: i32 = -4;
+        extern "C" {
+            fn mallopt(param: i32, value: i32) -> i32;
+        }
+        // SAFETY: mallopt only changes allocator parameters; it is called before other
+        // threads allocate.
+        unsafe {
+            mallopt(M_MMAP_THRESHOLD, 32 << 20);
+            mallopt(M_MMAP_MAX, 0);
+            mallopt(M_TRIM_THRESHOLD, i32::MAX);
+        }
+    }
+}
+
 /// The bundled demo generator, relative to the repository root.
 pub const DEFAULT_MODEL: &str = "models/demo_generator.safetensors";
 

@@ -70,8 +70,9 @@ pub struct ServeConfig {
     /// Most images in one batched forward pass.
     #[arg(long, default_value_t = 8)]
     pub max_batch: usize,
-    /// How long (ms) a request waits for others to batch with.
-    #[arg(long, default_value_t = 2)]
+    /// How long (ms) a request waits for others to batch with, while requests overlap (a
+    /// lone request never waits).
+    #[arg(long, env = "GANPAINT_MAX_WAIT_MS", default_value_t = 2)]
     pub max_wait_ms: u64,
     /// Requests waiting per project before new ones get 503.
     #[arg(long, default_value_t = 64)]

@@ -10,7 +10,9 @@
 //! stays bounded.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::mpsc::{
+    sync_channel, Receiver, RecvTimeoutError, SyncSender, TryRecvError, TrySendError,
+};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -400,26 +402,42 @@ fn run_loop(
     observer: &dyn WorkerObserver,
 ) {
     let mut cache = RenderCache::new(config.render_cache_bytes);
+    // Waiting for company only pays when requests overlap: a lone user (the last batch
+    // had one image) gets no added latency, and a crowd gets full batches.
+    let mut last_batch_images = 1;
     while let Ok(first) = rx.recv() {
         queued.fetch_sub(1, Ordering::Relaxed);
         let mut batch = vec![first];
         let mut images = batch[0].images();
-        let gather_until = Instant::now() + config.max_wait;
+        let wait = if last_batch_images > 1 {
+            config.max_wait
+        } else {
+            Duration::ZERO
+        };
+        let gather_until = Instant::now() + wait;
         while images < config.max_batch {
-            let now = Instant::now();
-            if now >= gather_until {
-                break;
-            }
-            match rx.recv_timeout(gather_until - now) {
-                Ok(command) => {
-                    queued.fetch_sub(1, Ordering::Relaxed);
-                    images += command.images();
-                    batch.push(command);
+            // Whatever is already queued joins at once.
+            let next = match rx.try_recv() {
+                Ok(command) => Some(command),
+                Err(TryRecvError::Disconnected) => break,
+                Err(TryRecvError::Empty) => {
+                    let now = Instant::now();
+                    if now >= gather_until {
+                        break;
+                    }
+                    match rx.recv_timeout(gather_until - now) {
+                        Ok(command) => Some(command),
+                        Err(RecvTimeoutError::Timeout) => None,
+                        Err(RecvTimeoutError::Disconnected) => None,
+                    }
                 }
-                Err(RecvTimeoutError::Timeout) => break,
-                Err(RecvTimeoutError::Disconnected) => break,
-            }
+            };
+            let Some(command) = next else { break };
+            queued.fetch_sub(1, Ordering::Relaxed);
+            images += command.images();
+            batch.push(command);
         }
+        last_batch_images = images;
         let now = Instant::now();
         let mut renders = Vec::new();
         for command in batch {
