@@ -9,7 +9,7 @@ use tch::{Kind, Tensor};
 
 use crate::cli::ids::parse_id_spec;
 use crate::imageio;
-use crate::model::{latent, DeviceChoice, ProgGan, DEFAULT_MODEL};
+use crate::model::{latent, DeviceChoice, Precision, ProgGan, DEFAULT_MODEL};
 
 #[derive(clap::Args, Debug)]
 pub struct GenerateArgs {
@@ -27,6 +27,9 @@ pub struct GenerateArgs {
     out: PathBuf,
     #[arg(long, value_enum, default_value_t = DeviceChoice::Auto)]
     device: DeviceChoice,
+    /// `fast` (what the server shows) or `exact` (the reference f32 arithmetic).
+    #[arg(long, value_enum, default_value_t = Precision::Fast)]
+    precision: Precision,
     /// Images per forward pass.
     #[arg(long, default_value_t = 8)]
     batch: usize,
@@ -43,8 +46,9 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
             model_path.display()
         );
     }
-    let model = ProgGan::load(&model_path, device)
+    let mut model = ProgGan::load(&model_path, device)
         .with_context(|| format!("loading {}", model_path.display()))?;
+    model.set_precision(args.precision)?;
     tracing::info!(model = %model_path.display(), ?device, resolution = model.resolution(), "loaded generator");
     let (numbers, by_seed) = match (&args.ids, &args.seeds) {
         (Some(spec), _) => (parse_id_spec(spec).context("--ids")?, false),

@@ -65,6 +65,22 @@ pub fn keep_freed_memory() {
     }
 }
 
+/// Caps libtorch's intra-op threads at the CPUs this process may use. libtorch counts
+/// the host's physical cores, which oversubscribes a container limited by a CPU quota;
+/// `available_parallelism` honours cgroup quotas and affinity. `OMP_NUM_THREADS`, when
+/// set, wins.
+pub fn fit_threads_to_cpus() {
+    if std::env::var_os("OMP_NUM_THREADS").is_some() {
+        return;
+    }
+    if let Ok(allowed) = std::thread::available_parallelism() {
+        let allowed = allowed.get() as i32;
+        if tch::get_num_threads() > allowed {
+            tch::set_num_threads(allowed);
+        }
+    }
+}
+
 /// The bundled demo generator, relative to the repository root.
 pub const DEFAULT_MODEL: &str = "models/demo_generator.safetensors";
 
