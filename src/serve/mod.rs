@@ -147,6 +147,10 @@ impl AppState {
             let worker = WorkerHandle::spawn(
                 spec.id.clone(),
                 move || {
+                    if device.is_cuda() {
+                        // Fixed shapes per batch size: let cuDNN pick the fastest kernels.
+                        tch::Cuda::cudnn_set_benchmark(true);
+                    }
                     let mut model = ProgGan::load(&model_path, device)?;
                     model.set_precision(precision)?;
                     Ok(model)
