@@ -352,6 +352,11 @@ mod tests {
     }
 
     #[test]
+    fn incremental_equals_full_recompute_fast_f16() {
+        check_equals_full(Precision::FastF16, 0.01);
+    }
+
+    #[test]
     fn unchanged_activation_returns_kept_image_without_work() {
         let model = model(Precision::FastF32);
         let _guard = tch::no_grad_guard();

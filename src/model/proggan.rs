@@ -609,7 +609,12 @@ mod tests {
             (a - b).square().mean(None).sqrt().double_value(&[])
                 / b.square().mean(None).sqrt().double_value(&[])
         };
-        for (precision, tolerance) in [(Precision::FastF32, 1e-5), (Precision::FastBf16, 0.02)] {
+        // FastF16 is what CUDA runs; it is checked here on the CPU.
+        for (precision, tolerance) in [
+            (Precision::FastF32, 1e-5),
+            (Precision::FastBf16, 0.02),
+            (Precision::FastF16, 0.005),
+        ] {
             model.set_precision(precision).unwrap();
             let fast = model.forward(&z).unwrap();
             assert_eq!(fast.kind(), Kind::Float);
