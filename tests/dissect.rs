@@ -180,8 +180,17 @@ fn sharded_two_round_merge_equals_a_single_run_with_the_same_thresholds() {
     ));
     // A single run with the same thresholds.
     let single = fx.path("single");
+    // (Its causal rankings are checked below, on the merged folder.)
     let printed = ganpaint(&args(
-        &["dissect", "--thresholds", &thresholds, "--out", &single],
+        &[
+            "dissect",
+            "--thresholds",
+            &thresholds,
+            "--out",
+            &single,
+            "--causal-samples",
+            "0",
+        ],
         &common,
     ));
     assert!(printed.contains("ms per sample"), "{printed}");
@@ -225,6 +234,30 @@ fn sharded_two_round_merge_equals_a_single_run_with_the_same_thresholds() {
     }
     let html = std::fs::read_to_string(m.join("dissect.html")).unwrap();
     assert!(html.contains("<svg") && html.contains("layer4/s-image/"));
+
+    // After a sharded run, `dissect causal` adds a draw and a remove ranking per concept,
+    // one score per unit, and keeps the IoU rankings.
+    let printed = ganpaint(&[
+        "dissect".into(),
+        "causal".into(),
+        merged.clone(),
+        "--causal-samples".into(),
+        "2".into(),
+        "--device".into(),
+        "cpu".into(),
+    ]);
+    assert!(printed.contains("best draw"), "{printed}");
+    let causal = json(&m.join("dissect.json"));
+    let rankings = causal["layers"][0]["rankings"].as_array().unwrap();
+    let concepts = DemoSegmenter::new(Device::Cpu).labels().len();
+    let count = |metric: &str| rankings.iter().filter(|r| r["metric"] == metric).count();
+    assert_eq!(count("iou"), concepts);
+    assert_eq!(count("causal-draw"), concepts);
+    assert_eq!(count("causal-remove"), concepts);
+    assert!(rankings
+        .iter()
+        .all(|r| r["score"].as_array().unwrap().len() == 16));
+    assert_eq!(causal["layers"][0]["units"], m_dissect["layers"][0]["units"]);
 }
 
 #[test]

@@ -42,6 +42,8 @@ pub struct DissectArgs {
 enum DissectCommand {
     /// Combine shard folders: sketches into thresholds, or counts into the final dissection.
     Merge(MergeArgs),
+    /// Add causal rankings (which units draw or remove each concept) to a dissection.
+    Causal(super::dissect_causal::CausalArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -93,6 +95,9 @@ struct RunArgs {
     no_images: bool,
     #[arg(long, value_enum, default_value_t = DeviceChoice::Auto)]
     device: DeviceChoice,
+    /// Causal rankings, added when the run is complete (see `ganpaint dissect causal`).
+    #[command(flatten)]
+    causal: super::dissect_causal::CausalOptions,
 }
 
 #[derive(clap::Args, Debug)]
@@ -120,6 +125,7 @@ struct MergeArgs {
 pub fn run(args: DissectArgs) -> anyhow::Result<()> {
     match args.command {
         Some(DissectCommand::Merge(merge)) => run_merge(merge),
+        Some(DissectCommand::Causal(causal)) => super::dissect_causal::run(causal),
         None => run_dissect(args.run),
     }
 }
@@ -340,7 +346,13 @@ fn run_dissect(args: RunArgs) -> anyhow::Result<()> {
     }
     if stats.shards.is_complete() {
         let name = args.name.clone().unwrap_or_else(|| dir_name(&out));
-        finish(&out, &name, &stats, (!args.no_images).then_some(&model))
+        finish(&out, &name, &stats, (!args.no_images).then_some(&model))?;
+        super::dissect_causal::add_causal_rankings(
+            &out,
+            &model,
+            segmenter.as_ref(),
+            &args.causal,
+        )
     } else {
         stats.write(&out)?;
         println!(
@@ -389,6 +401,7 @@ fn finish(
         let mut best: Vec<(f64, &str, usize)> = layer
             .rankings
             .iter()
+            .filter(|r| r.metric == "iou")
             .map(|r| {
                 let (unit, score) = r
                     .score

@@ -54,6 +54,10 @@ pub struct EvalEditsArgs {
     batch: usize,
     #[arg(long, value_enum, default_value_t = DeviceChoice::Auto)]
     device: DeviceChoice,
+    /// Paint each concept's top units by IoU even when the dissection has causal
+    /// rankings (by default draw and remove use theirs, as the server does).
+    #[arg(long)]
+    iou_ranking: bool,
 }
 
 pub fn run(args: EvalEditsArgs) -> anyhow::Result<()> {
@@ -109,6 +113,7 @@ pub fn run(args: EvalEditsArgs) -> anyhow::Result<()> {
         strength: args.strength,
         seed: args.seed,
         batch: args.batch,
+        causal_ranking: !args.iou_ranking,
     };
     let bar = super::progress_bar(args.samples, "paint and segment");
     let started = std::time::Instant::now();

@@ -54,6 +54,9 @@ pub struct EditEval<'a> {
     pub strength: f32,
     pub seed: u64,
     pub batch: usize,
+    /// Paint with the causal rankings ([`super::ace`]) when the dissection has them,
+    /// instead of the IoU ranking.
+    pub causal_ranking: bool,
 }
 
 /// One concept's figures.
@@ -125,7 +128,7 @@ fn distance(region: Region, cy: i64, cx: i64) -> i64 {
 }
 
 /// Per pixel of an `h × w` map: 1 inside the region, 2 far from it, 0 otherwise.
-fn zones(region: Region, grid: (i64, i64), size: (i64, i64)) -> Vec<u8> {
+pub(crate) fn zones(region: Region, grid: (i64, i64), size: (i64, i64)) -> Vec<u8> {
     let (h, w) = size;
     let mut out = Vec::with_capacity((h * w) as usize);
     for y in 0..h {
@@ -243,9 +246,23 @@ impl EditEval<'_> {
                     labels.join(", ")
                 ))
             })? as i64;
-            let units = self.layer.top_units(concept, self.units)?;
-            let levels = self.layer.levels_for(&units, self.quantile)?;
-            plans.push((concept.clone(), class, units, levels));
+            let pick = |metric: &str| {
+                if self.causal_ranking {
+                    self.layer.top_units_by(concept, metric, self.units)
+                } else {
+                    self.layer.top_units(concept, self.units)
+                }
+            };
+            let draw_units = pick(super::ace::DRAW_METRIC)?;
+            let draw_levels = self.layer.levels_for(&draw_units, self.quantile)?;
+            let remove_units = pick(super::ace::REMOVE_METRIC)?;
+            let remove_levels = vec![0.0; remove_units.len()];
+            plans.push((
+                concept.clone(),
+                class,
+                (draw_units, draw_levels),
+                (remove_units, remove_levels),
+            ));
         }
         let all_regions = regions(self.samples, grid, self.seed);
         let mut tallies: Vec<Tally> = plans.iter().map(|_| Tally::default()).collect();
@@ -273,13 +290,19 @@ impl EditEval<'_> {
                     before: &before[i * per..(i + 1) * per],
                 })
                 .collect();
-            for ((_, class, units, levels), tally) in plans.iter().zip(&mut tallies) {
-                let stroke = |mode: StrokeMode, i: usize| ResolvedStroke {
-                    units: units.clone(),
-                    levels: levels.clone(),
-                    mode,
-                    strength: self.strength,
-                    mask: masks[i].shallow_clone(),
+            for ((_, class, draw_plan, remove_plan), tally) in plans.iter().zip(&mut tallies) {
+                let stroke = |mode: StrokeMode, i: usize| {
+                    let (units, levels) = match mode {
+                        StrokeMode::Draw => draw_plan,
+                        StrokeMode::Remove => remove_plan,
+                    };
+                    ResolvedStroke {
+                        units: units.clone(),
+                        levels: levels.clone(),
+                        mode,
+                        strength: self.strength,
+                        mask: masks[i].shallow_clone(),
+                    }
                 };
                 // Draw, on every sample.
                 let strokes = (0..chunk.len())
@@ -330,7 +353,7 @@ impl EditEval<'_> {
         let concepts = plans
             .into_iter()
             .zip(tallies)
-            .map(|((concept, _, units, _), t)| {
+            .map(|((concept, _, (units, _), _), t)| {
                 let n = t.draw_samples.max(1) as f64;
                 let r = t.remove_samples.max(1) as f64;
                 let effect = ConceptEffect {

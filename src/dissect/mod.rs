@@ -83,6 +83,7 @@
 //! [`npz`] reads GAN Dissection's own per-layer sketches (`<layer>/quantiles.npz`), which
 //! `read_project` uses for a layer that `levels.json` lacks.
 
+pub mod ace;
 pub mod causal;
 pub mod collect;
 pub mod npz;

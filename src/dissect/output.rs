@@ -702,6 +702,24 @@ impl ProjectLayer {
             .collect())
     }
 
+    /// The `k` best units for painting `concept` with `metric` (for example
+    /// `causal-draw`), falling back to the IoU ranking when the dissection lacks it.
+    pub fn top_units_by(
+        &self,
+        concept: &str,
+        metric: &str,
+        k: usize,
+    ) -> Result<Vec<i64>, DissectError> {
+        match self
+            .rankings
+            .iter()
+            .find(|r| r.concept == concept && r.metric == metric)
+        {
+            Some(ranking) => Ok(ranking.units.iter().take(k).copied().collect()),
+            None => self.top_units(concept, k),
+        }
+    }
+
     /// Each unit's level at `quantile` (see [`LevelTable::level`]).
     pub fn levels_for(&self, units: &[i64], quantile: f64) -> Result<Vec<f32>, DissectError> {
         units
@@ -846,6 +864,33 @@ mod tests {
         assert!((q - 0.51).abs() < 1e-6, "{q}");
         assert_eq!(project.setting("model"), Some("models/g.safetensors"));
         assert!(project.layer("layer9").is_err());
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn causal_rankings_pick_painting_units_and_iou_is_the_fallback() {
+        let dir = std::env::temp_dir().join(format!("ganpaint-causal-{}", std::process::id()));
+        let stats = stats();
+        let mut json = dissect_json("demo", &stats).unwrap();
+        // As `dissect causal` writes them: −effect per unit.
+        json.layers[0].rankings.push(Ranking {
+            name: "sky-causal-draw".into(),
+            concept: "sky".into(),
+            metric: crate::dissect::ace::DRAW_METRIC.into(),
+            score: vec![-0.01, -0.02, -0.30],
+        });
+        write_json(&dir.join(DISSECT_FILE), &json).unwrap();
+        write_levels(&dir, &stats).unwrap();
+        let project = read_project(&dir).unwrap();
+        let layer = project.layer("layer4").unwrap();
+        // Concepts still come from the IoU rankings only.
+        assert_eq!(layer.concepts(), vec!["sky", "tree"]);
+        let draw = crate::dissect::ace::DRAW_METRIC;
+        let remove = crate::dissect::ace::REMOVE_METRIC;
+        assert_eq!(layer.top_units_by("sky", draw, 3).unwrap(), vec![2, 1, 0]);
+        // No causal-remove ranking, and none for tree: the IoU order.
+        assert_eq!(layer.top_units_by("sky", remove, 3).unwrap(), vec![1, 0, 2]);
+        assert_eq!(layer.top_units_by("tree", draw, 1).unwrap(), vec![0]);
         let _ = std::fs::remove_dir_all(dir);
     }
 

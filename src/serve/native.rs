@@ -287,7 +287,7 @@ pub async fn paint(
     let mut used_units = Vec::new();
     for (i, (stroke, mask)) in request.strokes.iter().zip(decoded).enumerate() {
         let mask = mask.map_err(|e| ApiError::bad(&format!("strokes[{i}].mask"), e))?;
-        let concept_units = layer.concept_units(&stroke.concept).ok_or_else(|| {
+        let concept_units = layer.concept_units(&stroke.concept).and_then(|_| layer.paint_units(&stroke.concept, stroke.mode)).ok_or_else(|| {
             let known: Vec<&str> = layer.concepts().map(|c| c.concept.as_str()).collect();
             ApiError::bad(
                 &format!("strokes[{i}].concept"),
@@ -315,7 +315,7 @@ pub async fn paint(
         let units: Vec<i64> = concept_units
             .iter()
             .take(count)
-            .map(|&(u, _)| u as i64)
+            .map(|&u| u as i64)
             .collect();
         let levels = units
             .iter()

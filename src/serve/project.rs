@@ -47,6 +47,25 @@ impl ProjectLayer {
             .filter(|r| r.metric == "iou")
     }
 
+    /// The units a stroke of `mode` paints for `concept`, best first: the causal ranking
+    /// for that mode (units that draw, or remove, the concept one at a time) when the
+    /// dissection has one, else the IoU ranking.
+    pub fn paint_units(&self, concept: &str, mode: crate::edit::StrokeMode) -> Option<Vec<usize>> {
+        let metric = match mode {
+            crate::edit::StrokeMode::Draw => crate::dissect::ace::DRAW_METRIC,
+            crate::edit::StrokeMode::Remove => crate::dissect::ace::REMOVE_METRIC,
+        };
+        let causal = self
+            .dissection
+            .rankings
+            .iter()
+            .find(|r| r.concept == concept && r.metric == metric);
+        match causal {
+            Some(ranking) => Some(ranking.units.iter().map(|&u| u as usize).collect()),
+            None => Some(self.concept_units(concept)?.into_iter().map(|(u, _)| u).collect()),
+        }
+    }
+
     /// A concept's units, best first, with their IoU.
     pub fn concept_units(&self, concept: &str) -> Option<Vec<(usize, f64)>> {
         let ranking = self.concepts().find(|r| r.concept == concept)?;

@@ -1,0 +1,183 @@
+//! `ganpaint dissect causal DIR`: adds causal rankings ([`crate::dissect::ace`]) to a
+//! finished dissection. `ganpaint dissect` runs it at the end of a complete run; after a
+//! sharded run, run it on the merged folder.
+//!
+//! The rankings go into `DIR/dissect.json` beside the IoU ones, as
+//! `<concept>-causal-draw` and `<concept>-causal-remove`; any earlier causal rankings
+//! are replaced. The file is edited as JSON, so GAN Dissection's own `dissect.json`
+//! keeps every field it had.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use serde_json::Value;
+
+use crate::dissect::ace::{UnitEffects, DRAW_METRIC, REMOVE_METRIC};
+use crate::dissect::output::{read_project, DISSECT_FILE};
+use crate::model::{repo_path, DeviceChoice, ProgGan, DEFAULT_MODEL};
+use crate::segment::Segmenter;
+
+use super::dissect::{load_segmenter, resolve_setting_path};
+use super::eval_demo::DEFAULT_SEGMENTER;
+
+#[derive(clap::Args, Debug)]
+pub struct CausalArgs {
+    /// A finished dissection folder (dissect.json and levels.json).
+    pub dir: PathBuf,
+    #[command(flatten)]
+    pub options: CausalOptions,
+    /// Generator (default: the dissection's, else the bundled one).
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// Segmenter (default: the dissection's, else the bundled one).
+    #[arg(long)]
+    pub segmenter: Option<PathBuf>,
+    /// A TorchScript segmenter's labels (default: labels.json beside it).
+    #[arg(long)]
+    pub segmenter_labels: Option<PathBuf>,
+    #[arg(long, value_enum, default_value_t = DeviceChoice::Auto)]
+    pub device: DeviceChoice,
+}
+
+/// How the causal effects are sampled (shared with `ganpaint dissect`).
+#[derive(clap::Args, Debug, Clone)]
+pub struct CausalOptions {
+    /// Images per unit and mode (each costs 2 × units renders and segmentations); 0 skips
+    /// the causal rankings.
+    #[arg(long, default_value_t = 32)]
+    pub causal_samples: u64,
+    /// First image id; the default keeps clear of the dissection's and eval-edits' ids.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub causal_first_id: u64,
+    /// Seed of the random 3×3-cell regions.
+    #[arg(long, default_value_t = 1)]
+    pub causal_seed: u64,
+    /// Edited images per forward pass.
+    #[arg(long, default_value_t = 64)]
+    pub causal_batch: usize,
+}
+
+pub fn run(args: CausalArgs) -> anyhow::Result<()> {
+    let device = args.device.resolve()?;
+    let project = read_project(&args.dir)
+        .with_context(|| format!("reading the dissection in {}", args.dir.display()))?;
+    let generator_path = args.model.clone().unwrap_or_else(|| {
+        project
+            .setting("model")
+            .map(resolve_setting_path)
+            .filter(|p| p.exists())
+            .unwrap_or_else(|| repo_path(DEFAULT_MODEL))
+    });
+    let segmenter_path = args.segmenter.clone().unwrap_or_else(|| {
+        project
+            .setting("segmenter")
+            .map(resolve_setting_path)
+            .filter(|p| p.exists())
+            .unwrap_or_else(|| repo_path(DEFAULT_SEGMENTER))
+    });
+    let generator = ProgGan::load(&generator_path, device)
+        .with_context(|| format!("loading {}", generator_path.display()))?;
+    let segmenter = load_segmenter(&segmenter_path, args.segmenter_labels.as_deref(), device)?;
+    add_causal_rankings(&args.dir, &generator, segmenter.as_ref(), &args.options)
+}
+
+/// Measures every unit's causal effect on every ranked concept, for each layer of the
+/// dissection in `dir`, and writes the rankings into its `dissect.json`.
+pub fn add_causal_rankings(
+    dir: &Path,
+    generator: &ProgGan,
+    segmenter: &dyn Segmenter,
+    options: &CausalOptions,
+) -> anyhow::Result<()> {
+    if options.causal_samples == 0 {
+        return Ok(());
+    }
+    let project = read_project(dir)?;
+    let path = dir.join(DISSECT_FILE);
+    let mut json: Value = serde_json::from_slice(
+        &std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?,
+    )?;
+    let started = std::time::Instant::now();
+    for layer in &project.layers {
+        let labels = segmenter.labels();
+        let concepts: Vec<(String, i64)> = layer
+            .concepts()
+            .into_iter()
+            .filter_map(|c| {
+                labels
+                    .iter()
+                    .position(|l| l == c)
+                    .map(|class| (c.to_string(), class as i64))
+            })
+            .collect();
+        if concepts.is_empty() {
+            continue;
+        }
+        let levels: Vec<f32> = (0..layer.units)
+            .map(|u| layer.levels.level(u, 0.99).unwrap_or(0.0))
+            .collect();
+        let effects = UnitEffects {
+            generator,
+            segmenter,
+            layer: &layer.layer,
+            levels: &levels,
+            concepts,
+            samples: options.causal_samples,
+            first_id: options.causal_first_id,
+            seed: options.causal_seed,
+            batch: options.causal_batch,
+        };
+        let bar = super::progress_bar(options.causal_samples, &format!("causal {}", layer.layer));
+        let table = effects.run(&mut |n| bar.inc(n))?;
+        bar.finish();
+        let rankings = table.rankings();
+        let Some(entry) = json["layers"]
+            .as_array_mut()
+            .and_then(|layers| layers.iter_mut().find(|l| l["layer"] == layer.layer.as_str()))
+        else {
+            continue;
+        };
+        let list = entry["rankings"]
+            .as_array_mut()
+            .context("dissect.json layer without rankings")?;
+        list.retain(|r| {
+            let metric = r["metric"].as_str().unwrap_or_default();
+            metric != DRAW_METRIC && metric != REMOVE_METRIC
+        });
+        for ranking in &rankings {
+            list.push(serde_json::to_value(ranking)?);
+        }
+        println!(
+            "{}: causal effect of one unit in a 3×3-cell region ({} samples)",
+            layer.layer, options.causal_samples
+        );
+        println!(
+            "  {:<10} {:>22} {:>22}",
+            "concept", "best draw (unit: gain)", "best remove (unit: cut)"
+        );
+        for (c, concept) in table.concepts.iter().enumerate() {
+            let best = |effects: &[f64]| {
+                effects
+                    .iter()
+                    .enumerate()
+                    .max_by(|a, b| a.1.total_cmp(b.1))
+                    .map_or((0, 0.0), |(u, &e)| (u, e))
+            };
+            let (du, dg) = best(&table.draw[c]);
+            let (ru, rc) = best(&table.remove[c]);
+            println!(
+                "  {concept:<10} {:>22} {:>22}",
+                format!("{du}: {dg:+.3}"),
+                format!("{ru}: {rc:.3}")
+            );
+        }
+    }
+    std::fs::write(&path, serde_json::to_string_pretty(&json)? + "\n")
+        .with_context(|| format!("writing {}", path.display()))?;
+    println!(
+        "causal rankings: {:.1} s; wrote {}",
+        started.elapsed().as_secs_f64(),
+        path.display()
+    );
+    Ok(())
+}

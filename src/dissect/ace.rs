@@ -1,0 +1,320 @@
+//! Causal rankings: which units, switched on (or off) one at a time, draw (or remove) a
+//! concept where they are switched. This is GAN Dissection's average causal effect
+//! (ACE) per unit, measured with the same stroke geometry as [`super::causal`].
+//!
+//! IoU ranks units by where they fire; painting needs units that *make* the concept. The
+//! two disagree most for large concepts (sky, grass), where a unit thresholded at its
+//! 0.99 quantile covers at most 1% of pixels and so cannot reach a high IoU however well
+//! it draws. For each of `samples` images (ids `first_id..`) and a random 3×3-cell region
+//! per image, every unit is, on its own:
+//!
+//! - **drawn**: set to its 0.99 level inside the region; the unit's draw effect on a
+//!   concept is the mean rise of the concept's pixel share inside the region;
+//! - **removed**: set to 0 inside the region; its remove effect is the mean relative fall
+//!   of the share over the images where the concept is present (≥ 5% of the region).
+//!
+//! The result is two rankings per concept, written to `dissect.json` beside the IoU ones
+//! as `<concept>-causal-draw` and `<concept>-causal-remove` (score = −effect, lower is
+//! better, as GAN Dissection's rankings are). Painting uses them when present.
+
+use tch::{Kind, Tensor};
+
+use super::causal::{regions, zones as region_zones, PRESENT_SHARE, REGION_CELLS};
+use super::collect::{latents, segment_images};
+use super::output::Ranking;
+use super::DissectError;
+use crate::model::ProgGan;
+use crate::segment::Segmenter;
+
+/// Ranking metrics written by this module.
+pub const DRAW_METRIC: &str = "causal-draw";
+pub const REMOVE_METRIC: &str = "causal-remove";
+
+/// What to measure.
+pub struct UnitEffects<'a> {
+    pub generator: &'a ProgGan,
+    pub segmenter: &'a dyn Segmenter,
+    pub layer: &'a str,
+    /// Each unit's draw level (its 0.99 quantile).
+    pub levels: &'a [f32],
+    /// (concept, segmenter class) pairs.
+    pub concepts: Vec<(String, i64)>,
+    pub samples: u64,
+    pub first_id: u64,
+    pub seed: u64,
+    /// Images per forward pass.
+    pub batch: usize,
+}
+
+/// Per concept, per unit: the mean effects.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EffectTable {
+    pub concepts: Vec<String>,
+    /// `[concept][unit]`: mean rise of the concept's share in the region when drawn.
+    pub draw: Vec<Vec<f64>>,
+    /// `[concept][unit]`: mean relative fall where present, when removed (0 when the
+    /// concept was never present).
+    pub remove: Vec<Vec<f64>>,
+}
+
+impl EffectTable {
+    /// The rankings for `dissect.json`: two per concept.
+    pub fn rankings(&self) -> Vec<Ranking> {
+        let mut out = Vec::new();
+        for (c, concept) in self.concepts.iter().enumerate() {
+            for (metric, effects) in [(DRAW_METRIC, &self.draw[c]), (REMOVE_METRIC, &self.remove[c])]
+            {
+                out.push(Ranking {
+                    name: format!("{concept}-{metric}"),
+                    concept: concept.clone(),
+                    metric: metric.to_string(),
+                    score: effects.iter().map(|e| -e).collect(),
+                });
+            }
+        }
+        out
+    }
+}
+
+/// Share of each class inside the region (zone 1) of one label map.
+fn region_shares(labels: &[i64], zones: &[u8], classes: usize) -> Vec<f64> {
+    let mut counts = vec![0u64; classes];
+    let mut inside = 0u64;
+    for (&z, &l) in zones.iter().zip(labels) {
+        if z == 1 {
+            inside += 1;
+            if (0..classes as i64).contains(&l) {
+                counts[l as usize] += 1;
+            }
+        }
+    }
+    counts
+        .into_iter()
+        .map(|n| n as f64 / inside.max(1) as f64)
+        .collect()
+}
+
+impl UnitEffects<'_> {
+    pub fn run(&self, progress: &mut dyn FnMut(u64)) -> Result<EffectTable, DissectError> {
+        let _guard = tch::no_grad_guard();
+        let device = self.generator.device();
+        let (units, gh, gw) = self.generator.layer_shape(self.layer)?;
+        if self.levels.len() != units as usize {
+            return Err(DissectError::Settings(format!(
+                "{} levels for {units} units of `{}`",
+                self.levels.len(),
+                self.layer
+            )));
+        }
+        let classes = self.segmenter.labels().len();
+        let n_concepts = self.concepts.len();
+        let mut draw = vec![vec![0f64; units as usize]; n_concepts];
+        let mut remove = vec![vec![0f64; units as usize]; n_concepts];
+        let mut present_count = vec![0u64; n_concepts];
+        let all_regions = regions(self.samples, (gh, gw), self.seed);
+        let levels = Tensor::f_from_slice(self.levels)?
+            .f_to_device(device)?
+            .f_view([1, units, 1, 1])?;
+        for (index, region) in all_regions.iter().enumerate() {
+            let id = self.first_id + index as u64;
+            let z = latents(self.generator, &[id])?;
+            let features = self.generator.features(&z, self.layer)?;
+            let image = self.generator.forward_from(self.layer, &features)?;
+            let before = super::stats::to_i64_vec(&segment_images(self.segmenter, &image, device)?)?;
+            let seg_side = ((before.len() as f64).sqrt()) as i64;
+            let zones = region_zones(*region, (gh, gw), (seg_side, seg_side));
+            let shares_before = region_shares(&before, &zones, classes);
+            // The region's cells at the layer grid.
+            let cell_mask = Tensor::f_zeros([1, 1, gh, gw], (Kind::Float, device))?;
+            let _ = cell_mask
+                .f_narrow(2, region.y, REGION_CELLS.min(gh - region.y))?
+                .f_narrow(3, region.x, REGION_CELLS.min(gw - region.x))?
+                .f_fill_(1.0)?;
+            let present: Vec<bool> = self
+                .concepts
+                .iter()
+                .map(|(_, class)| shares_before[*class as usize] >= PRESENT_SHARE)
+                .collect();
+            for (c, p) in present.iter().enumerate() {
+                present_count[c] += u64::from(*p);
+            }
+            let any_present = present.iter().any(|p| *p);
+            let chunk = self.batch.max(1) as i64;
+            let mut first = 0;
+            while first < units {
+                let k = chunk.min(units - first);
+                // alpha [k, C, H, W]: unit first+j's channel in image j, inside the region.
+                let onehot = Tensor::f_eye_m(k, units, (Kind::Float, device))?
+                    .f_roll([first].as_slice(), [1i64].as_slice())?
+                    .f_view([k, units, 1, 1])?;
+                let alpha = onehot.f_mul(&cell_mask)?;
+                let keep = alpha.f_neg()?.f_add_scalar(1.0)?;
+                let base = features.f_expand([k, units, gh, gw], false)?;
+                for (mode, value) in [(0, Some(&levels)), (1, None)] {
+                    if mode == 1 && !any_present {
+                        continue;
+                    }
+                    let mut edited = base.f_mul(&keep)?;
+                    if let Some(levels) = value {
+                        edited = edited.f_add(&alpha.f_mul(levels)?)?;
+                    }
+                    let images = self.generator.forward_from(self.layer, &edited)?;
+                    let labels =
+                        super::stats::to_i64_vec(&segment_images(self.segmenter, &images, device)?)?;
+                    let per = before.len();
+                    for j in 0..k as usize {
+                        let unit = first as usize + j;
+                        let after = region_shares(&labels[j * per..(j + 1) * per], &zones, classes);
+                        for (c, (_, class)) in self.concepts.iter().enumerate() {
+                            let (b, a) = (shares_before[*class as usize], after[*class as usize]);
+                            if mode == 0 {
+                                draw[c][unit] += a - b;
+                            } else if present[c] {
+                                remove[c][unit] += (b - a) / b;
+                            }
+                        }
+                    }
+                }
+                first += k;
+            }
+            progress(1);
+        }
+        let samples = self.samples.max(1) as f64;
+        for c in 0..n_concepts {
+            for u in 0..units as usize {
+                draw[c][u] /= samples;
+                remove[c][u] /= present_count[c].max(1) as f64;
+            }
+        }
+        Ok(EffectTable {
+            concepts: self.concepts.iter().map(|(c, _)| c.clone()).collect(),
+            draw,
+            remove,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::edit::{paint_planes, ResolvedStroke, StrokeMode};
+    use crate::model::ProgGanConfig;
+    use crate::segment::SegmentError;
+    use tch::Device;
+
+    /// Labels a pixel `bright` when its red channel is above 0, else `dark`.
+    struct RedSegmenter(Vec<String>);
+
+    impl Segmenter for RedSegmenter {
+        fn scores(&self, images: &Tensor) -> Result<Tensor, SegmentError> {
+            let red = images.narrow(1, 0, 1);
+            Ok(Tensor::cat(&[red.neg(), red], 1))
+        }
+        fn labels(&self) -> &[String] {
+            &self.0
+        }
+    }
+
+    /// The effect of drawing `unit` on sample `index`, computed the way the server paints
+    /// (`paint_planes`, the stroke mask at image resolution), independently of `run`.
+    fn painted_share_change(
+        model: &ProgGan,
+        segmenter: &RedSegmenter,
+        level: f32,
+        unit: i64,
+        id: u64,
+        region: super::super::causal::Region,
+    ) -> f64 {
+        let z = model.z_for_ids(&[id]).unwrap();
+        let features = model.features(&z, "layer4").unwrap();
+        let (c, h, w) = model.layer_shape("layer4").unwrap();
+        let side = model.resolution();
+        let zones = region_zones(region, (h, w), (side, side));
+        let mask: Vec<f32> = zones.iter().map(|&z| f32::from(u8::from(z == 1))).collect();
+        let stroke = ResolvedStroke {
+            units: vec![unit],
+            levels: vec![level],
+            mode: StrokeMode::Draw,
+            strength: 1.0,
+            mask: Tensor::from_slice(&mask).view([side, side]),
+        };
+        let planes = paint_planes("layer4", (c, h, w), &[stroke], Device::Cpu).unwrap();
+        let share = |x: &Tensor| {
+            let image = model.forward_from("layer4", x).unwrap();
+            let labels =
+                super::super::stats::to_i64_vec(&segmenter.segment(&image.clamp(-1.0, 1.0)).unwrap())
+                    .unwrap();
+            region_shares(&labels, &zones, 2)[1]
+        };
+        share(&planes.apply(&features).unwrap()) - share(&features)
+    }
+
+    #[test]
+    fn draw_effects_equal_painting_each_unit_alone() {
+        let _guard = tch::no_grad_guard();
+        tch::manual_seed(21);
+        let model = ProgGan::new(
+            ProgGanConfig {
+                z_dim: 16,
+                channels: vec![16, 8, 8, 4],
+            },
+            Device::Cpu,
+        );
+        let segmenter = RedSegmenter(vec!["dark".into(), "bright".into()]);
+        let levels = vec![4.0f32; 8];
+        let effects = UnitEffects {
+            generator: &model,
+            segmenter: &segmenter,
+            layer: "layer4",
+            levels: &levels,
+            concepts: vec![("bright".into(), 1)],
+            samples: 3,
+            first_id: 50,
+            seed: 9,
+            batch: 3,
+        };
+        let table = effects.run(&mut |_| {}).unwrap();
+        assert_eq!(table.draw[0].len(), 8);
+        let regions = regions(3, (8, 8), 9);
+        for unit in [0usize, 5, 7] {
+            let expected: f64 = (0..3)
+                .map(|i| {
+                    painted_share_change(&model, &segmenter, 4.0, unit as i64, 50 + i, regions[i as usize])
+                })
+                .sum::<f64>()
+                / 3.0;
+            assert!(
+                (table.draw[0][unit] - expected).abs() < 1e-9,
+                "unit {unit}: {} vs painted {expected}",
+                table.draw[0][unit]
+            );
+        }
+        assert!(
+            table.draw[0].iter().any(|&e| e != 0.0),
+            "no unit changed anything"
+        );
+    }
+
+    #[test]
+    fn region_shares_count_only_the_region() {
+        let labels = [0, 1, 1, 2, 1, 0];
+        let zones = [1, 1, 0, 1, 2, 1];
+        let shares = region_shares(&labels, &zones, 3);
+        assert_eq!(shares, vec![0.5, 0.25, 0.25]);
+    }
+
+    #[test]
+    fn rankings_score_minus_effect_per_concept_and_mode() {
+        let table = EffectTable {
+            concepts: vec!["tree".into()],
+            draw: vec![vec![0.1, 0.3]],
+            remove: vec![vec![0.5, 0.2]],
+        };
+        let rankings = table.rankings();
+        assert_eq!(rankings.len(), 2);
+        assert_eq!(rankings[0].name, "tree-causal-draw");
+        assert_eq!(rankings[0].score, vec![-0.1, -0.3]);
+        assert_eq!(rankings[1].metric, REMOVE_METRIC);
+        assert_eq!(rankings[1].score, vec![-0.5, -0.2]);
+    }
+}
