@@ -111,8 +111,20 @@ async fn layers_units_rankings_channels_echo_the_request() {
     assert!(!rankings.is_empty());
     assert!(rankings
         .iter()
-        .all(|r| r["metric"] == "iou" && r["scores"].as_array().unwrap().len() == 16));
-    assert!(rankings.iter().any(|r| r["name"] == "tree-iou"));
+        .all(|r| r["scores"].as_array().unwrap().len() == 16));
+    // The IoU rankings, and the causal ones the dissection added (the client lists both).
+    for (name, metric) in [
+        ("tree-iou", "iou"),
+        ("tree-causal-draw", "causal-draw"),
+        ("tree-causal-remove", "causal-remove"),
+    ] {
+        assert!(
+            rankings
+                .iter()
+                .any(|r| r["name"] == name && r["metric"] == metric),
+            "no {name} ranking"
+        );
+    }
 
     let (_, body) = get_json("/api/channels?project=tiny&layer=layer4").await;
     let channels = body["res"].as_array().unwrap();

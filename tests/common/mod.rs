@@ -42,6 +42,8 @@ pub fn tiny_data_dir() -> &'static Path {
                 "16",
                 "--batch",
                 "8",
+                "--causal-samples",
+                "4",
             ])
             .arg("--model")
             .arg(&g)
