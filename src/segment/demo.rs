@@ -125,7 +125,11 @@ impl DemoSegmenter {
 impl Segmenter for DemoSegmenter {
     fn scores(&self, images: &Tensor) -> Result<Tensor, SegmentError> {
         let _guard = tch::no_grad_guard();
-        Ok(self.forward(&images.to_device(self.vs.device())))
+        // Channels-last input makes every convolution, GroupNorm and pooling below run in
+        // that layout (libtorch follows the input's strides): about 1.5× faster on CPU,
+        // with the same labels up to rounding.
+        let images = crate::model::proggan::channels_last(&images.to_device(self.vs.device()))?;
+        Ok(self.forward(&images).contiguous())
     }
 
     fn labels(&self) -> &[String] {
