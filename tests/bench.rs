@@ -13,8 +13,17 @@ fn bench_runs_every_case_and_writes_the_named_keys() {
     let json_path = dir.join("bench.json");
     let output = Command::new(env!("CARGO_BIN_EXE_ganpaint"))
         .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .args(["bench", "--device", "cpu", "--models", "demo", "--iters", "2"])
-        .args(["--batches", "1,2", "--concurrency", "1,4", "--http-seconds", "0.5"])
+        .args([
+            "bench", "--device", "cpu", "--models", "demo", "--iters", "2",
+        ])
+        .args([
+            "--batches",
+            "1,2",
+            "--concurrency",
+            "1,4",
+            "--http-seconds",
+            "0.5",
+        ])
         .arg("--json")
         .arg(&json_path)
         .env("RUST_LOG", "warn")
@@ -55,8 +64,13 @@ fn bench_runs_every_case_and_writes_the_named_keys() {
         let p95 = demo["latency_ms"][case]["p95_ms"].as_f64().unwrap();
         assert!(p50 > 0.0 && p95 >= p50, "{case}: {p50} / {p95}");
     }
-    let fraction = demo["incremental_work_fraction"]["centre"].as_f64().unwrap();
-    assert!(fraction > 0.0 && fraction < 1.0, "centre stroke work {fraction}");
+    let fraction = demo["incremental_work_fraction"]["centre"]
+        .as_f64()
+        .unwrap();
+    assert!(
+        fraction > 0.0 && fraction < 1.0,
+        "centre stroke work {fraction}"
+    );
     assert!(demo["throughput_images_per_s_fast"]["2"].as_f64().unwrap() > 0.0);
 
     let cases = result["http"]["cases"].as_array().unwrap();

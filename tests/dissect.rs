@@ -252,12 +252,19 @@ fn sharded_two_round_merge_equals_a_single_run_with_the_same_thresholds() {
     let concepts = DemoSegmenter::new(Device::Cpu).labels().len();
     let count = |metric: &str| rankings.iter().filter(|r| r["metric"] == metric).count();
     assert_eq!(count("iou"), concepts);
-    assert_eq!(count("causal-draw"), concepts);
-    assert_eq!(count("causal-remove"), concepts);
+    // Rankings without signal (no unit with a positive effect) are left out.
+    assert!(count("causal-draw") <= concepts && count("causal-remove") <= concepts);
+    assert!(
+        count("causal-draw") + count("causal-remove") > 0,
+        "no causal ranking at all: {printed}"
+    );
     assert!(rankings
         .iter()
         .all(|r| r["score"].as_array().unwrap().len() == 16));
-    assert_eq!(causal["layers"][0]["units"], m_dissect["layers"][0]["units"]);
+    assert_eq!(
+        causal["layers"][0]["units"],
+        m_dissect["layers"][0]["units"]
+    );
 }
 
 #[test]

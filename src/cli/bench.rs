@@ -35,8 +35,8 @@ pub struct BenchArgs {
     #[arg(long)]
     json: Option<PathBuf>,
     /// Timed iterations per case on the 256² model (the demo model gets 5×).
-    #[arg(long, default_value_t = 20)]
-    iters: usize,
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..))]
+    iters: u64,
     /// Batch sizes for the throughput case (32 is added on CUDA).
     #[arg(long, value_delimiter = ',', default_value = "1,4,8,16")]
     batches: Vec<i64>,
@@ -256,23 +256,20 @@ fn bench_model(
     // one place, or cycling through every place), so every render changes exactly those
     // cells, as a brush stroke does.
     let incremental = |strokes: &[&EditPlanes], iters: usize| -> anyhow::Result<(Latency, f64)> {
-        let base = edited(&scene.planes, &one)?;
-        let with_strokes: Vec<Tensor> = strokes
-            .iter()
-            .map(|s| edited(s, &one))
-            .collect::<anyhow::Result<_>>()?;
-        let (_, mut kept) = model.forward_from_recorded(layer, &base)?;
+        let (_, mut kept) = model.forward_from_recorded(layer, &edited(&scene.planes, &one)?)?;
         let mut kept = kept.pop().expect("one image");
         let mut fractions = Vec::new();
         let mut step = 0usize;
         let latency = time_it(iters, || {
             step += 1;
-            let features = if step % 2 == 1 {
-                &with_strokes[(step / 2) % with_strokes.len()]
+            // The planes are applied inside the timed call, as in the fast case.
+            let planes = if step % 2 == 1 {
+                strokes[(step / 2) % strokes.len()]
             } else {
-                &base
+                &scene.planes
             };
-            let (image, stats) = model.forward_from_incremental(&mut kept, features)?;
+            let features = edited(planes, &one)?;
+            let (image, stats) = model.forward_from_incremental(&mut kept, &features)?;
             fractions.push(stats.work_fraction);
             pixels(&image)?;
             Ok(())
@@ -443,6 +440,13 @@ fn with_pixel_check(
     name: &str,
 ) -> anyhow::Result<Value> {
     let theirs = std::fs::read(scratch.join(format!("{name}-torch.u8")))?;
+    if theirs.len() != ours.as_raw().len() {
+        bail!(
+            "torch reference wrote {} pixel bytes, ours has {}",
+            theirs.len(),
+            ours.as_raw().len()
+        );
+    }
     let worst = ours
         .as_raw()
         .iter()
@@ -465,10 +469,10 @@ async fn load(
     body: Arc<dyn Fn(u64) -> Value + Send + Sync>,
     concurrency: usize,
     seconds: f64,
+    counter: Arc<std::sync::atomic::AtomicU64>,
 ) -> Value {
     let started = Instant::now();
     let until = started + Duration::from_secs_f64(seconds);
-    let counter = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let mut tasks = Vec::new();
     for _ in 0..concurrency {
         let (client, url, body, counter) =
@@ -520,6 +524,9 @@ fn bench_http(args: &BenchArgs) -> anyhow::Result<Value> {
     let mut config = crate::serve::ServeConfig::with_data(args.http_data.clone());
     config.device = args.device;
     config.precision = args.precision;
+    // Every request is a full render: this measures the batched forward path. (The
+    // render cache's speed-up is the incremental case above.)
+    config.render_cache_mb = 0;
     let state = Arc::new(crate::serve::AppState::load(config)?);
     let Some((project, layer)) = state
         .projects
@@ -563,8 +570,8 @@ fn bench_http(args: &BenchArgs) -> anyhow::Result<Value> {
         });
         let client = reqwest::Client::builder().build()?;
         let mut results = Vec::new();
-        // Every request paints a different image, so each is a full render (no render
-        // cache hit): this measures the batched forward path, not the cache.
+        // One counter across every case, so no two requests ask for the same image.
+        let counter = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let paint_project = project.clone();
         let paint: Arc<dyn Fn(u64) -> Value + Send + Sync> = Arc::new(move |n| {
             json!({ "project": paint_project, "seed": 1_000_000 + n, "strokes": [
@@ -582,7 +589,15 @@ fn bench_http(args: &BenchArgs) -> anyhow::Result<Value> {
         for (route, body) in [("/api/v1/paint", paint), ("/api/generate", compat)] {
             for &c in &args.concurrency {
                 let url = format!("http://{address}{route}");
-                let mut result = load(&client, url, body.clone(), c, args.http_seconds).await;
+                let mut result = load(
+                    &client,
+                    url,
+                    body.clone(),
+                    c,
+                    args.http_seconds,
+                    counter.clone(),
+                )
+                .await;
                 result["route"] = json!(route);
                 results.push(result);
             }
@@ -638,9 +653,9 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
             other => bail!("--models: unknown model `{other}` (church256, demo)"),
         };
         let iters = if name == "demo" {
-            args.iters * 5
+            5 * args.iters as usize
         } else {
-            args.iters
+            args.iters as usize
         };
         reports.push(bench_model(name, model, &args, iters, &scratch)?);
     }

@@ -347,12 +347,7 @@ fn run_dissect(args: RunArgs) -> anyhow::Result<()> {
     if stats.shards.is_complete() {
         let name = args.name.clone().unwrap_or_else(|| dir_name(&out));
         finish(&out, &name, &stats, (!args.no_images).then_some(&model))?;
-        super::dissect_causal::add_causal_rankings(
-            &out,
-            &model,
-            segmenter.as_ref(),
-            &args.causal,
-        )
+        super::dissect_causal::add_causal_rankings(&out, &model, segmenter.as_ref(), &args.causal)
     } else {
         stats.write(&out)?;
         println!(

@@ -131,10 +131,11 @@ pub fn add_causal_rankings(
         let table = effects.run(&mut |n| bar.inc(n))?;
         bar.finish();
         let rankings = table.rankings();
-        let Some(entry) = json["layers"]
-            .as_array_mut()
-            .and_then(|layers| layers.iter_mut().find(|l| l["layer"] == layer.layer.as_str()))
-        else {
+        let Some(entry) = json["layers"].as_array_mut().and_then(|layers| {
+            layers
+                .iter_mut()
+                .find(|l| l["layer"] == layer.layer.as_str())
+        }) else {
             continue;
         };
         let list = entry["rankings"]

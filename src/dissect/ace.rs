@@ -55,15 +55,25 @@ pub struct EffectTable {
     /// `[concept][unit]`: mean relative fall where present, when removed (0 when the
     /// concept was never present).
     pub remove: Vec<Vec<f64>>,
+    /// Per concept: the images whose region held it (the remove effects' sample size).
+    pub present: Vec<u64>,
 }
 
 impl EffectTable {
-    /// The rankings for `dissect.json`: two per concept.
+    /// The rankings for `dissect.json`: up to two per concept. A ranking without signal
+    /// (no unit with a positive effect, or a concept never present to remove) is left
+    /// out, so painting falls back to the IoU ranking instead of an arbitrary order.
     pub fn rankings(&self) -> Vec<Ranking> {
         let mut out = Vec::new();
         for (c, concept) in self.concepts.iter().enumerate() {
-            for (metric, effects) in [(DRAW_METRIC, &self.draw[c]), (REMOVE_METRIC, &self.remove[c])]
-            {
+            for (metric, effects) in [
+                (DRAW_METRIC, &self.draw[c]),
+                (REMOVE_METRIC, &self.remove[c]),
+            ] {
+                let observed = metric == DRAW_METRIC || self.present[c] > 0;
+                if !observed || !effects.iter().any(|&e| e > 0.0) {
+                    continue;
+                }
                 out.push(Ranking {
                     name: format!("{concept}-{metric}"),
                     concept: concept.clone(),
@@ -120,7 +130,8 @@ impl UnitEffects<'_> {
             let z = latents(self.generator, &[id])?;
             let features = self.generator.features(&z, self.layer)?;
             let image = self.generator.forward_from(self.layer, &features)?;
-            let before = super::stats::to_i64_vec(&segment_images(self.segmenter, &image, device)?)?;
+            let before =
+                super::stats::to_i64_vec(&segment_images(self.segmenter, &image, device)?)?;
             let seg_side = ((before.len() as f64).sqrt()) as i64;
             let zones = region_zones(*region, (gh, gw), (seg_side, seg_side));
             let shares_before = region_shares(&before, &zones, classes);
@@ -159,8 +170,11 @@ impl UnitEffects<'_> {
                         edited = edited.f_add(&alpha.f_mul(levels)?)?;
                     }
                     let images = self.generator.forward_from(self.layer, &edited)?;
-                    let labels =
-                        super::stats::to_i64_vec(&segment_images(self.segmenter, &images, device)?)?;
+                    let labels = super::stats::to_i64_vec(&segment_images(
+                        self.segmenter,
+                        &images,
+                        device,
+                    )?)?;
                     let per = before.len();
                     for j in 0..k as usize {
                         let unit = first as usize + j;
@@ -180,16 +194,18 @@ impl UnitEffects<'_> {
             progress(1);
         }
         let samples = self.samples.max(1) as f64;
-        for c in 0..n_concepts {
-            for u in 0..units as usize {
-                draw[c][u] /= samples;
-                remove[c][u] /= present_count[c].max(1) as f64;
-            }
+        for (draw, (remove, present)) in draw.iter_mut().zip(remove.iter_mut().zip(&present_count))
+        {
+            draw.iter_mut().for_each(|e| *e /= samples);
+            remove
+                .iter_mut()
+                .for_each(|e| *e /= (*present).max(1) as f64);
         }
         Ok(EffectTable {
             concepts: self.concepts.iter().map(|(c, _)| c.clone()).collect(),
             draw,
             remove,
+            present: present_count,
         })
     }
 }
@@ -241,9 +257,10 @@ mod tests {
         let planes = paint_planes("layer4", (c, h, w), &[stroke], Device::Cpu).unwrap();
         let share = |x: &Tensor| {
             let image = model.forward_from("layer4", x).unwrap();
-            let labels =
-                super::super::stats::to_i64_vec(&segmenter.segment(&image.clamp(-1.0, 1.0)).unwrap())
-                    .unwrap();
+            let labels = super::super::stats::to_i64_vec(
+                &segmenter.segment(&image.clamp(-1.0, 1.0)).unwrap(),
+            )
+            .unwrap();
             region_shares(&labels, &zones, 2)[1]
         };
         share(&planes.apply(&features).unwrap()) - share(&features)
@@ -279,7 +296,14 @@ mod tests {
         for unit in [0usize, 5, 7] {
             let expected: f64 = (0..3)
                 .map(|i| {
-                    painted_share_change(&model, &segmenter, 4.0, unit as i64, 50 + i, regions[i as usize])
+                    painted_share_change(
+                        &model,
+                        &segmenter,
+                        4.0,
+                        unit as i64,
+                        50 + i,
+                        regions[i as usize],
+                    )
                 })
                 .sum::<f64>()
                 / 3.0;
@@ -306,13 +330,23 @@ mod tests {
     #[test]
     fn rankings_score_minus_effect_per_concept_and_mode() {
         let table = EffectTable {
-            concepts: vec!["tree".into()],
-            draw: vec![vec![0.1, 0.3]],
-            remove: vec![vec![0.5, 0.2]],
+            concepts: vec!["tree".into(), "dome".into(), "door".into()],
+            draw: vec![vec![0.1, 0.3], vec![0.0, -0.1], vec![0.2, 0.0]],
+            remove: vec![vec![0.5, 0.2], vec![0.4, 0.0], vec![0.0, 0.0]],
+            present: vec![7, 2, 0],
         };
         let rankings = table.rankings();
-        assert_eq!(rankings.len(), 2);
-        assert_eq!(rankings[0].name, "tree-causal-draw");
+        let names: Vec<&str> = rankings.iter().map(|r| r.name.as_str()).collect();
+        // dome draws nothing and door was never present: no rankings to mislead painting.
+        assert_eq!(
+            names,
+            vec![
+                "tree-causal-draw",
+                "tree-causal-remove",
+                "dome-causal-remove",
+                "door-causal-draw"
+            ]
+        );
         assert_eq!(rankings[0].score, vec![-0.1, -0.3]);
         assert_eq!(rankings[1].metric, REMOVE_METRIC);
         assert_eq!(rankings[1].score, vec![-0.5, -0.2]);

@@ -52,7 +52,7 @@ impl Precision {
             Precision::FastF16 => Some(Kind::Half),
             Precision::Fast => Some(match device {
                 Device::Cuda(_) => Kind::Half,
-                _ if cpu_has_fast_bf16() => Kind::BFloat16,
+                Device::Cpu if cpu_has_fast_bf16() => Kind::BFloat16,
                 _ => Kind::Float,
             }),
         }
@@ -165,10 +165,17 @@ impl FastBlock {
     pub(crate) fn forward(&self, x: &Tensor) -> Result<Tensor, tch::TchError> {
         // Multiply by the reciprocal: the reciprocal is per pixel (1/C of the map), and a
         // multiply pass is cheaper than a divide pass.
-        let inverse = x
-            .f_norm_scalaropt_dim(2.0, [1i64].as_slice(), true)?
+        // In f16 the norm (√C times the RMS) can overflow where the activations do not,
+        // so it is taken in f32 there; bf16 has f32's range.
+        let norm = if x.kind() == Kind::Half {
+            x.f_norm_scalaropt_dim_dtype(2.0, [1i64].as_slice(), true, Kind::Float)?
+        } else {
+            x.f_norm_scalaropt_dim(2.0, [1i64].as_slice(), true)?
+        };
+        let inverse = norm
             .f_clamp_min(self.norm_floor)?
-            .f_reciprocal()?;
+            .f_reciprocal()?
+            .f_to_kind(x.kind())?;
         let x = x.f_mul(&inverse)?;
         let y = match self.op {
             FastOp::Conv { padding } => x.f_conv2d(

@@ -85,13 +85,6 @@ impl ProgGan {
     ) -> Result<(Tensor, Vec<SuffixActivations>), ModelError> {
         let index = self.layer_index(layer)?;
         let input = self.to_compute(features)?;
-        let mut outputs = Vec::new();
-        let mut x = input.shallow_clone();
-        for block in index + 1..self.layer_names().len() {
-            x = self.step(block, &x)?;
-            outputs.push(x.shallow_clone());
-        }
-        let image = self.to_output(&x)?;
         let n = features.size()[0];
         let per_image = |t: &Tensor, i: i64| -> Result<Tensor, ModelError> {
             if n == 1 {
@@ -103,17 +96,25 @@ impl ProgGan {
             owned.f_copy_(&slice)?;
             Ok(owned)
         };
-        let mut kept = Vec::with_capacity(n as usize);
-        for i in 0..n {
-            kept.push(SuffixActivations {
-                layer: index,
-                input: per_image(&input, i)?,
-                outputs: outputs
-                    .iter()
-                    .map(|t| per_image(t, i))
-                    .collect::<Result<_, _>>()?,
-            });
+        let mut kept: Vec<SuffixActivations> = (0..n)
+            .map(|i| {
+                Ok(SuffixActivations {
+                    layer: index,
+                    input: per_image(&input, i)?,
+                    outputs: Vec::new(),
+                })
+            })
+            .collect::<Result<_, ModelError>>()?;
+        let mut x = input;
+        for block in index + 1..self.layer_names().len() {
+            // Split each block's output per image as soon as it exists, so the batched
+            // copy of earlier blocks is freed while later ones run.
+            x = self.step(block, &x)?;
+            for (i, image) in kept.iter_mut().enumerate() {
+                image.outputs.push(per_image(&x, i as i64)?);
+            }
         }
+        let image = self.to_output(&x)?;
         Ok((image, kept))
     }
 
@@ -133,8 +134,13 @@ impl ProgGan {
                 found: format!("{:?} {:?}", new_input.size(), new_input.kind()),
             });
         }
+        if kept.outputs.is_empty() {
+            // The edited layer is the output itself: nothing to re-render.
+            kept.input = new_input;
+            return Ok((self.owned_output(&kept.input)?, IncrementalStats::default()));
+        }
         let Some(changed) = changed_box(&kept.input, &new_input)? else {
-            let image = self.to_output(kept.outputs.last().expect("a suffix has blocks"))?;
+            let image = self.owned_output(kept.outputs.last().expect("checked non-empty"))?;
             return Ok((image, IncrementalStats::default()));
         };
         let changed_cells = changed.area();
@@ -192,7 +198,7 @@ impl ProgGan {
                 .f_narrow(3, region.x0, region.x1 - region.x0)?
                 .f_copy_(&piece)?;
         }
-        let image = self.to_output(kept.outputs.last().expect("a suffix has blocks"))?;
+        let image = self.owned_output(kept.outputs.last().expect("checked non-empty"))?;
         Ok((
             image,
             IncrementalStats {
@@ -200,6 +206,18 @@ impl ProgGan {
                 work_fraction,
             },
         ))
+    }
+
+    /// The image, as memory of its own: the kept tensors change in place on the next
+    /// incremental call, and in exact precision `to_output` would only alias them.
+    fn owned_output(&self, x: &Tensor) -> Result<Tensor, ModelError> {
+        let image = self.to_output(x)?;
+        if image.data_ptr() != x.data_ptr() {
+            return Ok(image);
+        }
+        let mut owned = image.f_empty_like()?;
+        owned.f_copy_(&image)?;
+        Ok(owned)
     }
 
     /// For a change of `changed` cells at layer `layer`: the box each later block must

@@ -44,8 +44,10 @@ impl DeviceChoice {
 /// about a fifth of the reference f32 pass at 256², and a third of a bf16 batch of 8.
 /// Serving every block from the heap (no mmap) and never trimming it makes later passes
 /// reuse the same pages; the process keeps its peak footprint, which a server holding a
-/// render cache does anyway. Call once at start-up, before any tensor exists. A no-op on
-/// other C libraries.
+/// render cache does anyway. (In threads other than `main`, glibc's per-thread arenas
+/// still map blocks above 64 MiB directly; a 256² activation at batch 1 is at most
+/// 32 MiB.) Call once at start-up, before any tensor exists. A no-op on other C
+/// libraries.
 pub fn keep_freed_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
@@ -68,7 +70,8 @@ pub fn keep_freed_memory() {
 /// Caps libtorch's intra-op threads at the CPUs this process may use. libtorch counts
 /// the host's physical cores, which oversubscribes a container limited by a CPU quota;
 /// `available_parallelism` honours cgroup quotas and affinity. `OMP_NUM_THREADS`, when
-/// set, wins.
+/// set, wins. OpenMP keeps the count per thread, so call this in every thread that runs
+/// the model (`main`, and each server worker).
 pub fn fit_threads_to_cpus() {
     if std::env::var_os("OMP_NUM_THREADS").is_some() {
         return;

@@ -217,13 +217,12 @@ pub fn channels_last(x: &Tensor) -> Result<Tensor, tch::TchError> {
         .f_permute([0, 3, 1, 2])
 }
 
-/// LeakyReLU(0.2) as PyTorch computes it: `x > 0 ? x : 0.2·x`, in one pass. tch's
-/// `leaky_relu` has no slope argument, but PReLU with a single weight of 0.2 is the same
-/// function (and the same bits: both multiply by 0.2 rounded to the tensor's kind).
+/// LeakyReLU(0.2): `x > 0 ? x : 0.2·x`, in one pass. tch's `leaky_relu` has no slope
+/// argument, but PReLU with a single weight of 0.2 is the same function. In f32 it gives
+/// PyTorch's `F.leaky_relu(x, 0.2)` bit for bit (both multiply by 0.2f); in bf16 the
+/// weight rounds to 0.2002. The weight is filled on the tensor's device, so no host copy.
 pub fn leaky_relu(x: &Tensor) -> Result<Tensor, tch::TchError> {
-    let slope = Tensor::f_from_slice(&[LEAKY_SLOPE as f32])?
-        .f_to_kind(x.kind())?
-        .f_to_device(x.device())?;
+    let slope = Tensor::f_full([1], LEAKY_SLOPE, (x.kind(), x.device()))?;
     x.f_prelu(&slope)
 }
 
@@ -490,6 +489,10 @@ impl ProgGan {
     /// channels-last (a no-op when exact).
     pub(crate) fn to_compute(&self, x: &Tensor) -> Result<Tensor, ModelError> {
         Ok(match &self.fast {
+            // f16 tops out at 65504: saturate rather than turn huge inputs into inf.
+            Some(plan) if plan.kind == Kind::Half => {
+                channels_last(&x.f_clamp(-65504.0, 65504.0)?.f_to_kind(plan.kind)?)?
+            }
             Some(plan) => channels_last(&x.f_to_kind(plan.kind)?)?,
             None => x.shallow_clone(),
         })

@@ -287,17 +287,19 @@ pub async fn paint(
     let mut used_units = Vec::new();
     for (i, (stroke, mask)) in request.strokes.iter().zip(decoded).enumerate() {
         let mask = mask.map_err(|e| ApiError::bad(&format!("strokes[{i}].mask"), e))?;
-        let concept_units = layer.concept_units(&stroke.concept).and_then(|_| layer.paint_units(&stroke.concept, stroke.mode)).ok_or_else(|| {
-            let known: Vec<&str> = layer.concepts().map(|c| c.concept.as_str()).collect();
-            ApiError::bad(
-                &format!("strokes[{i}].concept"),
-                format!(
-                    "unknown concept `{}` at {layer_name}; known: {}",
-                    stroke.concept,
-                    known.join(", ")
-                ),
-            )
-        })?;
+        let concept_units = layer
+            .paint_units(&stroke.concept, stroke.mode)
+            .ok_or_else(|| {
+                let known: Vec<&str> = layer.concepts().map(|c| c.concept.as_str()).collect();
+                ApiError::bad(
+                    &format!("strokes[{i}].concept"),
+                    format!(
+                        "unknown concept `{}` at {layer_name}; known: {}",
+                        stroke.concept,
+                        known.join(", ")
+                    ),
+                )
+            })?;
         let count = stroke.units.unwrap_or(DEFAULT_UNITS);
         if count == 0 || count > layer.channels as usize {
             return Err(ApiError::bad(

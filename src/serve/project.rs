@@ -55,15 +55,17 @@ impl ProjectLayer {
             crate::edit::StrokeMode::Draw => crate::dissect::ace::DRAW_METRIC,
             crate::edit::StrokeMode::Remove => crate::dissect::ace::REMOVE_METRIC,
         };
+        // Paintable concepts are the IoU-ranked ones.
+        let by_iou = self.concept_units(concept)?;
         let causal = self
             .dissection
             .rankings
             .iter()
             .find(|r| r.concept == concept && r.metric == metric);
-        match causal {
-            Some(ranking) => Some(ranking.units.iter().map(|&u| u as usize).collect()),
-            None => Some(self.concept_units(concept)?.into_iter().map(|(u, _)| u).collect()),
-        }
+        Some(match causal {
+            Some(ranking) => ranking.units.iter().map(|&u| u as usize).collect(),
+            None => by_iou.into_iter().map(|(u, _)| u).collect(),
+        })
     }
 
     /// A concept's units, best first, with their IoU.

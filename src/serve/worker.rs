@@ -296,6 +296,8 @@ impl WorkerHandle {
             .spawn(move || {
                 // Grad mode is per thread: this thread only ever does inference.
                 let _no_grad = tch::no_grad_guard();
+                // So is OpenMP's thread count: set it for this thread too.
+                crate::model::fit_threads_to_cpus();
                 let model = match load() {
                     Ok(model) => model,
                     Err(e) => {
@@ -525,8 +527,16 @@ fn render_batch(
     let mut images: Vec<Option<Result<Vec<Vec<u8>>, WorkerError>>> =
         (0..accepted.len()).map(|_| None).collect();
     let caching = cache.enabled();
-    let cacheable =
-        |(job, _, _, planes): &Accepted| caching && job.z.len() == 1 && planes.len() == 1;
+    let last_layer = model.layer_names().len() - 1;
+    // One image, one edited layer, and at least one block after it to keep.
+    let cacheable = |(job, _, _, planes): &Accepted| {
+        caching
+            && job.z.len() == 1
+            && planes.len() == 1
+            && model
+                .layer_index(&planes[0].0)
+                .is_ok_and(|index| index < last_layer)
+    };
     // Kept renders: update in place.
     let mut fresh: Vec<usize> = Vec::new();
     let mut rest: Vec<usize> = Vec::new();
