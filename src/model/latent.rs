@@ -140,8 +140,9 @@ impl RandomState {
     }
 }
 
-/// The largest image id accepted. Reaching id `i` costs `i·D` draws, so the bound keeps a
-/// single request cheap (about 50 ms at D = 512) while covering any dataset size in use.
+/// The largest image id accepted. Reaching id `i` the first time costs `i·D` draws, so the
+/// bound keeps even that request cheap (about 50 ms at D = 512) while covering any dataset
+/// size in use; afterwards the snapshots make it cost at most `CHECKPOINT_ROWS·D`.
 pub const MAX_ID: u64 = 1 << 20;
 
 /// Generator snapshots every [`CHECKPOINT_ROWS`] rows, per latent size, shared by the
