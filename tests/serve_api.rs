@@ -598,12 +598,21 @@ async fn next_stroke_renders_incrementally_and_equals_a_full_render() {
         let (status, _, bytes) = call(state, request).await;
         assert_eq!(status, StatusCode::OK);
         let answer: Value = serde_json::from_slice(&bytes).unwrap();
-        decode_data_url(answer["image"].as_str().unwrap())
+        (
+            decode_data_url(answer["image"].as_str().unwrap()),
+            answer["timing"]["recomputed"].as_f64().unwrap(),
+        )
     };
     let mut previous = None;
-    for stack in stacks {
-        let incremental = paint(cached.clone(), stack.clone()).await;
-        let full = paint(uncached.clone(), stack).await;
+    for (step, stack) in stacks.into_iter().enumerate() {
+        let (incremental, share) = paint(cached.clone(), stack.clone()).await;
+        let (full, full_share) = paint(uncached.clone(), stack).await;
+        assert_eq!(full_share, 1.0);
+        if step == 0 {
+            assert_eq!(share, 1.0, "the first render of an image is whole");
+        } else {
+            assert!(share > 0.0 && share < 1.0, "step {step} recomputed {share}");
+        }
         let worst = incremental
             .as_raw()
             .iter()

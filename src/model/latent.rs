@@ -316,7 +316,13 @@ mod tests {
         let far = 3 * CHECKPOINT_ROWS + 17;
         // First call records snapshots; later calls start from them.
         assert_eq!(z_for_ids(&[far], dim), reference(far));
-        for id in [far, CHECKPOINT_ROWS - 1, CHECKPOINT_ROWS, 2 * CHECKPOINT_ROWS + 3, 5] {
+        for id in [
+            far,
+            CHECKPOINT_ROWS - 1,
+            CHECKPOINT_ROWS,
+            2 * CHECKPOINT_ROWS + 3,
+            5,
+        ] {
             assert_eq!(z_for_ids(&[id], dim), reference(id), "id {id}");
         }
         let many = z_for_ids(&[far + 1, 1, CHECKPOINT_ROWS], dim);

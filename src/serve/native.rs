@@ -239,6 +239,9 @@ pub struct PaintTiming {
     pub forward_ms: f64,
     pub encode_ms: f64,
     pub batch_images: usize,
+    /// Share of a full render the model recomputed: 1 for a full render, less when the
+    /// server updated its kept render of this image only where the strokes changed it.
+    pub recomputed: f64,
 }
 
 /// Paint strokes onto an image: each stroke draws (sets the concept's top units to
@@ -367,6 +370,7 @@ pub async fn paint(
             forward_ms: output.forward_seconds * 1e3,
             encode_ms: output.encode_seconds * 1e3,
             batch_images: output.batch_images,
+            recomputed: output.recomputed,
         },
     })
     .into_response())

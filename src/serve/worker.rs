@@ -187,6 +187,9 @@ pub struct RenderOutput {
     pub forward_seconds: f64,
     pub encode_seconds: f64,
     pub batch_images: usize,
+    /// The share of a full suffix pass this job's render recomputed: 1 for a full render,
+    /// less when a kept render was updated incrementally (0 when nothing changed).
+    pub recomputed: f64,
 }
 
 /// Activation statistics and maps for `/api/features` and `/api/featuremaps`.
@@ -526,6 +529,7 @@ fn render_batch(
     let started = Instant::now();
     let mut images: Vec<Option<Result<Vec<Vec<u8>>, WorkerError>>> =
         (0..accepted.len()).map(|_| None).collect();
+    let mut recomputed = vec![1.0f64; accepted.len()];
     let caching = cache.enabled();
     let last_layer = model.layer_names().len() - 1;
     // One image, one edited layer, and at least one block after it to keep.
@@ -551,10 +555,11 @@ fn render_batch(
             Some(mut entry) => {
                 let _entered = span.enter();
                 let result = rerender(model, &mut entry, &planes[0].1, observer);
-                if result.is_ok() {
+                if let Ok((_, fraction)) = &result {
+                    recomputed[i] = *fraction;
                     cache.insert(key, entry);
                 }
-                images[i] = Some(result.map(|one| vec![one]));
+                images[i] = Some(result.map(|(one, _)| vec![one]));
             }
             None => fresh.push(i),
         }
@@ -604,7 +609,9 @@ fn render_batch(
     let total_images: usize = accepted.iter().map(|(job, ..)| job.z.len()).sum();
     observer.batch(total_images, forward_seconds);
     let resolution = model.resolution() as u32;
-    for ((job, span, tx, _), result) in accepted.into_iter().zip(images) {
+    for (((job, span, tx, _), result), recomputed) in
+        accepted.into_iter().zip(images).zip(recomputed)
+    {
         let _entered = span.enter();
         let encode_started = Instant::now();
         let encoded = result.expect("every job was rendered").and_then(|raw| {
@@ -624,6 +631,7 @@ fn render_batch(
             forward_seconds,
             encode_seconds: encode_started.elapsed().as_secs_f64(),
             batch_images: total_images,
+            recomputed,
         }));
     }
 }
@@ -637,16 +645,22 @@ fn rgb_bytes(images: &Tensor) -> Result<Vec<Vec<u8>>, WorkerError> {
 }
 
 /// A kept render, re-rendered under new planes: only what changed is recomputed.
+/// Returns the image and the share of a full pass that was recomputed.
 fn rerender(
     model: &ProgGan,
     entry: &mut RenderEntry,
     planes: &EditPlanes,
     observer: &dyn WorkerObserver,
-) -> Result<Vec<u8>, WorkerError> {
+) -> Result<(Vec<u8>, f64), WorkerError> {
     let edited = planes.apply(&entry.prefix)?;
     let (image, stats) = model.forward_from_incremental(&mut entry.suffix, &edited)?;
     observer.incremental(&stats);
-    Ok(rgb_bytes(&image)?.pop().expect("one image"))
+    let work = if stats.changed_cells == 0 {
+        0.0
+    } else {
+        stats.work_fraction
+    };
+    Ok((rgb_bytes(&image)?.pop().expect("one image"), work))
 }
 
 /// Renders one-image jobs that all edit `layer`, in one batch, and keeps each render.

@@ -131,7 +131,10 @@ async function render() {
     app.inflight = null;
     await show(key, strokes, result.image);
     const total = Math.round(performance.now() - started);
-    setStatus(`Rendered in ${total} ms (model ${Math.round(result.timing.forward_ms)} ms)`);
+    const model = Math.round(result.timing.forward_ms);
+    const share = result.timing.recomputed;
+    const partial = share < 1 ? `, ${Math.round(share * 100)}% of the image recomputed` : '';
+    setStatus(`Rendered in ${total} ms (model ${model} ms${partial})`);
   } catch (error) {
     if (error.name === 'AbortError') return;
     if (app.inflight?.controller === controller) app.inflight = null;
