@@ -130,6 +130,12 @@ describe('GANPaint in a desktop browser', () => {
     const removed = await readImage(page);
     assert.ok(meanChange(before, removed) > 0, 'removing did not change the image');
     assert.match(await page.locator('#history li').nth(1).innerText(), /remove/);
+    // The status line reports the render, and how much of it the server recomputed when
+    // it updated its kept render instead of starting over.
+    assert.match(
+      await page.locator('#status').innerText(),
+      /^Rendered in \d+ ms \(model \d+ ms(, \d+% of the image recomputed)?\)$/,
+    );
     await page.mouse.move(5, 5);
     await screenshot(page, '05-removed');
     await page.keyboard.press('d');
