@@ -206,6 +206,7 @@ fn concept_summaries<'a>(layer: &'a super::output::DissectLayer) -> Vec<ConceptS
     let mut summaries: Vec<ConceptSummary> = layer
         .rankings
         .iter()
+        .filter(|r| r.metric == "iou")
         .map(|r| {
             let mut order: Vec<usize> = (0..r.score.len()).collect();
             order.sort_by(|&a, &b| r.score[a].total_cmp(&r.score[b]).then(a.cmp(&b)));
@@ -367,9 +368,63 @@ img{{image-rendering:pixelated;display:block}}
             }
             html.push_str("</table>\n");
         }
+        html.push_str(&causal_table(layer));
     }
     html.push_str("</body></html>\n");
     write_file(&out.join("dissect.html"), html.as_bytes())
+}
+
+/// The causal rankings, when the dissection has them: per concept, the units that draw
+/// and remove it best on their own, with their effects.
+fn causal_table(layer: &super::output::DissectLayer) -> String {
+    use super::ace::{DRAW_METRIC, REMOVE_METRIC};
+    let find = |concept: &str, metric: &str| {
+        layer
+            .rankings
+            .iter()
+            .find(|r| r.concept == concept && r.metric == metric)
+    };
+    let top = |ranking: Option<&super::output::Ranking>, format_effect: &dyn Fn(f64) -> String| {
+        let Some(r) = ranking else {
+            return "— (IoU order)".to_string();
+        };
+        let mut order: Vec<usize> = (0..r.score.len()).collect();
+        order.sort_by(|&a, &b| r.score[a].total_cmp(&r.score[b]).then(a.cmp(&b)));
+        order
+            .iter()
+            .take(5)
+            .map(|&u| format!("{u}: {}", format_effect(-r.score[u])))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let concepts: Vec<&str> = layer
+        .rankings
+        .iter()
+        .filter(|r| r.metric == DRAW_METRIC || r.metric == REMOVE_METRIC)
+        .map(|r| r.concept.as_str())
+        .fold(Vec::new(), |mut seen, c| {
+            if !seen.contains(&c) {
+                seen.push(c);
+            }
+            seen
+        });
+    if concepts.is_empty() {
+        return String::new();
+    }
+    let mut html = String::from(
+        "<h3>Causal effect of single units</h3>\n<p>Each unit alone, set to its 0.99 level (draw) or to 0 (remove) in a random 3×3-cell region: the mean rise of the concept's share of the region, and the mean relative fall where the concept was present. Painting uses these rankings when present.</p>\n<table><tr><th>concept</th><th>best units to draw (unit: gain)</th><th>best units to remove (unit: cut)</th></tr>\n",
+    );
+    for concept in concepts {
+        let _ = writeln!(
+            html,
+            "<tr><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td></tr>",
+            esc(concept),
+            esc(&top(find(concept, DRAW_METRIC), &|e| format!("{e:+.3}"))),
+            esc(&top(find(concept, REMOVE_METRIC), &|e| format!("{e:.2}"))),
+        );
+    }
+    html.push_str("</table>\n");
+    html
 }
 
 /// A rank-error fraction for people: `0 (exact)` or five decimals.
