@@ -4,12 +4,12 @@
 # layer4 into dissect/demo, and prints the quality figures. The shipped files came from
 # exactly these commands; models/provenance.json records the step count used.
 #
-#   scripts/make_demo.sh [GAN_STEPS=8000] [RUN_DIR=runs]
+#   scripts/make_demo.sh [GAN_STEPS=11600] [RUN_DIR=runs]
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 "$GANPAINT_ROOT/scripts/setup.sh"
 cd "$GANPAINT_ROOT"
-STEPS="${1:-8000}"
+STEPS="${1:-11600}"
 RUNS="${2:-runs}"
 BIN=./target/release/ganpaint
 export OMP_WAIT_POLICY=PASSIVE
@@ -19,6 +19,6 @@ $BIN train-demo gan --run "$RUNS/demo-gan" --steps "$STEPS" --bf16 --seed 1 \
 $BIN train-demo export --run "$RUNS/demo-gan" --out models/demo_generator.safetensors
 [ -f models/demo_segmenter.safetensors ] || \
   $BIN train-demo segmenter --out models/demo_segmenter.safetensors --steps 1500 --seed 1
-$BIN dissect --out dissect/demo --samples 2000
+$BIN dissect --out dissect/demo --samples 2000 --causal-samples 64
 $BIN eval-edits --project dissect/demo --samples 100
 $BIN eval-demo --out out/eval-demo

@@ -24,8 +24,12 @@ pub const DEFAULT_UNITS: usize = 20;
 #[derive(Serialize, ToSchema)]
 pub struct ConceptInfo {
     pub name: String,
-    /// The concept's best units, best first (up to 40).
+    /// The units a draw stroke edits, in the order it takes them (up to 40), with each
+    /// unit's IoU with the concept: the causal draw ranking when the dissection has one,
+    /// else the IoU ranking.
     pub units: Vec<UnitScore>,
+    /// The units a remove stroke edits, in order (up to 40).
+    pub remove_units: Vec<usize>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -71,16 +75,31 @@ pub async fn projects(State(state): State<Arc<AppState>>) -> Json<Vec<ProjectInf
                     concepts: l
                         .concepts()
                         .filter_map(|c| {
-                            let units = l.concept_units(&c.concept)?;
+                            let by_iou = l.concept_units(&c.concept)?;
                             // A concept no unit overlaps cannot be painted.
-                            let best = units.first().map_or(0.0, |&(_, iou)| iou);
-                            (best > 0.0).then(|| ConceptInfo {
+                            let best = by_iou.first().map_or(0.0, |&(_, iou)| iou);
+                            if best <= 0.0 {
+                                return None;
+                            }
+                            let iou_of = |unit: usize| {
+                                by_iou
+                                    .iter()
+                                    .find(|&&(u, _)| u == unit)
+                                    .map_or(0.0, |&(_, iou)| iou)
+                            };
+                            let draw = l.paint_units(&c.concept, StrokeMode::Draw)?;
+                            let remove = l.paint_units(&c.concept, StrokeMode::Remove)?;
+                            Some(ConceptInfo {
                                 name: c.concept.clone(),
-                                units: units
+                                units: draw
                                     .into_iter()
                                     .take(40)
-                                    .map(|(unit, iou)| UnitScore { unit, iou })
+                                    .map(|unit| UnitScore {
+                                        unit,
+                                        iou: iou_of(unit),
+                                    })
                                     .collect(),
+                                remove_units: remove.into_iter().take(40).collect(),
                             })
                         })
                         .collect(),

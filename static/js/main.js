@@ -458,7 +458,7 @@ function buildUnits() {
     return;
   }
   const edited = unitsPerStroke();
-  const best = concept.units[0]?.iou || 1;
+  const best = Math.max(0, ...concept.units.map((u) => u.iou)) || 1;
   list.replaceChildren(...concept.units.map(({ unit, iou }, rank) => {
     const item = document.createElement('li');
     const button = document.createElement('button');
@@ -518,7 +518,9 @@ async function interventionsFor(strokes, key) {
   const levels = await cachedPerLayer(app.levels, api.levels);
   const used = app.cache.get(key)?.units;
   return strokes.map((stroke, i) => {
-    const units = used?.[i] || conceptInfo(stroke.concept).units.slice(0, stroke.units).map((u) => u.unit);
+    const info = conceptInfo(stroke.concept);
+    const ranked = stroke.mode === 'remove' ? info.remove_units : info.units.map((u) => u.unit);
+    const units = used?.[i] || ranked.slice(0, stroke.units);
     return {
       ablations: units.map((unit) => ({
         layer: app.layer.name,
