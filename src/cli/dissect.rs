@@ -171,6 +171,23 @@ pub(crate) fn resolve_setting_path(recorded: &str) -> PathBuf {
         .unwrap_or_else(|| repo_path(recorded))
 }
 
+/// A file a dissection's `settings` names (`key`: `model` or `segmenter`): the one the
+/// user gave, else the recorded one when it exists, else the bundled `default`.
+pub(crate) fn project_file(
+    project: &crate::dissect::output::Project,
+    given: Option<&Path>,
+    key: &str,
+    default: &str,
+) -> PathBuf {
+    given.map(Path::to_path_buf).unwrap_or_else(|| {
+        project
+            .setting(key)
+            .map(resolve_setting_path)
+            .filter(|p| p.exists())
+            .unwrap_or_else(|| repo_path(default))
+    })
+}
+
 /// Loads a segmenter with a clear message when the file is missing.
 pub(crate) fn load_segmenter(
     path: &Path,

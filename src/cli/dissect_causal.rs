@@ -15,10 +15,10 @@ use serde_json::Value;
 use crate::dissect::ace::{UnitEffects, DRAW_METRIC, REMOVE_METRIC};
 use crate::dissect::output::{read_project, DissectJson, StatsFile, DISSECT_FILE};
 use crate::dissect::report::{write_report, ReportInfo};
-use crate::model::{repo_path, DeviceChoice, ProgGan, DEFAULT_MODEL};
+use crate::model::{DeviceChoice, ProgGan, DEFAULT_MODEL};
 use crate::segment::Segmenter;
 
-use super::dissect::{load_segmenter, resolve_setting_path};
+use super::dissect::{load_segmenter, project_file};
 use super::eval_demo::DEFAULT_SEGMENTER;
 
 #[derive(clap::Args, Debug)]
@@ -62,20 +62,13 @@ pub fn run(args: CausalArgs) -> anyhow::Result<()> {
     let device = args.device.resolve()?;
     let project = read_project(&args.dir)
         .with_context(|| format!("reading the dissection in {}", args.dir.display()))?;
-    let generator_path = args.model.clone().unwrap_or_else(|| {
-        project
-            .setting("model")
-            .map(resolve_setting_path)
-            .filter(|p| p.exists())
-            .unwrap_or_else(|| repo_path(DEFAULT_MODEL))
-    });
-    let segmenter_path = args.segmenter.clone().unwrap_or_else(|| {
-        project
-            .setting("segmenter")
-            .map(resolve_setting_path)
-            .filter(|p| p.exists())
-            .unwrap_or_else(|| repo_path(DEFAULT_SEGMENTER))
-    });
+    let generator_path = project_file(&project, args.model.as_deref(), "model", DEFAULT_MODEL);
+    let segmenter_path = project_file(
+        &project,
+        args.segmenter.as_deref(),
+        "segmenter",
+        DEFAULT_SEGMENTER,
+    );
     let generator = ProgGan::load(&generator_path, device)
         .with_context(|| format!("loading {}", generator_path.display()))?;
     let segmenter = load_segmenter(&segmenter_path, args.segmenter_labels.as_deref(), device)?;

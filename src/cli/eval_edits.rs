@@ -8,9 +8,9 @@ use anyhow::Context;
 
 use crate::dissect::causal::EditEval;
 use crate::dissect::output::read_project;
-use crate::model::{repo_path, DeviceChoice, ProgGan, DEFAULT_MODEL};
+use crate::model::{DeviceChoice, ProgGan, DEFAULT_MODEL};
 
-use super::dissect::{load_segmenter, resolve_setting_path};
+use super::dissect::{load_segmenter, project_file};
 use super::eval_demo::DEFAULT_SEGMENTER;
 
 #[derive(clap::Args, Debug)]
@@ -73,20 +73,13 @@ pub fn run(args: EvalEditsArgs) -> anyhow::Result<()> {
             .context("the dissection has no layers")?,
     };
     let layer = project.layer(&layer_name)?;
-    let generator_path = args.generator.clone().unwrap_or_else(|| {
-        project
-            .setting("model")
-            .map(resolve_setting_path)
-            .filter(|p| p.exists())
-            .unwrap_or_else(|| repo_path(DEFAULT_MODEL))
-    });
-    let segmenter_path = args.segmenter.clone().unwrap_or_else(|| {
-        project
-            .setting("segmenter")
-            .map(resolve_setting_path)
-            .filter(|p| p.exists())
-            .unwrap_or_else(|| repo_path(DEFAULT_SEGMENTER))
-    });
+    let generator_path = project_file(&project, args.generator.as_deref(), "model", DEFAULT_MODEL);
+    let segmenter_path = project_file(
+        &project,
+        args.segmenter.as_deref(),
+        "segmenter",
+        DEFAULT_SEGMENTER,
+    );
     let generator = ProgGan::load(&generator_path, device)
         .with_context(|| format!("loading {}", generator_path.display()))?;
     let segmenter = load_segmenter(&segmenter_path, args.segmenter_labels.as_deref(), device)?;
