@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! ganpaint train-demo gan --run runs/demo-gan --steps 6000      # resumes if the run exists
+//! ganpaint train-demo widen --run runs/demo-gan --channels 256,256,64,64,32  # same function, more room
 //! ganpaint train-demo export --run runs/demo-gan --out models/demo_generator.safetensors
 //! ```
 
@@ -29,6 +30,9 @@ enum What {
     Segmenter(SegmenterArgs),
     /// Write a run's EMA generator as a compact (f16) safetensors model.
     Export(ExportArgs),
+    /// Give a GAN run more channels at some resolutions, keeping what it computes; then
+    /// resume it with `train-demo gan` as usual.
+    Widen(WidenArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -87,6 +91,16 @@ struct SegmenterArgs {
 }
 
 #[derive(clap::Args, Debug)]
+struct WidenArgs {
+    #[arg(long)]
+    run: PathBuf,
+    /// The new widths at 4², 8², 16², …: as many as the run has, none narrower, the first
+    /// unchanged.
+    #[arg(long, value_delimiter = ',', required = true)]
+    channels: Vec<i64>,
+}
+
+#[derive(clap::Args, Debug)]
 struct ExportArgs {
     #[arg(long)]
     run: PathBuf,
@@ -135,6 +149,16 @@ pub fn run(args: TrainDemoArgs) -> anyhow::Result<()> {
             println!(
                 "{}",
                 serde_json::json!({ "segmenter_miou": miou, "iou": per_class })
+            );
+            Ok(())
+        }
+        What::Widen(a) => {
+            let trainer = crate::demo::widen::widen_run(&a.run, &a.channels)?;
+            println!(
+                "widened {} at step {} to channels {:?}",
+                a.run.display(),
+                trainer.step,
+                trainer.settings.channels
             );
             Ok(())
         }

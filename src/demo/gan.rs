@@ -143,6 +143,8 @@ pub struct GanTrainer {
     opt_g: Adam,
     opt_d: Adam,
     pub step: i64,
+    /// Carried from `state.json` so a widened run keeps its record.
+    pub widenings: Vec<Widening>,
     compute_kind: Kind,
 }
 
@@ -171,6 +173,7 @@ impl GanTrainer {
             opt_g,
             opt_d,
             step: 0,
+            widenings: Vec::new(),
             compute_kind,
         }
     }
@@ -245,7 +248,8 @@ impl GanTrainer {
         losses
     }
 
-    pub fn save(&self, dir: &Path) -> anyhow::Result<()> {
+    /// Every tensor of the run by name: `g.*`, `g_ema.*`, `d.*` and both Adam states.
+    pub fn checkpoint_tensors(&self) -> Vec<(String, Tensor)> {
         let mut tensors: Vec<(String, Tensor)> = Vec::new();
         for (prefix, vs) in [
             ("g.", self.g.var_store()),
@@ -260,12 +264,42 @@ impl GanTrainer {
         }
         tensors.extend(self.opt_g.state("adam_g"));
         tensors.extend(self.opt_d.state("adam_d"));
+        tensors
+    }
+
+    /// A trainer at `step` whose every tensor comes from `tensors` (as
+    /// [`Self::checkpoint_tensors`] names them).
+    pub fn from_checkpoint(
+        settings: GanSettings,
+        step: i64,
+        tensors: &BTreeMap<String, Tensor>,
+        device: Device,
+    ) -> anyhow::Result<Self> {
+        let mut trainer = GanTrainer::new(settings, device);
+        load_vars(trainer.g.var_store(), "g.", tensors)?;
+        load_vars(trainer.g_ema.var_store(), "g_ema.", tensors)?;
+        load_vars(&trainer.d_vs, "d.", tensors)?;
+        trainer.opt_g.load_state("adam_g", tensors, step)?;
+        trainer.opt_d.load_state("adam_d", tensors, step)?;
+        trainer.step = step;
+        Ok(trainer)
+    }
+
+    /// D's realness logits for images [N, 3, R, R] (in the training dtype).
+    pub fn discriminate(&self, images: &Tensor) -> Tensor {
+        self.d
+            .forward(&images.to_device(self.g.device()).to_kind(self.compute_kind))
+    }
+
+    pub fn save(&self, dir: &Path) -> anyhow::Result<()> {
+        let tensors = self.checkpoint_tensors();
         let tmp = dir.join("checkpoint.safetensors.tmp");
         Tensor::write_safetensors(&tensors, &tmp)?;
         std::fs::rename(&tmp, dir.join("checkpoint.safetensors"))?;
         let state = RunState {
             step: self.step,
             settings: self.settings.clone(),
+            widenings: self.widenings.clone(),
         };
         std::fs::write(
             dir.join("state.json"),
@@ -284,26 +318,33 @@ impl GanTrainer {
         }
         let state: RunState = serde_json::from_str(&std::fs::read_to_string(&state_path)?)
             .with_context(|| format!("reading {}", state_path.display()))?;
-        let mut trainer = GanTrainer::new(state.settings, device);
         let ckpt = dir.join("checkpoint.safetensors");
         let tensors: BTreeMap<String, Tensor> = Tensor::read_safetensors(&ckpt)
             .with_context(|| format!("reading {}", ckpt.display()))?
             .into_iter()
             .collect();
-        load_vars(trainer.g.var_store(), "g.", &tensors)?;
-        load_vars(trainer.g_ema.var_store(), "g_ema.", &tensors)?;
-        load_vars(&trainer.d_vs, "d.", &tensors)?;
-        trainer.opt_g.load_state("adam_g", &tensors, state.step)?;
-        trainer.opt_d.load_state("adam_d", &tensors, state.step)?;
-        trainer.step = state.step;
+        let mut trainer = GanTrainer::from_checkpoint(state.settings, state.step, &tensors, device)
+            .with_context(|| format!("loading {}", ckpt.display()))?;
+        trainer.widenings = state.widenings;
         Ok(Some(trainer))
     }
 }
 
 #[derive(Serialize, Deserialize)]
-struct RunState {
-    step: i64,
-    settings: GanSettings,
+pub(crate) struct RunState {
+    pub step: i64,
+    pub settings: GanSettings,
+    /// Every time the run's networks were widened (see [`super::widen`]), oldest first.
+    #[serde(default)]
+    pub widenings: Vec<Widening>,
+}
+
+/// One widening of a run: at `step`, the channels went from `from` to `to`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Widening {
+    pub step: i64,
+    pub from: Vec<i64>,
+    pub to: Vec<i64>,
 }
 
 /// The run loop behind `ganpaint train-demo gan`.

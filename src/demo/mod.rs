@@ -9,3 +9,4 @@ pub mod gan;
 pub mod nn;
 pub mod scene;
 pub mod segmenter;
+pub mod widen;
