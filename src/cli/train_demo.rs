@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use tch::{Kind, Tensor};
 
-use crate::demo::gan::{GanRun, GanSettings};
+use crate::demo::gan::{GanRun, GanSettings, Retune};
 use crate::demo::scene::CLASSES;
 use crate::demo::segmenter::{heldout_iou, SegmenterRun};
 use crate::model::{DeviceChoice, ProgGan};
@@ -50,14 +50,19 @@ struct GanArgs {
     /// Widths at 4², 8², 16², …: the last sets the resolution (5 widths → 64²).
     #[arg(long, value_delimiter = ',', default_value = "256,256,128,64,32")]
     channels: Vec<i64>,
-    #[arg(long, default_value_t = 0.002)]
-    lr: f64,
-    #[arg(long, default_value_t = 0.1)]
-    r1_gamma: f64,
-    #[arg(long, default_value_t = 4)]
-    r1_every: i64,
-    #[arg(long, default_value_t = 0.998)]
-    ema_beta: f64,
+    /// Learning rate of both networks [default: 0.002]. These four settings may be given on
+    /// resume to change the run from its current step on; `state.json` records the change.
+    #[arg(long)]
+    lr: Option<f64>,
+    /// Weight of the R1 penalty [default: 0.1].
+    #[arg(long)]
+    r1_gamma: Option<f64>,
+    /// Apply R1 every this many steps [default: 4].
+    #[arg(long)]
+    r1_every: Option<i64>,
+    /// Decay of the exported moving average of G's weights [default: 0.998].
+    #[arg(long)]
+    ema_beta: Option<f64>,
     /// Activations in bf16 (fp32 master weights); worth it on CPUs with AMX/AVX-512-BF16.
     #[arg(long, default_value_t = false)]
     bf16: bool,
@@ -111,14 +116,26 @@ struct ExportArgs {
 pub fn run(args: TrainDemoArgs) -> anyhow::Result<()> {
     match args.what {
         What::Gan(a) => {
+            if let Some(lr) = a.lr.filter(|v| !(v.is_finite() && *v > 0.0)) {
+                anyhow::bail!("--lr must be a positive number, got {lr}");
+            }
+            if let Some(b) = a.ema_beta.filter(|v| !(0.0..1.0).contains(v)) {
+                anyhow::bail!("--ema-beta must be in [0, 1), got {b}");
+            }
+            if let Some(g) = a.r1_gamma.filter(|v| !(v.is_finite() && *v >= 0.0)) {
+                anyhow::bail!("--r1-gamma must be 0 or more, got {g}");
+            }
+            if let Some(e) = a.r1_every.filter(|v| *v < 0) {
+                anyhow::bail!("--r1-every must be 0 (off) or more, got {e}");
+            }
             let settings = GanSettings {
                 z_dim: a.z_dim,
                 channels: a.channels,
                 batch: a.batch,
-                lr: a.lr,
-                r1_gamma: a.r1_gamma,
-                r1_every: a.r1_every,
-                ema_beta: a.ema_beta,
+                lr: a.lr.unwrap_or(0.002),
+                r1_gamma: a.r1_gamma.unwrap_or(0.1),
+                r1_every: a.r1_every.unwrap_or(4),
+                ema_beta: a.ema_beta.unwrap_or(0.998),
                 bf16: a.bf16,
                 seed: a.seed,
             };
@@ -127,6 +144,12 @@ pub fn run(args: TrainDemoArgs) -> anyhow::Result<()> {
                 steps: a.steps,
                 checkpoint_every: a.checkpoint_every,
                 sample_every: a.sample_every,
+                retune: Retune {
+                    lr: a.lr,
+                    ema_beta: a.ema_beta,
+                    r1_gamma: a.r1_gamma,
+                    r1_every: a.r1_every,
+                },
             };
             run.run(settings, a.device.resolve()?)?;
             Ok(())

@@ -145,6 +145,8 @@ pub struct GanTrainer {
     pub step: i64,
     /// Carried from `state.json` so a widened run keeps its record.
     pub widenings: Vec<Widening>,
+    /// Carried from `state.json`: settings changed on resume.
+    pub changes: Vec<SettingChange>,
     compute_kind: Kind,
 }
 
@@ -174,6 +176,7 @@ impl GanTrainer {
             opt_d,
             step: 0,
             widenings: Vec::new(),
+            changes: Vec::new(),
             compute_kind,
         }
     }
@@ -291,6 +294,38 @@ impl GanTrainer {
             .forward(&images.to_device(self.g.device()).to_kind(self.compute_kind))
     }
 
+    /// Applies the settings `retune` asks for from this step on, recording each change.
+    pub fn retune(&mut self, retune: &Retune) {
+        let step = self.step;
+        let mut record = |setting: &str, from: f64, to: f64| {
+            tracing::info!(step, setting, from, to, "training setting changed");
+            self.changes.push(SettingChange {
+                step,
+                setting: setting.into(),
+                from,
+                to,
+            });
+        };
+        if let Some(lr) = retune.lr.filter(|&v| v != self.settings.lr) {
+            record("lr", self.settings.lr, lr);
+            self.settings.lr = lr;
+            self.opt_g.lr = lr;
+            self.opt_d.lr = lr;
+        }
+        if let Some(beta) = retune.ema_beta.filter(|&v| v != self.settings.ema_beta) {
+            record("ema_beta", self.settings.ema_beta, beta);
+            self.settings.ema_beta = beta;
+        }
+        if let Some(gamma) = retune.r1_gamma.filter(|&v| v != self.settings.r1_gamma) {
+            record("r1_gamma", self.settings.r1_gamma, gamma);
+            self.settings.r1_gamma = gamma;
+        }
+        if let Some(every) = retune.r1_every.filter(|&v| v != self.settings.r1_every) {
+            record("r1_every", self.settings.r1_every as f64, every as f64);
+            self.settings.r1_every = every;
+        }
+    }
+
     pub fn save(&self, dir: &Path) -> anyhow::Result<()> {
         let tensors = self.checkpoint_tensors();
         let tmp = dir.join("checkpoint.safetensors.tmp");
@@ -300,6 +335,7 @@ impl GanTrainer {
             step: self.step,
             settings: self.settings.clone(),
             widenings: self.widenings.clone(),
+            changes: self.changes.clone(),
         };
         std::fs::write(
             dir.join("state.json"),
@@ -326,6 +362,7 @@ impl GanTrainer {
         let mut trainer = GanTrainer::from_checkpoint(state.settings, state.step, &tensors, device)
             .with_context(|| format!("loading {}", ckpt.display()))?;
         trainer.widenings = state.widenings;
+        trainer.changes = state.changes;
         Ok(Some(trainer))
     }
 }
@@ -337,6 +374,28 @@ pub(crate) struct RunState {
     /// Every time the run's networks were widened (see [`super::widen`]), oldest first.
     #[serde(default)]
     pub widenings: Vec<Widening>,
+    /// Every change of a training setting on resume, oldest first.
+    #[serde(default)]
+    pub changes: Vec<SettingChange>,
+}
+
+/// A training setting changed when the run was resumed at `step`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct SettingChange {
+    pub step: i64,
+    pub setting: String,
+    pub from: f64,
+    pub to: f64,
+}
+
+/// Settings that may change when a run resumes (`None`: keep the run's). The
+/// architecture, batch, precision and seed may not: use `train-demo widen` for widths.
+#[derive(Clone, Debug, Default)]
+pub struct Retune {
+    pub lr: Option<f64>,
+    pub ema_beta: Option<f64>,
+    pub r1_gamma: Option<f64>,
+    pub r1_every: Option<i64>,
 }
 
 /// One widening of a run: at `step`, the channels went from `from` to `to`.
@@ -353,17 +412,22 @@ pub struct GanRun {
     pub steps: i64,
     pub checkpoint_every: i64,
     pub sample_every: i64,
+    /// Settings to change if the run is resumed (a new run takes them from `settings`).
+    pub retune: Retune,
 }
 
 impl GanRun {
     pub fn run(&self, settings: GanSettings, device: Device) -> anyhow::Result<GanTrainer> {
         std::fs::create_dir_all(&self.dir)?;
         let mut trainer = match GanTrainer::resume(&self.dir, device)? {
-            Some(t) => {
-                if t.settings != settings {
-                    tracing::warn!(stored = ?t.settings, "resuming with the run's stored settings, not the flags");
+            Some(mut t) => {
+                let fixed =
+                    |s: &GanSettings| (s.z_dim, s.channels.clone(), s.batch, s.bf16, s.seed);
+                if fixed(&t.settings) != fixed(&settings) {
+                    tracing::warn!(stored = ?t.settings, "resuming with the run's stored architecture, batch, precision and seed, not the flags");
                 }
                 tracing::info!(step = t.step, dir = %self.dir.display(), "resumed");
+                t.retune(&self.retune);
                 t
             }
             None => GanTrainer::new(settings, device),
@@ -486,6 +550,28 @@ mod tests {
         {
             assert!(a.equal(&b), "{name} differs after resume");
         }
+        // Resuming may change the training settings from here on; the change is recorded.
+        let mut retuned = GanTrainer::resume(&dir, Device::Cpu).unwrap().unwrap();
+        retuned.retune(&Retune {
+            lr: Some(0.001),
+            ema_beta: Some(0.9),
+            ..Default::default()
+        });
+        assert_eq!(retuned.opt_g.lr, 0.001);
+        assert_eq!(retuned.opt_d.lr, 0.001);
+        assert_eq!(retuned.changes.len(), 1, "{:?}", retuned.changes); // ema_beta was 0.9
+        retuned.save(&dir).unwrap();
+        let again = GanTrainer::resume(&dir, Device::Cpu).unwrap().unwrap();
+        assert_eq!(again.settings.lr, 0.001);
+        assert_eq!(
+            again.changes,
+            vec![SettingChange {
+                step: 3,
+                setting: "lr".into(),
+                from: 0.002,
+                to: 0.001
+            }]
+        );
         // The exported EMA generator loads through the one model loader.
         let exported = ProgGan::load(&dir.join("generator_ema.safetensors"), Device::Cpu).unwrap();
         assert_eq!(exported.resolution(), 32);
