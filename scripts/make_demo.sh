@@ -4,18 +4,30 @@
 # layer4 into dissect/demo, and prints the quality figures. The shipped files came from
 # exactly these commands; models/provenance.json records the step count used.
 #
-#   scripts/make_demo.sh [GAN_STEPS=11600] [RUN_DIR=runs]
+# The generator trains narrow (cheap) until WIDEN_AT, is widened at 16² and above with
+# `train-demo widen` (same outputs, more room for small details), and trains on to GAN_STEPS.
+#
+#   scripts/make_demo.sh [GAN_STEPS=@STEPS@] [RUN_DIR=runs]
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 "$GANPAINT_ROOT/scripts/setup.sh"
 cd "$GANPAINT_ROOT"
-STEPS="${1:-11600}"
+STEPS="${1:-@STEPS@}"
+WIDEN_AT=15000
+NARROW=256,256,64,32,16
+WIDE=256,256,128,64,32
 RUNS="${2:-runs}"
 BIN=./target/release/ganpaint
 export OMP_WAIT_POLICY=PASSIVE
 
+# widen keeps the narrow checkpoint under this name, which marks the run as widened.
+if [ ! -f "$RUNS/demo-gan/checkpoint-step$WIDEN_AT-${NARROW//,/_}.safetensors" ]; then
+  $BIN train-demo gan --run "$RUNS/demo-gan" --steps "$WIDEN_AT" --bf16 --seed 1 \
+    --channels "$NARROW" --checkpoint-every 200 --sample-every 250
+  $BIN train-demo widen --run "$RUNS/demo-gan" --channels "$WIDE"
+fi
 $BIN train-demo gan --run "$RUNS/demo-gan" --steps "$STEPS" --bf16 --seed 1 \
-  --channels 256,256,64,32,16 --checkpoint-every 200 --sample-every 250
+  --channels "$WIDE" --checkpoint-every 200 --sample-every 250
 $BIN train-demo export --run "$RUNS/demo-gan" --out models/demo_generator.safetensors
 [ -f models/demo_segmenter.safetensors ] || \
   $BIN train-demo segmenter --out models/demo_segmenter.safetensors --steps 1500 --seed 1
