@@ -188,6 +188,33 @@ pub(crate) fn project_file(
     })
 }
 
+/// The generator and segmenter a dissection was made with, or the ones given instead.
+pub(crate) struct ProjectModels {
+    pub generator: ProgGan,
+    pub generator_path: PathBuf,
+    pub segmenter: Box<dyn Segmenter>,
+}
+
+/// `model_flag` is the command's flag for `model`, for the message when the file is missing.
+pub(crate) fn load_project_models(
+    project: &crate::dissect::output::Project,
+    model: Option<&Path>,
+    model_flag: &str,
+    segmenter: Option<&Path>,
+    segmenter_labels: Option<&Path>,
+    device: tch::Device,
+) -> anyhow::Result<ProjectModels> {
+    let generator_path = project_file(project, model, "model", DEFAULT_MODEL);
+    let generator = load_model_given_by(&generator_path, model_flag, device)?;
+    let segmenter_path = project_file(project, segmenter, "segmenter", DEFAULT_SEGMENTER);
+    let segmenter = load_segmenter(&segmenter_path, segmenter_labels, device)?;
+    Ok(ProjectModels {
+        generator,
+        generator_path,
+        segmenter,
+    })
+}
+
 /// Loads a segmenter with a clear message when the file is missing.
 pub(crate) fn load_segmenter(
     path: &Path,
@@ -205,9 +232,15 @@ pub(crate) fn load_segmenter(
 }
 
 fn load_model(path: &Path, device: tch::Device) -> anyhow::Result<ProgGan> {
+    load_model_given_by(path, "--model", device)
+}
+
+/// Loads a generator with a clear message, naming the command's own flag, when the file
+/// is missing.
+fn load_model_given_by(path: &Path, flag: &str, device: tch::Device) -> anyhow::Result<ProgGan> {
     if !path.exists() {
         bail!(
-            "model file {} does not exist (pass --model PATH; the bundled model is {DEFAULT_MODEL})",
+            "model file {} does not exist (pass {flag} PATH; the bundled model is {DEFAULT_MODEL})",
             path.display()
         );
     }

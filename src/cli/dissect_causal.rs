@@ -15,11 +15,10 @@ use serde_json::Value;
 use crate::dissect::ace::{UnitEffects, DRAW_METRIC, REMOVE_METRIC};
 use crate::dissect::output::{read_project, DissectJson, StatsFile, DISSECT_FILE};
 use crate::dissect::report::{write_report, ReportInfo};
-use crate::model::{DeviceChoice, ProgGan, DEFAULT_MODEL};
+use crate::model::{DeviceChoice, ProgGan};
 use crate::segment::Segmenter;
 
-use super::dissect::{load_segmenter, project_file};
-use super::eval_demo::DEFAULT_SEGMENTER;
+use super::dissect::{load_project_models, ProjectModels};
 
 #[derive(clap::Args, Debug)]
 pub struct CausalArgs {
@@ -62,16 +61,18 @@ pub fn run(args: CausalArgs) -> anyhow::Result<()> {
     let device = args.device.resolve()?;
     let project = read_project(&args.dir)
         .with_context(|| format!("reading the dissection in {}", args.dir.display()))?;
-    let generator_path = project_file(&project, args.model.as_deref(), "model", DEFAULT_MODEL);
-    let segmenter_path = project_file(
+    let ProjectModels {
+        generator,
+        segmenter,
+        ..
+    } = load_project_models(
         &project,
+        args.model.as_deref(),
+        "--model",
         args.segmenter.as_deref(),
-        "segmenter",
-        DEFAULT_SEGMENTER,
-    );
-    let generator = ProgGan::load(&generator_path, device)
-        .with_context(|| format!("loading {}", generator_path.display()))?;
-    let segmenter = load_segmenter(&segmenter_path, args.segmenter_labels.as_deref(), device)?;
+        args.segmenter_labels.as_deref(),
+        device,
+    )?;
     add_causal_rankings(&args.dir, &generator, segmenter.as_ref(), &args.options)
 }
 

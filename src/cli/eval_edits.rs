@@ -8,10 +8,9 @@ use anyhow::Context;
 
 use crate::dissect::causal::EditEval;
 use crate::dissect::output::read_project;
-use crate::model::{DeviceChoice, ProgGan, DEFAULT_MODEL};
+use crate::model::DeviceChoice;
 
-use super::dissect::{load_segmenter, project_file};
-use super::eval_demo::DEFAULT_SEGMENTER;
+use super::dissect::{load_project_models, ProjectModels};
 
 #[derive(clap::Args, Debug)]
 pub struct EvalEditsArgs {
@@ -73,16 +72,18 @@ pub fn run(args: EvalEditsArgs) -> anyhow::Result<()> {
             .context("the dissection has no layers")?,
     };
     let layer = project.layer(&layer_name)?;
-    let generator_path = project_file(&project, args.generator.as_deref(), "model", DEFAULT_MODEL);
-    let segmenter_path = project_file(
+    let ProjectModels {
+        generator,
+        generator_path,
+        segmenter,
+    } = load_project_models(
         &project,
+        args.generator.as_deref(),
+        "--generator",
         args.segmenter.as_deref(),
-        "segmenter",
-        DEFAULT_SEGMENTER,
-    );
-    let generator = ProgGan::load(&generator_path, device)
-        .with_context(|| format!("loading {}", generator_path.display()))?;
-    let segmenter = load_segmenter(&segmenter_path, args.segmenter_labels.as_deref(), device)?;
+        args.segmenter_labels.as_deref(),
+        device,
+    )?;
     let concepts = if args.concepts.is_empty() {
         layer
             .concepts()

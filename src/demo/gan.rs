@@ -497,10 +497,11 @@ pub fn write_sample_grid(g: &ProgGan, path: &Path) -> anyhow::Result<()> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn tiny_settings() -> GanSettings {
+    /// A run small enough for unit tests (32², batch 4); `widen`'s tests share it.
+    pub(crate) fn tiny_settings() -> GanSettings {
         GanSettings {
             z_dim: 16,
             channels: vec![16, 16, 8, 8],

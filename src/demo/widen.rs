@@ -174,15 +174,8 @@ mod tests {
 
     fn settings(channels: Vec<i64>) -> GanSettings {
         GanSettings {
-            z_dim: 16,
             channels,
-            batch: 4,
-            lr: 0.002,
-            r1_gamma: 1.0,
-            r1_every: 2,
-            ema_beta: 0.9,
-            bf16: false,
-            seed: 3,
+            ..crate::demo::gan::tests::tiny_settings()
         }
     }
 
