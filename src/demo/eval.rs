@@ -93,22 +93,39 @@ impl ShareStats {
 pub struct EvalDemo<'a> {
     pub generator: &'a ProgGan,
     pub segmenter: &'a dyn Segmenter,
+    /// The realism figures use generated ids `first_sample..first_sample + samples` and
+    /// as many held-out rendered scenes, numbered alike. 0 is the reported split; another
+    /// offset gives a disjoint validation split, for choosing between checkpoints without
+    /// choosing on the figures that get reported.
+    pub first_sample: u64,
     pub samples: u64,
     pub heldout: u64,
     pub out_dir: &'a Path,
 }
 
+/// The first held-out scene index of the realism split; the segmenter's held-out scenes
+/// (`heldout_iou`) are numbered from 0, so the two never meet.
+const REALISM_SCENES_FROM: u64 = 1_000_000;
+
 impl EvalDemo<'_> {
     pub fn run(&self) -> anyhow::Result<EvalReport> {
         std::fs::create_dir_all(self.out_dir)?;
         let size = self.generator.resolution() as usize;
+        let sizes = super::scene::MIN_SIZE..=super::scene::MAX_SIZE;
+        if !sizes.contains(&size) {
+            anyhow::bail!(
+                "the generator makes {size}² images; rendered scenes come in {}² to {}²",
+                sizes.start(),
+                sizes.end()
+            );
+        }
         let (miou, ious) = super::segmenter::heldout_iou(self.segmenter, self.heldout, size)?;
         let labels = self.segmenter.labels().to_vec();
         let classes = labels.len();
         let mut generated = ShareStats::new(classes);
         let mut rendered = ShareStats::new(classes);
         let bar = crate::cli::progress_bar(self.samples, "eval realism");
-        let ids: Vec<u64> = (0..self.samples).collect();
+        let ids: Vec<u64> = (self.first_sample..self.first_sample + self.samples).collect();
         let _guard = tch::no_grad_guard();
         let mut first_generated = Vec::new();
         let mut first_rendered = Vec::new();
@@ -116,7 +133,10 @@ impl EvalDemo<'_> {
             let z = self.generator.z_for_ids(chunk)?;
             let images = self.generator.forward(&z)?.to_device(Device::Cpu);
             generated.add(&self.segmenter.segment(&images)?.to_device(Device::Cpu));
-            let seeds: Vec<u64> = chunk.iter().map(|&i| heldout_seed(1_000_000 + i)).collect();
+            let seeds: Vec<u64> = chunk
+                .iter()
+                .map(|&i| heldout_seed(REALISM_SCENES_FROM + i))
+                .collect();
             let renders = render_batch(&seeds, size);
             rendered.add(
                 &self
@@ -224,5 +244,88 @@ mod tests {
         let misses = realism_misses(&realism);
         assert_eq!(misses.len(), 2, "{misses:?}");
         assert!(misses.iter().all(|m| m.starts_with("dome")));
+    }
+
+    /// Labels a pixel `bright` when its red channel is above 0, else `dark`.
+    struct RedSegmenter(Vec<String>);
+
+    impl Segmenter for RedSegmenter {
+        fn scores(&self, images: &Tensor) -> Result<Tensor, crate::segment::SegmentError> {
+            let red = images.narrow(1, 0, 1);
+            Ok(Tensor::cat(&[red.neg(), red], 1))
+        }
+        fn labels(&self) -> &[String] {
+            &self.0
+        }
+    }
+
+    #[test]
+    fn an_offset_split_takes_the_next_samples_and_scenes() {
+        tch::manual_seed(3);
+        let generator = ProgGan::new(
+            crate::model::ProgGanConfig {
+                z_dim: 16,
+                channels: vec![32, 16, 8, 8],
+            },
+            Device::Cpu,
+        );
+        let segmenter = RedSegmenter(vec!["dark".into(), "bright".into()]);
+        let dir = std::env::temp_dir().join(format!("ganpaint-eval-{}", std::process::id()));
+        let run = |first_sample, samples| {
+            EvalDemo {
+                generator: &generator,
+                segmenter: &segmenter,
+                first_sample,
+                samples,
+                heldout: 2,
+                out_dir: &dir,
+            }
+            .run()
+            .unwrap()
+            .realism
+        };
+        let (head, tail, both) = (run(0, 3), run(3, 3), run(0, 6));
+        // Shares are means over images, so the two halves average to the whole.
+        for class in ["dark", "bright"] {
+            let (h, t, b) = (&head[class], &tail[class], &both[class]);
+            assert!((h.generated_share + t.generated_share - 2.0 * b.generated_share).abs() < 1e-9);
+            assert!((h.rendered_share + t.rendered_share - 2.0 * b.rendered_share).abs() < 1e-9);
+            assert!(
+                (h.generated_presence + t.generated_presence - 2.0 * b.generated_presence).abs()
+                    < 1e-9
+            );
+        }
+        // And the halves are different samples and scenes.
+        assert_ne!(
+            head["bright"].generated_share,
+            tail["bright"].generated_share
+        );
+        assert_ne!(head["bright"].rendered_share, tail["bright"].rendered_share);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_generator_smaller_than_any_scene_is_refused() {
+        let generator = ProgGan::new(
+            crate::model::ProgGanConfig {
+                z_dim: 16,
+                channels: vec![32, 16, 8],
+            },
+            Device::Cpu,
+        );
+        let segmenter = RedSegmenter(vec!["dark".into(), "bright".into()]);
+        let dir = std::env::temp_dir().join(format!("ganpaint-eval-small-{}", std::process::id()));
+        let err = EvalDemo {
+            generator: &generator,
+            segmenter: &segmenter,
+            first_sample: 0,
+            samples: 2,
+            heldout: 2,
+            out_dir: &dir,
+        }
+        .run()
+        .unwrap_err();
+        assert!(err.to_string().contains("16² images"), "{err}");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
