@@ -4,17 +4,19 @@
 //! ganpaint train-demo gan --run runs/demo-gan --steps 6000      # resumes if the run exists
 //! ganpaint train-demo widen --run runs/demo-gan --channels 256,256,64,64,32  # same function, more room
 //! ganpaint train-demo export --run runs/demo-gan --out models/demo_generator.safetensors
+//! ganpaint train-demo pick --run runs/demo-gan --out models/demo_generator.safetensors  # kept ones
 //! ```
 
 use std::path::PathBuf;
 
 use anyhow::Context;
-use tch::{Kind, Tensor};
 
-use crate::demo::gan::{GanRun, GanSettings, Retune};
+use crate::demo::gan::{write_compact, GanRun, GanSettings, Retune, KEPT_DIR};
+use crate::demo::pick::pick;
 use crate::demo::scene::CLASSES;
 use crate::demo::segmenter::{heldout_iou, SegmenterRun};
-use crate::model::{DeviceChoice, ProgGan};
+use crate::model::{repo_path, DeviceChoice, ProgGan};
+use crate::segment::demo::DemoSegmenter;
 
 #[derive(clap::Args, Debug)]
 pub struct TrainDemoArgs {
@@ -33,6 +35,9 @@ enum What {
     /// Give a GAN run more channels at some resolutions, keeping what it computes; then
     /// resume it with `train-demo gan` as usual.
     Widen(WidenArgs),
+    /// Choose among a run's kept generators (`gan --keep-from`) on a validation split, and
+    /// write the chosen one as a compact model.
+    Pick(PickArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -72,6 +77,10 @@ struct GanArgs {
     checkpoint_every: i64,
     #[arg(long, default_value_t = 500)]
     sample_every: i64,
+    /// From this step on, each checkpoint also keeps its live and EMA generators under
+    /// `RUN/kept/`, for `train-demo pick`.
+    #[arg(long)]
+    keep_from: Option<i64>,
     #[arg(long, value_enum, default_value_t = DeviceChoice::Auto)]
     device: DeviceChoice,
 }
@@ -104,6 +113,29 @@ struct WidenArgs {
     #[arg(long, value_delimiter = ',', required = true)]
     channels: Vec<i64>,
 }
+
+#[derive(clap::Args, Debug)]
+struct PickArgs {
+    #[arg(long)]
+    run: PathBuf,
+    /// Where to write the chosen generator (compact, f16).
+    #[arg(long)]
+    out: PathBuf,
+    #[arg(long)]
+    segmenter: Option<PathBuf>,
+    /// First id of the validation split: generated ids and held-out scenes from here on.
+    /// It may not overlap `eval-demo`'s reported split (ids 0..1000).
+    #[arg(long, default_value_t = 100_000)]
+    first_sample: u64,
+    /// Generated samples (and as many rendered scenes) per candidate.
+    #[arg(long, default_value_t = 1000)]
+    samples: u64,
+    #[arg(long, value_enum, default_value_t = DeviceChoice::Auto)]
+    device: DeviceChoice,
+}
+
+/// `eval-demo`'s reported split is ids `0..REPORTED_SAMPLES`; `pick` must choose elsewhere.
+const REPORTED_SAMPLES: u64 = 1000;
 
 #[derive(clap::Args, Debug)]
 struct ExportArgs {
@@ -150,6 +182,7 @@ pub fn run(args: TrainDemoArgs) -> anyhow::Result<()> {
                     r1_gamma: a.r1_gamma,
                     r1_every: a.r1_every,
                 },
+                keep_from: a.keep_from,
             };
             run.run(settings, a.device.resolve()?)?;
             Ok(())
@@ -185,18 +218,44 @@ pub fn run(args: TrainDemoArgs) -> anyhow::Result<()> {
             );
             Ok(())
         }
+        What::Pick(a) => {
+            if a.first_sample < REPORTED_SAMPLES {
+                anyhow::bail!(
+                    "--first-sample {} overlaps the reported split (ids 0..{REPORTED_SAMPLES}); \
+                     pick on a disjoint one, for example 100000",
+                    a.first_sample
+                );
+            }
+            if a.samples == 0 {
+                anyhow::bail!("--samples must be at least 1");
+            }
+            let device = a.device.resolve()?;
+            let s_path = a
+                .segmenter
+                .unwrap_or_else(|| repo_path(crate::cli::eval_demo::DEFAULT_SEGMENTER));
+            let segmenter = DemoSegmenter::load(&s_path, device)
+                .with_context(|| format!("loading {}", s_path.display()))?;
+            let picked = pick(&a.run, &segmenter, a.first_sample, a.samples, device)?;
+            for c in &picked.candidates {
+                println!("{:<22} {:>6.3}  worst: {}", c.name, c.score, c.worst_class);
+            }
+            let report = a.run.join(KEPT_DIR).join("pick.json");
+            std::fs::write(&report, serde_json::to_string_pretty(&picked)?)?;
+            let chosen = picked.chosen();
+            std::fs::copy(&chosen.path, &a.out)
+                .with_context(|| format!("writing {}", a.out.display()))?;
+            tracing::info!(chosen = %chosen.name, score = chosen.score, out = %a.out.display(), report = %report.display(), "picked");
+            println!(
+                "{}",
+                serde_json::json!({"chosen": chosen.name, "score": chosen.score, "worst_class": chosen.worst_class, "out": a.out, "report": report})
+            );
+            Ok(())
+        }
         What::Export(a) => {
             let source = a.run.join("generator_ema.safetensors");
             let model = ProgGan::load(&source, tch::Device::Cpu)
                 .with_context(|| format!("loading {}", source.display()))?;
-            // f16 halves the file; the loader widens to f32, so the shipped model is exactly
-            // these rounded weights everywhere.
-            let half: Vec<(String, Tensor)> = model
-                .named_tensors()
-                .into_iter()
-                .map(|(k, t)| (k, t.to_kind(Kind::Half)))
-                .collect();
-            Tensor::write_safetensors(&half, &a.out)?;
+            write_compact(&model, &a.out)?;
             tracing::info!(out = %a.out.display(), "exported generator");
             Ok(())
         }

@@ -185,20 +185,45 @@ impl EvalDemo<'_> {
     }
 }
 
+/// The realism bars: a generated class share within this relative gap of the rendered one…
+pub const SHARE_BAR: f64 = 0.25;
+/// …and a presence rate within this many (fractional) points.
+pub const PRESENCE_BAR: f64 = 0.10;
+
+/// How far the worst class is from the realism bars: the largest of each class's share gap
+/// over [`SHARE_BAR`] and presence gap over [`PRESENCE_BAR`], with that class. Below 1.0
+/// every bar is met; lower is closer to the rendered scenes. `None` without classes.
+pub fn realism_score(realism: &BTreeMap<String, ClassRealism>) -> Option<(f64, String)> {
+    realism
+        .iter()
+        .map(|(class, r)| {
+            let share = if r.rendered_share > 0.0 {
+                (r.generated_share - r.rendered_share).abs() / r.rendered_share / SHARE_BAR
+            } else if r.generated_share > 0.0 {
+                f64::INFINITY
+            } else {
+                0.0
+            };
+            let presence = (r.generated_presence - r.rendered_presence).abs() / PRESENCE_BAR;
+            (share.max(presence), class.clone())
+        })
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+}
+
 /// The bars: generated share within 25% (relative) of rendered, presence within
 /// 10 points. Returns the classes that miss, with a reason.
 pub fn realism_misses(realism: &BTreeMap<String, ClassRealism>) -> Vec<String> {
     let mut misses = Vec::new();
     for (class, r) in realism {
         if r.rendered_share > 0.0
-            && ((r.generated_share - r.rendered_share).abs() / r.rendered_share) > 0.25
+            && ((r.generated_share - r.rendered_share).abs() / r.rendered_share) > SHARE_BAR
         {
             misses.push(format!(
                 "{class}: share {:.4} vs {:.4}",
                 r.generated_share, r.rendered_share
             ));
         }
-        if (r.generated_presence - r.rendered_presence).abs() > 0.10 {
+        if (r.generated_presence - r.rendered_presence).abs() > PRESENCE_BAR {
             misses.push(format!(
                 "{class}: presence {:.3} vs {:.3}",
                 r.generated_presence, r.rendered_presence
@@ -244,6 +269,16 @@ mod tests {
         let misses = realism_misses(&realism);
         assert_eq!(misses.len(), 2, "{misses:?}");
         assert!(misses.iter().all(|m| m.starts_with("dome")));
+        // dome: share 50% off (2.0 bars), presence 40 points off (4.0 bars).
+        let (score, class) = realism_score(&realism).unwrap();
+        assert_eq!(class, "dome");
+        assert!((score - 4.0).abs() < 1e-9, "{score}");
+        realism.remove("dome");
+        // tree: share 10% off (0.4 bars), presence 5 points off (0.5 bars).
+        let (score, class) = realism_score(&realism).unwrap();
+        assert_eq!(class, "tree");
+        assert!((score - 0.5).abs() < 1e-9, "{score}");
+        assert!(realism_score(&BTreeMap::new()).is_none());
     }
 
     /// Labels a pixel `bright` when its red channel is above 0, else `dark`.

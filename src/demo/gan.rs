@@ -346,6 +346,20 @@ impl GanTrainer {
         Ok(())
     }
 
+    /// Keeps this step's live and EMA generators, compact, as `dir/kept/step-NNNNNN-live`
+    /// and `-ema` (`.safetensors`): the candidates `train-demo pick` chooses among.
+    pub fn keep(&self, dir: &Path) -> anyhow::Result<()> {
+        let kept = dir.join(KEPT_DIR);
+        std::fs::create_dir_all(&kept)?;
+        for (which, g) in [("live", &self.g), ("ema", &self.g_ema)] {
+            write_compact(
+                g,
+                &kept.join(format!("step-{:06}-{which}.safetensors", self.step)),
+            )?;
+        }
+        Ok(())
+    }
+
     /// Resumes from `dir` if it holds a checkpoint; the stored settings win.
     pub fn resume(dir: &Path, device: Device) -> anyhow::Result<Option<Self>> {
         let state_path = dir.join("state.json");
@@ -406,6 +420,24 @@ pub struct Widening {
     pub to: Vec<i64>,
 }
 
+/// The folder of a run that holds its kept generators (see [`GanTrainer::keep`]).
+pub const KEPT_DIR: &str = "kept";
+
+/// Writes `g` as a compact model: f16 weights, half the file. The loader widens them to
+/// f32, so the model is exactly these rounded weights everywhere it runs.
+pub fn write_compact(g: &ProgGan, path: &Path) -> anyhow::Result<()> {
+    let half: Vec<(String, Tensor)> = g
+        .named_tensors()
+        .into_iter()
+        .map(|(k, t)| (k, t.to_kind(Kind::Half)))
+        .collect();
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    Tensor::write_safetensors(&half, &tmp)?;
+    std::fs::rename(&tmp, path)?;
+    Ok(())
+}
+
 /// The run loop behind `ganpaint train-demo gan`.
 pub struct GanRun {
     pub dir: PathBuf,
@@ -414,6 +446,8 @@ pub struct GanRun {
     pub sample_every: i64,
     /// Settings to change if the run is resumed (a new run takes them from `settings`).
     pub retune: Retune,
+    /// From this step on, every checkpoint also keeps its generators ([`GanTrainer::keep`]).
+    pub keep_from: Option<i64>,
 }
 
 impl GanRun {
@@ -473,6 +507,9 @@ impl GanRun {
             }
             if trainer.step % self.checkpoint_every == 0 || trainer.step == self.steps {
                 trainer.save(&self.dir)?;
+                if self.keep_from.is_some_and(|from| trainer.step >= from) {
+                    trainer.keep(&self.dir)?;
+                }
             }
             if trainer.step % self.sample_every == 0 || trainer.step == self.steps {
                 write_sample_grid(

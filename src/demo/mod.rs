@@ -7,6 +7,7 @@ pub mod data;
 pub mod eval;
 pub mod gan;
 pub mod nn;
+pub mod pick;
 pub mod scene;
 pub mod segmenter;
 pub mod widen;

@@ -1,0 +1,222 @@
+//! `ganpaint train-demo pick`: choose the generator to ship among a run's kept ones.
+//!
+//! A GAN's generator swings from checkpoint to checkpoint, in how much of each class it
+//! draws as much as in anything else. A run trained with `--keep-from` keeps the live and
+//! the EMA generator of every checkpoint from then on (see [`super::gan::GanTrainer::keep`]).
+//! `pick` measures each on a validation split, generated ids and rendered scenes disjoint
+//! from the ones `eval-demo` reports on, and chooses the one whose worst class is closest
+//! to the rendered scenes ([`realism_score`]). So the choice is made on figures other
+//! than the reported ones, and the reported figures stay an honest measurement.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use serde::Serialize;
+use tch::Device;
+
+use super::eval::{realism_score, ClassRealism, EvalDemo};
+use super::gan::KEPT_DIR;
+use crate::model::ProgGan;
+use crate::segment::Segmenter;
+
+/// One kept generator, measured on the validation split.
+#[derive(Debug, Serialize)]
+pub struct Candidate {
+    /// The file name without `.safetensors`, for example `step-024600-ema`.
+    pub name: String,
+    pub path: PathBuf,
+    /// [`realism_score`]: below 1.0 every realism bar is met on the validation split.
+    pub score: f64,
+    /// The class that sets the score.
+    pub worst_class: String,
+    pub realism: BTreeMap<String, ClassRealism>,
+}
+
+/// What `pick` measured and chose; written as `kept/pick.json`.
+#[derive(Debug, Serialize)]
+pub struct Pick {
+    pub first_sample: u64,
+    pub samples: u64,
+    /// Best first.
+    pub candidates: Vec<Candidate>,
+}
+
+impl Pick {
+    pub fn chosen(&self) -> &Candidate {
+        &self.candidates[0]
+    }
+}
+
+/// The kept generators of a run, oldest first.
+pub fn kept_generators(run: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let dir = run.join(KEPT_DIR);
+    let entries = std::fs::read_dir(&dir).with_context(|| {
+        format!(
+            "reading {}: train the run with --keep-from STEP to keep generators to pick from",
+            dir.display()
+        )
+    })?;
+    let mut paths = Vec::new();
+    for entry in entries {
+        let path = entry?.path();
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        if name.starts_with("step-") && name.ends_with(".safetensors") {
+            paths.push(path);
+        }
+    }
+    // Zero-padded steps: the names sort in step order.
+    paths.sort();
+    if paths.is_empty() {
+        anyhow::bail!(
+            "{} holds no kept generators: train the run with --keep-from STEP first",
+            dir.display()
+        );
+    }
+    Ok(paths)
+}
+
+/// Measures every kept generator of `run` on generated ids `first_sample..+samples` (and
+/// as many held-out scenes) and ranks them, best first. Sample grids of each go to
+/// `run/kept/eval/<name>/`.
+pub fn pick(
+    run: &Path,
+    segmenter: &dyn Segmenter,
+    first_sample: u64,
+    samples: u64,
+    device: Device,
+) -> anyhow::Result<Pick> {
+    let paths = kept_generators(run)?;
+    let bar = crate::cli::progress_bar(paths.len() as u64, "pick");
+    let mut candidates = Vec::new();
+    for path in paths {
+        let name = path
+            .file_stem()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default()
+            .to_string();
+        let generator =
+            ProgGan::load(&path, device).with_context(|| format!("loading {}", path.display()))?;
+        let report = EvalDemo {
+            generator: &generator,
+            segmenter,
+            first_sample,
+            samples,
+            heldout: 0,
+            out_dir: &run.join(KEPT_DIR).join("eval").join(&name),
+        }
+        .run()?;
+        let (score, worst_class) =
+            realism_score(&report.realism).context("the segmenter has no classes")?;
+        tracing::info!(%name, score, %worst_class, "measured");
+        candidates.push(Candidate {
+            name,
+            path,
+            score,
+            worst_class,
+            realism: report.realism,
+        });
+        bar.inc(1);
+    }
+    bar.finish();
+    // Stable: of equal scores, the earlier step (and EMA before live) stays first.
+    candidates.sort_by(|a, b| a.score.total_cmp(&b.score));
+    Ok(Pick {
+        first_sample,
+        samples,
+        candidates,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::demo::gan::{tests::tiny_settings, GanRun, Retune};
+    use tch::Tensor;
+
+    /// Labels a pixel `bright` when its red channel is above 0, else `dark`.
+    struct RedSegmenter(Vec<String>);
+
+    impl Segmenter for RedSegmenter {
+        fn scores(&self, images: &Tensor) -> Result<Tensor, crate::segment::SegmentError> {
+            let red = images.narrow(1, 0, 1);
+            Ok(Tensor::cat(&[red.neg(), red], 1))
+        }
+        fn labels(&self) -> &[String] {
+            &self.0
+        }
+    }
+
+    #[test]
+    fn a_run_keeps_generators_from_a_step_and_pick_ranks_them() {
+        let dir = std::env::temp_dir().join(format!("ganpaint-pick-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let segmenter = RedSegmenter(vec!["dark".into(), "bright".into()]);
+        // No run yet: the message says how to make one.
+        let err = pick(&dir, &segmenter, 1000, 4, Device::Cpu).unwrap_err();
+        assert!(format!("{err:#}").contains("--keep-from"), "{err:#}");
+
+        let trainer = GanRun {
+            dir: dir.clone(),
+            steps: 6,
+            checkpoint_every: 2,
+            sample_every: 100,
+            retune: Retune::default(),
+            keep_from: Some(4),
+        }
+        .run(tiny_settings(), Device::Cpu)
+        .unwrap();
+        let names: Vec<String> = kept_generators(&dir)
+            .unwrap()
+            .iter()
+            .map(|p| p.file_name().unwrap().to_str().unwrap().to_string())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "step-000004-ema.safetensors",
+                "step-000004-live.safetensors",
+                "step-000006-ema.safetensors",
+                "step-000006-live.safetensors",
+            ]
+        );
+        // The last kept pair is the trainer's own generators, rounded to f16.
+        for (which, g) in [("live", &trainer.g), ("ema", &trainer.g_ema)] {
+            let kept = ProgGan::load(
+                &dir.join(KEPT_DIR)
+                    .join(format!("step-000006-{which}.safetensors")),
+                Device::Cpu,
+            )
+            .unwrap();
+            for ((name, a), (_, b)) in kept.named_tensors().iter().zip(g.named_tensors()) {
+                let rounded = b.to_kind(tch::Kind::Half).to_kind(tch::Kind::Float);
+                assert!(a.equal(&rounded), "{which} {name}");
+            }
+        }
+
+        let picked = pick(&dir, &segmenter, 1000, 4, Device::Cpu).unwrap();
+        assert_eq!(picked.candidates.len(), 4);
+        for pair in picked.candidates.windows(2) {
+            assert!(pair[0].score <= pair[1].score);
+        }
+        for c in &picked.candidates {
+            assert_eq!(
+                realism_score(&c.realism).unwrap(),
+                (c.score, c.worst_class.clone())
+            );
+            assert!(dir
+                .join(KEPT_DIR)
+                .join("eval")
+                .join(&c.name)
+                .join("generated_grid.png")
+                .exists());
+        }
+        // The live and EMA generators differ, so their figures do too.
+        let figures = |name: &str| {
+            let c = picked.candidates.iter().find(|c| c.name == name).unwrap();
+            c.realism["bright"].generated_share
+        };
+        assert_ne!(figures("step-000006-live"), figures("step-000006-ema"));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
