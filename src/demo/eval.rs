@@ -39,6 +39,7 @@ pub struct EvalReport {
 pub const PRESENCE_MIN_SHARE: f64 = 0.002;
 
 /// Accumulates per-class pixel shares and presence over batches of label maps.
+#[derive(Clone)]
 struct ShareStats {
     share_sum: Vec<f64>,
     present: Vec<f64>,
@@ -107,8 +108,24 @@ pub struct EvalDemo<'a> {
 /// (`heldout_iou`) are numbered from 0, so the two never meet.
 const REALISM_SCENES_FROM: u64 = 1_000_000;
 
+/// The rendered half of the realism figures: it depends only on the segmenter, the split
+/// and the image size, so callers that measure many generators on one split (`train-demo
+/// pick`) compute it once.
+#[derive(Clone)]
+pub struct RenderedSide {
+    key: (u64, u64, usize),
+    stats: ShareStats,
+    grid: Vec<image::RgbImage>,
+}
+
 impl EvalDemo<'_> {
     pub fn run(&self) -> anyhow::Result<EvalReport> {
+        self.run_cached(&mut None)
+    }
+
+    /// As [`EvalDemo::run`], taking the rendered half from `rendered` when it holds this
+    /// split's, and leaving it there otherwise. The segmenter must be the same across calls.
+    pub fn run_cached(&self, rendered: &mut Option<RenderedSide>) -> anyhow::Result<EvalReport> {
         std::fs::create_dir_all(self.out_dir)?;
         let size = self.generator.resolution() as usize;
         let sizes = super::scene::MIN_SIZE..=super::scene::MAX_SIZE;
@@ -122,54 +139,69 @@ impl EvalDemo<'_> {
         let (miou, ious) = super::segmenter::heldout_iou(self.segmenter, self.heldout, size)?;
         let labels = self.segmenter.labels().to_vec();
         let classes = labels.len();
-        let mut generated = ShareStats::new(classes);
-        let mut rendered = ShareStats::new(classes);
-        let bar = crate::cli::progress_bar(self.samples, "eval realism");
         let ids: Vec<u64> = (self.first_sample..self.first_sample + self.samples).collect();
         let _guard = tch::no_grad_guard();
+        let key = (self.first_sample, self.samples, size);
+        let side = match rendered.take() {
+            Some(side) if side.key == key => side,
+            _ => {
+                let mut stats = ShareStats::new(classes);
+                let mut grid = Vec::new();
+                let bar = crate::cli::progress_bar(self.samples, "eval rendered scenes");
+                for chunk in ids.chunks(50) {
+                    let seeds: Vec<u64> = chunk
+                        .iter()
+                        .map(|&i| heldout_seed(REALISM_SCENES_FROM + i))
+                        .collect();
+                    let renders = render_batch(&seeds, size);
+                    stats.add(
+                        &self
+                            .segmenter
+                            .segment(&renders.images)?
+                            .to_device(Device::Cpu),
+                    );
+                    if grid.len() < 64 {
+                        grid.extend(crate::imageio::to_rgb_images(&renders.images)?);
+                    }
+                    bar.inc(chunk.len() as u64);
+                }
+                bar.finish();
+                grid.truncate(64);
+                RenderedSide { key, stats, grid }
+            }
+        };
+        let mut generated = ShareStats::new(classes);
         let mut first_generated = Vec::new();
-        let mut first_rendered = Vec::new();
+        let bar = crate::cli::progress_bar(self.samples, "eval generated samples");
         for chunk in ids.chunks(50) {
             let z = self.generator.z_for_ids(chunk)?;
             let images = self.generator.forward(&z)?.to_device(Device::Cpu);
             generated.add(&self.segmenter.segment(&images)?.to_device(Device::Cpu));
-            let seeds: Vec<u64> = chunk
-                .iter()
-                .map(|&i| heldout_seed(REALISM_SCENES_FROM + i))
-                .collect();
-            let renders = render_batch(&seeds, size);
-            rendered.add(
-                &self
-                    .segmenter
-                    .segment(&renders.images)?
-                    .to_device(Device::Cpu),
-            );
             if first_generated.len() < 64 {
                 first_generated.extend(crate::imageio::to_rgb_images(&images)?);
-                first_rendered.extend(crate::imageio::to_rgb_images(&renders.images)?);
             }
             bar.inc(chunk.len() as u64);
         }
         bar.finish();
         first_generated.truncate(64);
-        first_rendered.truncate(64);
         let grid = self.out_dir.join("generated_grid.png");
         let rendered_grid = self.out_dir.join("rendered_grid.png");
         crate::imageio::write_png(&crate::imageio::grid(&first_generated, 8), &grid)?;
-        crate::imageio::write_png(&crate::imageio::grid(&first_rendered, 8), &rendered_grid)?;
+        crate::imageio::write_png(&crate::imageio::grid(&side.grid, 8), &rendered_grid)?;
         let realism = (0..classes)
             .map(|c| {
                 (
                     labels[c].clone(),
                     ClassRealism {
                         generated_share: generated.share(c),
-                        rendered_share: rendered.share(c),
+                        rendered_share: side.stats.share(c),
                         generated_presence: generated.presence(c),
-                        rendered_presence: rendered.presence(c),
+                        rendered_presence: side.stats.presence(c),
                     },
                 )
             })
             .collect();
+        *rendered = Some(side);
         let segmenter_iou = labels
             .iter()
             .zip(&ious)
@@ -336,6 +368,46 @@ mod tests {
             tail["bright"].generated_share
         );
         assert_ne!(head["bright"].rendered_share, tail["bright"].rendered_share);
+
+        // A cached rendered half gives the same figures for another generator, and a cache
+        // of another split is not used.
+        let other = ProgGan::new(
+            crate::model::ProgGanConfig {
+                z_dim: 16,
+                channels: vec![32, 16, 8, 8],
+            },
+            Device::Cpu,
+        );
+        let eval = |generator, first_sample, cache: &mut Option<RenderedSide>| {
+            EvalDemo {
+                generator,
+                segmenter: &segmenter,
+                first_sample,
+                samples: 3,
+                heldout: 0,
+                out_dir: &dir,
+            }
+            .run_cached(cache)
+            .unwrap()
+            .realism
+        };
+        let mut cache = None;
+        eval(&generator, 3, &mut cache);
+        let cached = eval(&other, 3, &mut cache);
+        let fresh = eval(&other, 3, &mut None);
+        assert_eq!(
+            format!("{:?}", cached["bright"]),
+            format!("{:?}", fresh["bright"])
+        );
+        assert_ne!(
+            cached["bright"].generated_share,
+            tail["bright"].generated_share
+        );
+        let moved = eval(&other, 0, &mut cache);
+        assert_eq!(
+            moved["bright"].rendered_share,
+            head["bright"].rendered_share
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -89,6 +89,8 @@ pub fn pick(
     let paths = kept_generators(run)?;
     let bar = crate::cli::progress_bar(paths.len() as u64, "pick");
     let mut candidates = Vec::new();
+    // The rendered scenes are the same for every candidate: segment them once.
+    let mut rendered = None;
     for path in paths {
         let name = path
             .file_stem()
@@ -105,7 +107,7 @@ pub fn pick(
             heldout: 0,
             out_dir: &run.join(KEPT_DIR).join("eval").join(&name),
         }
-        .run()?;
+        .run_cached(&mut rendered)?;
         let (score, worst_class) =
             realism_score(&report.realism).context("the segmenter has no classes")?;
         tracing::info!(%name, score, %worst_class, "measured");
