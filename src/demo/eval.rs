@@ -268,6 +268,7 @@ pub fn realism_misses(realism: &BTreeMap<String, ClassRealism>) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::segment::testing::RedSegmenter;
 
     #[test]
     fn shares_and_presence_count_pixels_per_image() {
@@ -313,19 +314,6 @@ mod tests {
         assert!(realism_score(&BTreeMap::new()).is_none());
     }
 
-    /// Labels a pixel `bright` when its red channel is above 0, else `dark`.
-    struct RedSegmenter(Vec<String>);
-
-    impl Segmenter for RedSegmenter {
-        fn scores(&self, images: &Tensor) -> Result<Tensor, crate::segment::SegmentError> {
-            let red = images.narrow(1, 0, 1);
-            Ok(Tensor::cat(&[red.neg(), red], 1))
-        }
-        fn labels(&self) -> &[String] {
-            &self.0
-        }
-    }
-
     #[test]
     fn an_offset_split_takes_the_next_samples_and_scenes() {
         tch::manual_seed(3);
@@ -336,7 +324,7 @@ mod tests {
             },
             Device::Cpu,
         );
-        let segmenter = RedSegmenter(vec!["dark".into(), "bright".into()]);
+        let segmenter = RedSegmenter::new();
         let dir = std::env::temp_dir().join(format!("ganpaint-eval-{}", std::process::id()));
         let run = |first_sample, samples| {
             EvalDemo {
@@ -420,7 +408,7 @@ mod tests {
             },
             Device::Cpu,
         );
-        let segmenter = RedSegmenter(vec!["dark".into(), "bright".into()]);
+        let segmenter = RedSegmenter::new();
         let dir = std::env::temp_dir().join(format!("ganpaint-eval-small-{}", std::process::id()));
         let err = EvalDemo {
             generator: &generator,

@@ -134,26 +134,13 @@ pub fn pick(
 mod tests {
     use super::*;
     use crate::demo::gan::{tests::tiny_settings, GanRun, Retune};
-    use tch::Tensor;
-
-    /// Labels a pixel `bright` when its red channel is above 0, else `dark`.
-    struct RedSegmenter(Vec<String>);
-
-    impl Segmenter for RedSegmenter {
-        fn scores(&self, images: &Tensor) -> Result<Tensor, crate::segment::SegmentError> {
-            let red = images.narrow(1, 0, 1);
-            Ok(Tensor::cat(&[red.neg(), red], 1))
-        }
-        fn labels(&self) -> &[String] {
-            &self.0
-        }
-    }
+    use crate::segment::testing::RedSegmenter;
 
     #[test]
     fn a_run_keeps_generators_from_a_step_and_pick_ranks_them() {
         let dir = std::env::temp_dir().join(format!("ganpaint-pick-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
-        let segmenter = RedSegmenter(vec!["dark".into(), "bright".into()]);
+        let segmenter = RedSegmenter::new();
         // No run yet: the message says how to make one.
         let err = pick(&dir, &segmenter, 1000, 4, Device::Cpu).unwrap_err();
         assert!(format!("{err:#}").contains("--keep-from"), "{err:#}");

@@ -221,21 +221,8 @@ mod tests {
     use super::*;
     use crate::edit::{paint_planes, ResolvedStroke, StrokeMode};
     use crate::model::ProgGanConfig;
-    use crate::segment::SegmentError;
+    use crate::segment::testing::RedSegmenter;
     use tch::Device;
-
-    /// Labels a pixel `bright` when its red channel is above 0, else `dark`.
-    struct RedSegmenter(Vec<String>);
-
-    impl Segmenter for RedSegmenter {
-        fn scores(&self, images: &Tensor) -> Result<Tensor, SegmentError> {
-            let red = images.narrow(1, 0, 1);
-            Ok(Tensor::cat(&[red.neg(), red], 1))
-        }
-        fn labels(&self) -> &[String] {
-            &self.0
-        }
-    }
 
     /// The effect of drawing `unit` on sample `index`, computed the way the server paints
     /// (`paint_planes`, the stroke mask at image resolution), independently of `run`.
@@ -283,7 +270,7 @@ mod tests {
             },
             Device::Cpu,
         );
-        let segmenter = RedSegmenter(vec!["dark".into(), "bright".into()]);
+        let segmenter = RedSegmenter::new();
         let levels = vec![4.0f32; 8];
         let effects = UnitEffects {
             generator: &model,

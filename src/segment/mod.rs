@@ -65,3 +65,29 @@ pub fn load(
         path, &labels, device,
     )?))
 }
+
+/// Segmenters for unit tests.
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::{SegmentError, Segmenter};
+    use tch::Tensor;
+
+    /// Labels a pixel `bright` when its red channel is above 0, else `dark`.
+    pub(crate) struct RedSegmenter(Vec<String>);
+
+    impl RedSegmenter {
+        pub(crate) fn new() -> Self {
+            RedSegmenter(vec!["dark".into(), "bright".into()])
+        }
+    }
+
+    impl Segmenter for RedSegmenter {
+        fn scores(&self, images: &Tensor) -> Result<Tensor, SegmentError> {
+            let red = images.narrow(1, 0, 1);
+            Ok(Tensor::cat(&[red.neg(), red], 1))
+        }
+        fn labels(&self) -> &[String] {
+            &self.0
+        }
+    }
+}
