@@ -47,6 +47,9 @@ fn bench_runs_every_case_and_writes_the_named_keys() {
         let ratio = result["ratios"][key].as_f64();
         assert!(ratio.is_some_and(|r| r > 0.0), "ratios.{key}: {result}");
     }
+    // Only the demo ran, so the ratios are the demo's, and they say so.
+    assert_eq!(result["ratios_model"], "demo", "{result}");
+    assert!(stdout.contains("ratios (demo, batch 1, p50)"), "{stdout}");
     let psnr = result["psnr_db"]["demo_fast"].as_f64().unwrap();
     assert!(psnr >= 40.0, "fast path PSNR {psnr} dB below 40");
 

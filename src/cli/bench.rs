@@ -699,6 +699,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         "machine": machine(device),
         "precision": format!("{:?}", args.precision),
         "ratios": ratios,
+        "ratios_model": main.name,
         "psnr_db": psnr,
         "models": models,
         "http": http,
@@ -780,7 +781,11 @@ fn print_table(result: &Value) {
             model["throughput_images_per_s_fast"]
         );
     }
-    println!("\nratios (256², batch 1, p50): {}", result["ratios"]);
+    println!(
+        "\nratios ({}, batch 1, p50): {}",
+        result["ratios_model"].as_str().unwrap_or("?"),
+        result["ratios"]
+    );
     println!("PSNR fast vs exact (dB): {}", result["psnr_db"]);
     if let Some(cases) = result["http"]["cases"].as_array() {
         println!(
