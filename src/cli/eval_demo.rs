@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
+use tch::Device;
 
 use crate::demo::eval::{realism_misses, EvalDemo};
 use crate::model::{repo_path, DeviceChoice, ProgGan, DEFAULT_MODEL};
@@ -35,27 +36,34 @@ pub struct EvalDemoArgs {
     device: DeviceChoice,
 }
 
-pub fn run(args: EvalDemoArgs) -> anyhow::Result<()> {
-    if args.samples == 0 {
+/// Checks a realism split (`--first-sample`, `--samples`): at least one sample, and no id
+/// past the last one.
+pub fn check_split(first_sample: u64, samples: u64) -> anyhow::Result<()> {
+    if samples == 0 {
         anyhow::bail!("--samples must be at least 1");
     }
-    if args.first_sample.saturating_add(args.samples) > crate::model::latent::MAX_ID + 1 {
+    if first_sample.saturating_add(samples) > crate::model::latent::MAX_ID + 1 {
         anyhow::bail!(
-            "--first-sample {} with --samples {} runs past the last id, {}",
-            args.first_sample,
-            args.samples,
+            "--first-sample {first_sample} with --samples {samples} runs past the last id, {}",
             crate::model::latent::MAX_ID
         );
     }
+    Ok(())
+}
+
+/// Loads the demo segmenter at `path`, or the bundled one.
+pub fn load_segmenter(path: Option<PathBuf>, device: Device) -> anyhow::Result<DemoSegmenter> {
+    let path = path.unwrap_or_else(|| repo_path(DEFAULT_SEGMENTER));
+    DemoSegmenter::load(&path, device).with_context(|| format!("loading {}", path.display()))
+}
+
+pub fn run(args: EvalDemoArgs) -> anyhow::Result<()> {
+    check_split(args.first_sample, args.samples)?;
     let device = args.device.resolve()?;
     let g_path = args.generator.unwrap_or_else(|| repo_path(DEFAULT_MODEL));
-    let s_path = args
-        .segmenter
-        .unwrap_or_else(|| repo_path(DEFAULT_SEGMENTER));
     let generator =
         ProgGan::load(&g_path, device).with_context(|| format!("loading {}", g_path.display()))?;
-    let segmenter = DemoSegmenter::load(&s_path, device)
-        .with_context(|| format!("loading {}", s_path.display()))?;
+    let segmenter = load_segmenter(args.segmenter, device)?;
     let report = EvalDemo {
         generator: &generator,
         segmenter: &segmenter,

@@ -11,12 +11,12 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 
+use crate::cli::eval_demo::{check_split, load_segmenter};
 use crate::demo::gan::{write_compact, GanRun, GanSettings, Retune, KEPT_DIR};
 use crate::demo::pick::pick;
 use crate::demo::scene::CLASSES;
 use crate::demo::segmenter::{heldout_iou, SegmenterRun};
-use crate::model::{repo_path, DeviceChoice, ProgGan};
-use crate::segment::demo::DemoSegmenter;
+use crate::model::{DeviceChoice, ProgGan};
 
 #[derive(clap::Args, Debug)]
 pub struct TrainDemoArgs {
@@ -226,15 +226,9 @@ pub fn run(args: TrainDemoArgs) -> anyhow::Result<()> {
                     a.first_sample
                 );
             }
-            if a.samples == 0 {
-                anyhow::bail!("--samples must be at least 1");
-            }
+            check_split(a.first_sample, a.samples)?;
             let device = a.device.resolve()?;
-            let s_path = a
-                .segmenter
-                .unwrap_or_else(|| repo_path(crate::cli::eval_demo::DEFAULT_SEGMENTER));
-            let segmenter = DemoSegmenter::load(&s_path, device)
-                .with_context(|| format!("loading {}", s_path.display()))?;
+            let segmenter = load_segmenter(a.segmenter, device)?;
             let picked = pick(&a.run, &segmenter, a.first_sample, a.samples, device)?;
             for c in &picked.candidates {
                 println!("{:<22} {:>6.3}  worst: {}", c.name, c.score, c.worst_class);

@@ -25,6 +25,19 @@ pub struct ClassRealism {
     pub rendered_presence: f64,
 }
 
+impl ClassRealism {
+    /// |generated − rendered| / rendered share; `None` where the scenes never show the class.
+    pub fn share_gap(&self) -> Option<f64> {
+        (self.rendered_share > 0.0)
+            .then(|| (self.generated_share - self.rendered_share).abs() / self.rendered_share)
+    }
+
+    /// |generated − rendered| presence rate.
+    pub fn presence_gap(&self) -> f64 {
+        (self.generated_presence - self.rendered_presence).abs()
+    }
+}
+
 #[derive(Debug, Serialize)]
 pub struct EvalReport {
     pub segmenter_miou: f64,
@@ -229,14 +242,12 @@ pub fn realism_score(realism: &BTreeMap<String, ClassRealism>) -> Option<(f64, S
     realism
         .iter()
         .map(|(class, r)| {
-            let share = if r.rendered_share > 0.0 {
-                (r.generated_share - r.rendered_share).abs() / r.rendered_share / SHARE_BAR
-            } else if r.generated_share > 0.0 {
-                f64::INFINITY
-            } else {
-                0.0
+            let share = match r.share_gap() {
+                Some(gap) => gap / SHARE_BAR,
+                None if r.generated_share > 0.0 => f64::INFINITY,
+                None => 0.0,
             };
-            let presence = (r.generated_presence - r.rendered_presence).abs() / PRESENCE_BAR;
+            let presence = r.presence_gap() / PRESENCE_BAR;
             (share.max(presence), class.clone())
         })
         .max_by(|a, b| a.0.total_cmp(&b.0))
@@ -247,15 +258,13 @@ pub fn realism_score(realism: &BTreeMap<String, ClassRealism>) -> Option<(f64, S
 pub fn realism_misses(realism: &BTreeMap<String, ClassRealism>) -> Vec<String> {
     let mut misses = Vec::new();
     for (class, r) in realism {
-        if r.rendered_share > 0.0
-            && ((r.generated_share - r.rendered_share).abs() / r.rendered_share) > SHARE_BAR
-        {
+        if r.share_gap().is_some_and(|gap| gap > SHARE_BAR) {
             misses.push(format!(
                 "{class}: share {:.4} vs {:.4}",
                 r.generated_share, r.rendered_share
             ));
         }
-        if (r.generated_presence - r.rendered_presence).abs() > PRESENCE_BAR {
+        if r.presence_gap() > PRESENCE_BAR {
             misses.push(format!(
                 "{class}: presence {:.3} vs {:.3}",
                 r.generated_presence, r.rendered_presence
@@ -268,6 +277,7 @@ pub fn realism_misses(realism: &BTreeMap<String, ClassRealism>) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::demo::gan::tests::tiny_settings;
     use crate::segment::testing::RedSegmenter;
 
     #[test]
@@ -317,13 +327,7 @@ mod tests {
     #[test]
     fn an_offset_split_takes_the_next_samples_and_scenes() {
         tch::manual_seed(3);
-        let generator = ProgGan::new(
-            crate::model::ProgGanConfig {
-                z_dim: 16,
-                channels: vec![32, 16, 8, 8],
-            },
-            Device::Cpu,
-        );
+        let generator = ProgGan::new(tiny_settings().generator_config(), Device::Cpu);
         let segmenter = RedSegmenter::new();
         let dir = std::env::temp_dir().join(format!("ganpaint-eval-{}", std::process::id()));
         let run = |first_sample, samples| {
@@ -359,13 +363,7 @@ mod tests {
 
         // A cached rendered half gives the same figures for another generator, and a cache
         // of another split is not used.
-        let other = ProgGan::new(
-            crate::model::ProgGanConfig {
-                z_dim: 16,
-                channels: vec![32, 16, 8, 8],
-            },
-            Device::Cpu,
-        );
+        let other = ProgGan::new(tiny_settings().generator_config(), Device::Cpu);
         let eval = |generator, first_sample, cache: &mut Option<RenderedSide>| {
             EvalDemo {
                 generator,
