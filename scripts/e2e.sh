@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
-# Browser tests of the bundled UI (tests/e2e): Debian's chromium driven by playwright-core,
-# against a real `ganpaint serve` on a free port. Idempotent: installs chromium and the
-# npm packages only when missing or stale. Builds nothing: run scripts/setup.sh first.
+# Tests of the bundled UI: first the unit tests of its pure modules (tests/e2e/unit, plain
+# `node --test`, no server), then the browser tests (tests/e2e/*.test.mjs): Debian's
+# chromium driven by playwright-core, against a real `ganpaint serve` on a free port. A
+# second server with no strokes-per-request limit answers reference renders (a long
+# edit in one request) for the tests that compare against them. Idempotent: installs
+# chromium and the npm packages only when missing or stale. Builds nothing: run
+# scripts/setup.sh first.
 #
 #   GANPAINT_E2E_DATA   data folder to serve (default: dissect, holding the demo project)
 #   GANPAINT_E2E_DEVICE device for the server (default: cpu)
@@ -14,6 +18,9 @@ BINARY="$ROOT/target/release/ganpaint"
 DATA="${GANPAINT_E2E_DATA:-dissect}"
 DEVICE="${GANPAINT_E2E_DEVICE:-cpu}"
 E2E="$ROOT/tests/e2e"
+
+echo "== e2e: unit tests of the editor's modules (node --test tests/e2e/unit/)"
+node --test tests/e2e/unit/
 
 if [ ! -x "$BINARY" ]; then
   echo "e2e: $BINARY is missing; run scripts/setup.sh first" >&2
@@ -39,36 +46,59 @@ if [ ! -f "$STAMP" ] || ! cmp -s "$E2E/package-lock.json" "$STAMP"; then
   cp "$E2E/package-lock.json" "$STAMP"
 fi
 
-# A free port, chosen by the kernel.
-PORT="$(node -e 'const s=require("net").createServer();s.listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})')"
-LOG="$(mktemp -t ganpaint-e2e-server.XXXXXX.log)"
-echo "== e2e: serving $DATA on port $PORT (log: $LOG)"
-"$BINARY" serve --address 127.0.0.1 --port "$PORT" --data "$DATA" --device "$DEVICE" --client "$ROOT/static" >"$LOG" 2>&1 &
-SERVER_PID=$!
+free_port() {
+  node -e 'const s=require("net").createServer();s.listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})'
+}
+
+SERVER_PIDS=()
+LOGS=()
 cleanup() {
   local status=$?
-  kill "$SERVER_PID" 2>/dev/null || true
-  wait "$SERVER_PID" 2>/dev/null || true
-  if [ "$status" -eq 0 ]; then rm -f "$LOG"; else echo "e2e: server log kept at $LOG" >&2; fi
+  for pid in "${SERVER_PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pid in "${SERVER_PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+  for log in "${LOGS[@]}"; do
+    if [ "$status" -eq 0 ]; then rm -f "$log"; else echo "e2e: server log kept at $log" >&2; fi
+  done
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-URL="http://127.0.0.1:$PORT"
-for _ in $(seq 1 600); do
-  if curl -fsS "$URL/healthz" >/dev/null 2>&1; then break; fi
-  if ! kill -0 "$SERVER_PID" 2>/dev/null; then
-    echo "e2e: the server exited before it was ready:" >&2
-    grep -v "^[[:space:]]" "$LOG" | tail -n 15 >&2
-    exit 1
-  fi
-  sleep 0.1
-done
-if ! curl -fsS "$URL/healthz" >/dev/null 2>&1; then
-  echo "e2e: the server did not answer /healthz within 60 s:" >&2
-  tail -n 30 "$LOG" >&2
-  exit 1
-fi
+# start_server NAME EXTRA_ARGS…: serves $DATA on a free port; prints nothing, sets URL_<NAME>.
+start_server() {
+  local name="$1"
+  shift
+  local port log
+  port="$(free_port)"
+  log="$(mktemp -t "ganpaint-e2e-$name.XXXXXX.log")"
+  echo "== e2e: serving $DATA on port $port ($name; log: $log)"
+  "$BINARY" serve --address 127.0.0.1 --port "$port" --data "$DATA" --device "$DEVICE" --client "$ROOT/static" "$@" >"$log" 2>&1 &
+  SERVER_PIDS+=("$!")
+  LOGS+=("$log")
+  printf -v "URL_$name" '%s' "http://127.0.0.1:$port"
+}
 
-echo "== e2e: node --test tests/e2e/"
-GANPAINT_E2E_URL="$URL" node --test "$@" tests/e2e/
+# wait_ready URL LOG PID
+wait_ready() {
+  local url="$1" log="$2" pid="$3"
+  for _ in $(seq 1 600); do
+    if curl -fsS "$url/healthz" >/dev/null 2>&1; then return 0; fi
+    if ! kill -0 "$pid" 2>/dev/null; then
+      echo "e2e: the server at $url exited before it was ready:" >&2
+      grep -v "^[[:space:]]" "$log" | tail -n 15 >&2
+      exit 1
+    fi
+    sleep 0.1
+  done
+  echo "e2e: the server at $url did not answer /healthz within 60 s:" >&2
+  tail -n 30 "$log" >&2
+  exit 1
+}
+
+start_server main
+# The reference: the same model, any number of strokes in one request.
+start_server reference --max-strokes 100000 --render-cache-mb 0
+wait_ready "$URL_main" "${LOGS[0]}" "${SERVER_PIDS[0]}"
+wait_ready "$URL_reference" "${LOGS[1]}" "${SERVER_PIDS[1]}"
+
+echo "== e2e: node --test tests/e2e/*.test.mjs"
+GANPAINT_E2E_URL="$URL_main" GANPAINT_E2E_REFERENCE_URL="$URL_reference" node --test "$@" "$E2E"/*.test.mjs

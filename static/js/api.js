@@ -2,6 +2,8 @@
 // throws ApiError (with the server's `detail`, which names the offending field) on an
 // HTTP error, or the fetch's AbortError when cancelled.
 
+import { requestJson } from './recipe.js';
+
 export class ApiError extends Error {
   constructor(status, kind, detail) {
     super(detail || kind || `HTTP ${status}`);
@@ -19,13 +21,14 @@ export class ApiError extends Error {
 
 async function call(path, { body, signal, method } = {}) {
   let response;
+  const text = body === undefined || typeof body === 'string' ? body : JSON.stringify(body);
   try {
     response = await fetch(path, {
-      method: method || (body === undefined ? 'GET' : 'POST'),
-      headers: body === undefined
+      method: method || (text === undefined ? 'GET' : 'POST'),
+      headers: text === undefined
         ? { Accept: 'application/json' }
         : { Accept: 'application/json', 'Content-Type': 'application/json' },
-      body: body === undefined ? undefined : JSON.stringify(body),
+      body: text,
       signal,
     });
   } catch (error) {
@@ -59,11 +62,22 @@ export async function generate(project, ids, signal) {
 }
 
 /**
- * Renders `id` with `strokes` (`[{concept, mode, mask, units, strength}]`, composed in
- * order) → `{image, units, timing}`.
+ * Renders `image` (`id:<n>` or `seed:<n>`) with `strokes` (`[{concept, mode, mask, units,
+ * strength}]`, composed in order) on top of `baseEdit` (an `edit` an earlier answer
+ * carried, or undefined) → `{image, units, timing, edit?}`; `edit` is the flattened
+ * layer edit after the strokes, when the server offers it.
  */
-export function paint(project, layer, id, strokes, signal) {
-  return call('/api/v1/paint', { body: { project, layer, id, strokes }, signal });
+export function paint({ project, layer, image, strokes, baseEdit }, signal) {
+  const body = { project, layer, strokes };
+  if (baseEdit !== undefined) body.base_edit = baseEdit;
+  return call('/api/v1/paint', { body: requestJson(body, image), signal });
+}
+
+/** The dissection's rankings at `layer`: `[{name, metric, scores}]` (score = −value). */
+export async function rankings(project, layer, signal) {
+  const query = new URLSearchParams({ project, layer });
+  const result = await call(`/api/rankings?${query}`, { signal });
+  return result.res;
 }
 
 /** Each unit's 0.99-quantile level at `layer` (what a draw stroke sets a unit to). */
@@ -84,9 +98,13 @@ export async function unitImages(project, layer, signal) {
  * The activations of every unit of `layer` for image `id` under gandissect
  * `interventions`, quantile-normalised to 0..255: `[C][H][W]`.
  */
-export async function featuremaps(project, layer, id, interventions, signal) {
+export async function featuremaps(project, layer, image, interventions, signal) {
+  const [kind, value] = image.split(':');
+  // The gandissect API takes ids only; a seed's image goes as its latent vector there,
+  // which the UI does not compute, so heatmaps need an id.
+  if (kind !== 'id') throw new ApiError(400, 'bad_request', 'seed: unit heatmaps need an image id, not a seed');
   const result = await call('/api/featuremaps', {
-    body: { project, ids: [id], layers: [layer], interventions },
+    body: { project, ids: [Number(value)], layers: [layer], interventions },
     signal,
   });
   return result.res[layer][0];

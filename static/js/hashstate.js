@@ -1,21 +1,50 @@
-// The edit lives in the URL hash — `#project=demo&layer=layer4&id=12&strokes=…` — so a
-// link reproduces it. Strokes use the compact form in strokes.js.
+// The edit lives in the URL hash — `#project=demo&layer=layer4&id=12&strokes=…`, or
+// `seed=7` instead of `id` — so a link reproduces it. Strokes use the compact form in
+// strokes.js. Pure: no DOM.
 
 import { decodeStroke, encodeStroke } from './strokes.js';
 
-export function encodeHash({ project, layer, id, strokes }) {
+/** Largest GAN Dissection image id, and the largest seed (the API takes any u64). */
+export const MAX_ID = 2 ** 20;
+export const MAX_SEED = 2n ** 64n - 1n;
+
+/**
+ * An image is `"id:<n>"` (GAN Dissection's image n) or `"seed:<n>"` (any 64-bit seed, kept
+ * as decimal text: seeds go beyond what a JS number holds exactly).
+ */
+export function parseImage(text) {
+  const match = /^(id|seed):(\d{1,20})$/.exec(text || '');
+  if (!match) return null;
+  const digits = match[2].replace(/^0+(?=\d)/, '');
+  if (match[1] === 'id') return Number(digits) <= MAX_ID ? `id:${digits}` : null;
+  return BigInt(digits) <= MAX_SEED ? `seed:${digits}` : null;
+}
+
+/** `{kind: 'id'|'seed', value: string}` of an image string. */
+export function imageParts(image) {
+  const [kind, value] = image.split(':');
+  return { kind, value };
+}
+
+export function describeImage(image) {
+  const { kind, value } = imageParts(image);
+  return kind === 'id' ? `Image ${value}` : `Seed ${value}`;
+}
+
+export function encodeHash({ project, layer, image, strokes }) {
+  const { kind, value } = imageParts(image);
   const parts = [
     `project=${encodeURIComponent(project)}`,
     `layer=${encodeURIComponent(layer)}`,
-    `id=${id}`,
+    `${kind}=${value}`,
   ];
   if (strokes.length) parts.push(`strokes=${strokes.map(encodeStroke).join(';')}`);
   return `#${parts.join('&')}`;
 }
 
 /**
- * `{project?, layer?, id?, strokes, dropped}`: what the hash names; `dropped` counts
- * strokes too malformed to read.
+ * `{project?, layer?, image?, strokes, dropped, badImage}`: what the hash names;
+ * `dropped` counts strokes too malformed to read, `badImage` is an id or seed out of range.
  */
 export function decodeHash(hash) {
   const state = { strokes: [], dropped: 0 };
@@ -30,8 +59,10 @@ export function decodeHash(hash) {
       } catch {
         // A mangled link: ignore the field, the defaults apply.
       }
-    } else if (key === 'id' && /^\d+$/.test(value)) {
-      state.id = Number(value);
+    } else if (key === 'id' || key === 'seed') {
+      const image = parseImage(`${key}:${value}`);
+      if (image) state.image = image;
+      else state.badImage = `${key} ${value}`;
     } else if (key === 'strokes' && value) {
       for (const text of value.split(';')) {
         const stroke = decodeStroke(text);

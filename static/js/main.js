@@ -1,282 +1,356 @@
-// The GANPaint editor: wires the controls, the painting surface and the server together.
+// The GANPaint editor: wiring. The pieces live in their own modules — the edit history
+// (history.js), rendering (render.js, plan.js), the painting surface (surface.js), the
+// palette, units panel, gallery, keys, exports — and this file connects them to the page
+// and to each other.
 //
-// The state is (project, layer, image id, stroke stack). The server is stateless, so
-// every change resends the whole stack to /api/v1/paint; an AbortController cancels the
-// request a newer change makes obsolete, and rendered images are cached by state, so
-// undo and redo to a state seen before are instant and exact.
+// What is edited is `edits` (an EditHistory): the present state names the image
+// (project|layer|image) and its strokes. Everything on screen follows it: `present()`
+// brings the controls, the address bar and the image in line after each change.
 
 import * as api from './api.js';
-import { decodeHash, encodeHash } from './hashstate.js';
-import { StrokeHistory } from './history.js';
-import { conceptColor, describe, maskDataUrl, simplify, stackKey, toRequest } from './strokes.js';
+import { stepBrush } from './brush.js';
+import { explain } from './errors.js';
+import * as exporter from './exporter.js';
+import { Gallery } from './gallery.js';
+import { decodeHash, describeImage, encodeHash, imageParts, MAX_ID, parseImage } from './hashstate.js';
+import { EditHistory, imageKey, sameStrokes, splitKey } from './history.js';
+import { installKeys, isTextField } from './keys.js';
+import { buildPalette, markPalette } from './palette.js';
+import { strokeRanking } from './ranking.js';
+import { requestJson, parseRecipe } from './recipe.js';
+import { Renderer } from './render.js';
+import { createStore } from './state.js';
+import * as storage from './storage.js';
+import { conceptColor, describe, groupStrokes, maskDataUrl, simplify, toRequest, unionDataUrl } from './strokes.js';
 import { Surface } from './surface.js';
 import { Busy, setStatus, toast } from './ui.js';
+import { markUnits, renderUnits } from './units.js';
 
 const $ = (id) => document.getElementById(id);
 
-const GALLERY_PAGE = 12;
-const MAX_ID = 2 ** 20; // the server's largest image id
-const CACHE_LIMIT = 300; // rendered images kept (about 10 kB each at 64²)
-
-const app = {
+const store = createStore({
   projects: [],
   project: null, // ProjectInfo from /api/v1/projects
   layer: null, // LayerInfo
-  id: 0,
-  concept: null, // name
+  image: 'id:0',
+  concept: null,
   mode: 'draw',
-  size: 8,
+  size: 0,
   strength: 1,
-  history: new StrokeHistory(),
-  cache: new Map(), // imageKey → {image, units}
-  shown: { key: null, strokes: [] }, // what #image shows
-  current: null, // the PNG data URL on screen
-  inflight: null, // {controller, key}
-  original: null, // {controller, key}
-  galleryStart: 0,
-  galleryController: null,
-  inspected: null, // unit number whose heatmap shows
-  featureCache: new Map(), // imageKey|layer → [C][H][W]
-  levels: new Map(), // project|layer → Promise<number[]>
-  unitImages: new Map(), // project|layer → Promise<Map<unit, url>>
-};
-
+  inspected: null, // the unit whose heatmap shows
+  rankings: null, // the layer's rankings from /api/rankings
+  pixelated: false,
+});
+const renderer = new Renderer();
+let edits = null; // EditHistory
 let surface;
 let busy;
+let gallery;
+let shown = { key: null, strokes: [] }; // what #image shows
+let current = null; // the PNG data URL on screen
+let inflight = null; // {controller, key}
+let originalRequest = null;
+const featureCache = new Map();
+const levelsCache = new Map();
+const unitImagesCache = new Map();
+const rankingsCache = new Map();
+let restoredStacks = new Map();
 
-// ---- state helpers --------------------------------------------------------------------
+// ---- small helpers --------------------------------------------------------------------
 
-function resolution() {
-  return app.project ? app.project.resolution : 64;
-}
-
-function imageKey(strokes) {
-  const base = `${app.project.name}|${app.id}`;
-  return strokes.length ? `${base}|${app.layer.name}|${stackKey(strokes)}` : base;
-}
-
-function remember(key, value) {
-  app.cache.delete(key);
-  app.cache.set(key, value);
-  while (app.cache.size > CACHE_LIMIT) app.cache.delete(app.cache.keys().next().value);
-}
+const state = () => store.get();
+const resolution = () => state().project?.resolution || 64;
+const conceptInfo = (name = state().concept) => state().layer?.concepts.find((c) => c.name === name) || null;
 
 function unitsPerStroke() {
   const choice = document.querySelector('input[name=units]:checked').value;
   if (choice !== 'custom') return Number(choice);
-  const input = $('units-custom');
-  const max = app.layer ? app.layer.units : 512;
-  const value = Math.round(Number(input.value));
+  const max = state().layer ? state().layer.units : 512;
+  const value = Math.round(Number($('units-custom').value));
   return Math.min(max, Math.max(1, Number.isFinite(value) ? value : 20));
 }
 
-function conceptInfo(name = app.concept) {
-  return app.layer?.concepts.find((c) => c.name === name) || null;
+function showError(error, { strokes, title } = {}) {
+  const plain = explain(error, {
+    strokeNumber: (i) => error.strokeNumbers?.[i] ?? i + 1,
+    layer: state().layer?.name,
+  });
+  if (!plain) return null;
+  toast(plain.message, { title: title || plain.title, action: error.status >= 500 || error.status === 0 || error.status === 503 ? { label: 'Retry', run: render } : undefined });
+  setStatus(`Not rendered: ${plain.title.toLowerCase()}`);
+  return plain;
 }
 
-function syncHash() {
-  if (!app.project) return;
-  const hash = encodeHash({
-    project: app.project.name,
-    layer: app.layer.name,
-    id: app.id,
-    strokes: app.history.strokes,
-  });
-  if (location.hash !== hash) history.replaceState(null, '', hash);
+function cachedPerLayer(map, fetcher) {
+  const key = `${state().project.name}|${state().layer.name}`;
+  if (!map.has(key)) {
+    const promise = fetcher(state().project.name, state().layer.name);
+    promise.catch(() => map.delete(key));
+    map.set(key, promise);
+  }
+  return map.get(key);
+}
+
+// ---- the present state ----------------------------------------------------------------
+
+let lastHash = null;
+
+/** The address bar follows the edit: a new entry when the image changes, else replaced. */
+function syncHash(mode) {
+  const { project, layer, image } = splitKey(edits.key);
+  const hash = encodeHash({ project, layer, image, strokes: edits.strokes });
+  lastHash = hash;
+  if (location.hash === hash) return;
+  if (mode === 'push') history.pushState(null, '', hash);
+  else history.replaceState(null, '', hash);
+}
+
+let saveWarned = false;
+
+function persist() {
+  const result = storage.saveHistory(edits);
+  if (result === 'failed' && !saveWarned) {
+    saveWarned = true;
+    toast('This browser\'s storage is full, so the strokes will not survive a reload. Export the edit as JSON to keep it.', { title: 'Could not save the edit' });
+  }
+}
+
+/**
+ * Brings everything in line with `edits`' present state. `browser`: 'auto' (a new
+ * address-bar entry when the image changed, so Back returns to the image before; else
+ * the entry is rewritten) or 'replace' (the address bar named this state: Back, Forward,
+ * a followed link).
+ */
+function present({ browser = 'auto' } = {}) {
+  const { project, layer, image } = splitKey(edits.key);
+  const moved = showLocation(project, layer, image);
+  syncHash(browser === 'auto' && moved ? 'push' : 'replace');
+  updateHistoryControls();
+  persist();
+  render();
+}
+
+/** Selects project, layer and image; true when any of them changed. */
+function showLocation(projectName, layerName, image) {
+  const s = state();
+  let moved = false;
+  if (!s.project || s.project.name !== projectName) {
+    const project = s.projects.find((p) => p.name === projectName);
+    store.set({ project });
+    $('project').value = project.name;
+    surface.setResolution(project.resolution);
+    const max = Math.max(2, Math.floor(project.resolution / 2));
+    $('brush-size').max = String(max);
+    setBrushSize(Math.min(max, s.size || Math.round(project.resolution / 8)));
+    for (const el of document.querySelectorAll('.export-res')) el.textContent = `${project.resolution}×${project.resolution}`;
+    const scale = Math.max(2, Math.round(512 / project.resolution));
+    for (const el of document.querySelectorAll('.export-scale')) el.textContent = String(scale);
+    for (const el of document.querySelectorAll('.export-large')) el.textContent = `${project.resolution * scale}×${project.resolution * scale}`;
+    moved = true;
+  }
+  if (moved || state().layer.name !== layerName) {
+    const layer = state().project.layers.find((l) => l.name === layerName);
+    store.set({ layer, rankings: null });
+    fillSelect($('layer'), state().project.layers.map((l) => l.name), layer.name);
+    $('units-custom').max = String(layer.units);
+    $('hint-grid').textContent = `${layer.name}'s ${layer.grid[0]}×${layer.grid[1]} grid`;
+    const concepts = layer.concepts;
+    if (!concepts.some((c) => c.name === state().concept)) {
+      store.set({ concept: (concepts.find((c) => c.name === 'tree') || concepts[0])?.name || null });
+    }
+    buildPalette($('palette'), concepts, state().concept);
+    $('palette-empty').hidden = concepts.length > 0;
+    loadRankings();
+    moved = true;
+  }
+  if (moved || state().image !== image) {
+    store.set({ image });
+    clearHeatmap();
+    moved = true;
+  }
+  syncImageFields();
+  gallery.follow(state().project.name, image);
+  if (moved) loadOriginal();
+  updateUnits();
+  return moved;
+}
+
+function syncImageFields() {
+  const { kind, value } = imageParts(state().image);
+  if (document.activeElement !== $('image-id') || kind === 'id') $('image-id').value = kind === 'id' ? value : '';
+  if (document.activeElement !== $('seed') || kind === 'seed') $('seed').value = kind === 'seed' ? value : '';
+}
+
+function fillSelect(select, names, selected) {
+  select.replaceChildren(...names.map((name) => new Option(name, name, false, name === selected)));
+}
+
+/** Switches to another image (or layer, or project): a step in the history. */
+function goTo(image, { project = state().project.name, layer = state().layer.name } = {}) {
+  if (edits.switchTo(imageKey(project, layer, image))) present();
 }
 
 // ---- rendering ------------------------------------------------------------------------
 
-/** A test hook, never set in normal use: sabotage the next N paint requests' concept. */
-function applyTestHook(request) {
-  const hooks = window.__ganpaintTest;
-  if (!hooks || !(hooks.badConcept > 0) || !request.length) return;
-  hooks.badConcept -= 1;
-  request[request.length - 1] = { ...request[request.length - 1], concept: '__no_such_concept__' };
+function renderKey(strokes) {
+  const { project, layer, image } = splitKey(edits.key);
+  return renderer.keysFor(`${project}|${layer}|${image}`, strokes)[strokes.length];
 }
 
-/** Brings the screen in line with the history's present state. */
+/** Brings the image in line with the present state. */
 async function render() {
-  const strokes = app.history.strokes;
-  const key = imageKey(strokes);
-  syncHash();
-  updateHistoryControls();
-  surface.setPending(strokes.filter((s) => !app.shown.strokes.includes(s)));
-
-  if (app.inflight && app.inflight.key !== key) {
-    app.inflight.controller.abort();
-    app.inflight = null;
+  const strokes = edits.strokes;
+  const key = renderKey(strokes);
+  surface.setPending(strokes.filter((s) => !shown.strokes.includes(s)));
+  if (inflight && inflight.key !== key) {
+    inflight.controller.abort();
+    inflight = null;
   }
-  if (app.shown.key === key) {
+  if (shown.key === key) {
     surface.setPending([]);
     return;
   }
-  const cached = app.cache.get(key);
-  if (cached) {
-    await show(key, strokes, cached.image);
-    return;
-  }
-  if (app.inflight) return; // already asked for this very state
+  if (inflight) return; // already asked for this very state
 
+  const { project, layer, image } = splitKey(edits.key);
   const controller = new AbortController();
-  app.inflight = { controller, key };
+  inflight = { controller, key };
   const done = busy.begin();
   const started = performance.now();
   try {
-    const request = strokes.map((s) => toRequest(s, resolution()));
-    applyTestHook(request);
-    const result = await api.paint(app.project.name, app.layer.name, app.id, request, controller.signal);
-    remember(key, { image: result.image, units: result.units });
-    if (app.inflight?.controller !== controller) return;
-    app.inflight = null;
+    const result = await renderer.render({ project, layer, image, strokes, resolution: resolution() }, controller.signal);
+    if (inflight?.controller !== controller) return;
+    inflight = null;
     await show(key, strokes, result.image);
-    const total = Math.round(performance.now() - started);
-    const model = Math.round(result.timing.forward_ms);
-    const share = result.timing.recomputed;
-    const partial = share < 1 ? `, ${Math.round(share * 100)}% of the image recomputed` : '';
-    setStatus(`Rendered in ${total} ms (model ${model} ms${partial})`);
+    setStatus(statusLine(result, Math.round(performance.now() - started)));
   } catch (error) {
     if (error.name === 'AbortError') return;
-    if (app.inflight?.controller === controller) app.inflight = null;
+    if (inflight?.controller === controller) inflight = null;
     renderFailed(error, strokes);
   } finally {
     done();
   }
 }
 
+function statusLine(result, total) {
+  if (result.cached === 'client') return 'Shown from the editor\'s cache';
+  const requests = result.requests > 1 ? ` in ${result.requests} requests` : '';
+  if (result.timing.recomputed === 0) return `Rendered in ${total} ms${requests} (from the server's cache)`;
+  const model = Math.round(result.timing.forward_ms);
+  const share = result.timing.recomputed;
+  const partial = share < 1 ? `, ${Math.round(share * 100)}% of the image recomputed` : '';
+  return `Rendered in ${total} ms${requests} (model ${model} ms${partial})`;
+}
+
 function renderFailed(error, strokes) {
-  const detail = error.detail || error.message;
-  if (error.isClientError) {
+  const plain = showError(error);
+  if (plain && error.status >= 400 && error.status < 500 && edits.strokes === strokes && error.status !== 408) {
     // The server refused this stack: forget the change that made it, keep what works.
-    toast(detail, { title: 'The server could not paint that stroke' });
-    if (app.history.strokes === strokes) app.history.discard();
-    render();
+    edits.discard();
+    present();
   } else {
-    toast(detail, {
-      title: error.status === 503 ? 'The server is busy' : 'Rendering failed',
-      action: { label: 'Retry', run: render },
-    });
     surface.setPending([]);
   }
-  setStatus('');
 }
 
 async function show(key, strokes, image) {
   if (!(await surface.showImage(image))) return;
-  app.shown = { key, strokes };
-  app.current = image;
-  surface.setPending(app.history.strokes.filter((s) => !strokes.includes(s)));
+  shown = { key, strokes };
+  current = image;
+  surface.setPending(edits.strokes.filter((s) => !strokes.includes(s)));
   const stage = $('stage');
   stage.dataset.renders = String(Number(stage.dataset.renders) + 1);
   stage.dataset.imageKey = key;
+  stage.dataset.strokes = String(strokes.length);
+  stage.dataset.image = splitKey(edits.key).image;
   $('image').setAttribute('aria-label', strokes.length
-    ? `Image ${app.id} with ${strokes.length} stroke${strokes.length > 1 ? 's' : ''}`
-    : `Image ${app.id}, unedited`);
+    ? `${describeImage(state().image)} with ${strokes.length} stroke${strokes.length > 1 ? 's' : ''}`
+    : `${describeImage(state().image)}, unedited`);
   if (!strokes.length) surface.showOriginal(image);
-  if (app.inspected !== null) showHeatmap(app.inspected);
+  if (state().inspected !== null) showHeatmap(state().inspected);
 }
 
 /** The unedited image, for compare and split; fetched apart from the edit requests. */
 async function loadOriginal() {
-  const key = imageKey([]);
-  app.original?.controller.abort();
-  app.original = null;
-  const cached = app.cache.get(key);
-  if (cached) {
-    surface.showOriginal(cached.image);
+  const { project, layer, image } = splitKey(edits.key);
+  const key = `${project}|${layer}|${image}`;
+  originalRequest?.abort();
+  originalRequest = null;
+  const kept = renderer.cached(key, []);
+  if (kept) {
+    surface.showOriginal(kept.image);
     return;
   }
-  if (!app.history.strokes.length) return; // render() fetches it as the image itself
+  if (!edits.strokes.length) return; // render() fetches it as the image itself
   const controller = new AbortController();
-  app.original = { controller, key };
+  originalRequest = controller;
   try {
-    const result = await api.paint(app.project.name, app.layer.name, app.id, [], controller.signal);
-    remember(key, { image: result.image, units: [] });
-    if (imageKey([]) === key) surface.showOriginal(result.image);
+    const result = await renderer.render({ project, layer, image, strokes: [], resolution: resolution() }, controller.signal);
+    if (splitKey(edits.key).image === image) surface.showOriginal(result.image);
   } catch (error) {
-    if (error.name !== 'AbortError') toast(error.detail || error.message, { title: 'Could not load the original image' });
+    if (error.name !== 'AbortError') showError(error, { title: 'Could not load the original image' });
   }
 }
 
-// ---- controls -------------------------------------------------------------------------
-
-function fillSelect(select, names, selected) {
-  select.replaceChildren(...names.map((name) => new Option(name, name, false, name === selected)));
-}
-
-function buildPalette() {
-  const palette = $('palette');
-  const concepts = app.layer.concepts;
-  if (!concepts.some((c) => c.name === app.concept)) {
-    app.concept = (concepts.find((c) => c.name === 'tree') || concepts[0])?.name || null;
-  }
-  palette.replaceChildren(...concepts.map((concept, index) => {
-    const label = document.createElement('label');
-    label.className = 'chip';
-    const input = document.createElement('input');
-    input.type = 'radio';
-    input.name = 'concept';
-    input.value = concept.name;
-    input.checked = concept.name === app.concept;
-    const swatch = document.createElement('span');
-    swatch.className = 'swatch';
-    swatch.style.background = conceptColor(concept.name);
-    const name = document.createElement('span');
-    name.className = 'chip-name';
-    name.textContent = concept.name;
-    label.append(input, swatch, name);
-    if (index < 9) {
-      const key = document.createElement('kbd');
-      key.textContent = String(index + 1);
-      key.setAttribute('aria-hidden', 'true');
-      label.append(key);
-    }
-    return label;
-  }));
-  $('palette-empty').hidden = concepts.length > 0;
-  buildUnits();
-}
+// ---- brush ----------------------------------------------------------------------------
 
 function selectConcept(name) {
-  app.concept = name;
-  const input = [...document.querySelectorAll('input[name=concept]')].find((i) => i.value === name);
-  if (input) input.checked = true;
+  store.set({ concept: name });
+  markPalette($('palette'), name);
   clearHeatmap();
-  buildUnits();
+  updateUnits();
   surface.refreshCursor();
 }
 
 function setMode(mode) {
-  app.mode = mode;
+  store.set({ mode });
   document.querySelector(`input[name=mode][value=${mode}]`).checked = true;
   $('strength').disabled = mode === 'remove';
+  updateUnits();
   surface.refreshCursor();
 }
 
 function setBrushSize(size) {
   const input = $('brush-size');
   const clamped = Math.min(Number(input.max), Math.max(Number(input.min), Math.round(size)));
-  app.size = clamped;
+  store.set({ size: clamped });
   input.value = String(clamped);
   $('brush-size-value').textContent = `${clamped} px`;
   surface.refreshCursor();
 }
 
 function setStrength(value) {
-  app.strength = Math.round(value * 10) / 10;
-  $('strength').value = String(app.strength);
-  $('strength-value').textContent = `${app.strength.toFixed(1)}×`;
+  const strength = Math.round(value * 10) / 10;
+  store.set({ strength });
+  $('strength').value = String(strength);
+  $('strength-value').textContent = `${strength.toFixed(1)}×`;
 }
 
+function addStroke(points) {
+  const s = state();
+  if (!s.concept) return;
+  hideHint();
+  edits.add(Object.freeze({
+    concept: s.concept,
+    mode: s.mode,
+    units: unitsPerStroke(),
+    strength: s.strength,
+    size: s.size,
+    points: simplify(points),
+  }));
+  present();
+}
+
+// ---- history --------------------------------------------------------------------------
+
 function updateHistoryControls() {
-  const strokes = app.history.strokes;
-  $('undo').disabled = !app.history.canUndo;
-  $('redo').disabled = !app.history.canRedo;
+  const strokes = edits.strokes;
+  $('undo').disabled = !edits.canUndo;
+  $('redo').disabled = !edits.canRedo;
   $('reset').disabled = strokes.length === 0;
   $('history-count').textContent = strokes.length ? `(${strokes.length})` : '';
   $('history-empty').hidden = strokes.length > 0;
-  const list = $('history');
-  list.replaceChildren(...strokes.map((stroke, index) => {
+  $('history').replaceChildren(...strokes.map((stroke, index) => {
     const item = document.createElement('li');
     item.className = 'history-item';
     item.tabIndex = 0;
@@ -295,8 +369,8 @@ function updateHistoryControls() {
     remove.innerHTML = '<svg aria-hidden="true" viewBox="0 0 24 24" width="16" height="16"><path d="M6 6l12 12M18 6 6 18" stroke="currentColor" stroke-width="2" stroke-linecap="round"/></svg>';
     remove.addEventListener('click', () => {
       surface.highlight(null);
-      app.history.remove(index);
-      render();
+      edits.remove(index);
+      present();
     });
     const on = () => surface.highlight(stroke);
     const off = () => surface.highlight(null);
@@ -316,243 +390,118 @@ function updateHistoryControls() {
 }
 
 function undo() {
-  if (app.history.undo()) render();
+  if (edits.undo()) present();
+  syncImageFields();
 }
 
 function redo() {
-  if (app.history.redo()) render();
+  if (edits.redo()) present();
+  syncImageFields();
 }
 
-function addStroke(points) {
-  if (!app.concept) return;
-  const stroke = Object.freeze({
-    concept: app.concept,
-    mode: app.mode,
-    units: unitsPerStroke(),
-    strength: app.strength,
-    size: app.size,
-    points: simplify(points),
-  });
-  app.history.add(stroke);
-  render();
-}
+// ---- units and heatmaps ---------------------------------------------------------------
 
-// ---- samples --------------------------------------------------------------------------
-
-function setImage(id, { strokes = [] } = {}) {
-  app.id = id;
-  $('image-id').value = String(id);
-  app.history.reset(strokes);
-  clearHeatmap();
-  if (id < app.galleryStart || id >= app.galleryStart + GALLERY_PAGE) {
-    app.galleryStart = Math.floor(id / GALLERY_PAGE) * GALLERY_PAGE;
-    loadGallery();
-  } else {
-    markGallery();
-  }
-  loadOriginal();
-  render();
-}
-
-function markGallery() {
-  for (const button of $('gallery').querySelectorAll('button')) {
-    button.setAttribute('aria-pressed', String(Number(button.dataset.id) === app.id));
-  }
-}
-
-async function loadGallery() {
-  const start = app.galleryStart;
-  const ids = Array.from({ length: GALLERY_PAGE }, (_, i) => start + i).filter((id) => id <= MAX_ID);
-  $('gallery-range').textContent = `ids ${ids[0]}–${ids[ids.length - 1]}`;
-  $('gallery-prev').disabled = start === 0;
-  $('gallery-next').disabled = start + GALLERY_PAGE > MAX_ID;
-  const gallery = $('gallery');
-  gallery.replaceChildren(...ids.map((id) => {
-    const item = document.createElement('li');
-    const button = document.createElement('button');
-    button.type = 'button';
-    button.className = 'thumb';
-    button.dataset.id = String(id);
-    button.setAttribute('aria-label', `Image ${id}`);
-    button.addEventListener('click', () => {
-      if (id !== app.id) setImage(id);
-    });
-    const img = document.createElement('img');
-    img.alt = '';
-    img.width = img.height = 64;
-    button.append(img);
-    item.append(button);
-    return item;
-  }));
-  markGallery();
-  app.galleryController?.abort();
-  const controller = new AbortController();
-  app.galleryController = controller;
-  const missing = ids.filter((id) => !app.cache.has(`${app.project.name}|${id}`));
+async function loadRankings() {
+  const layer = state().layer;
   try {
-    if (missing.length) {
-      const images = await api.generate(app.project.name, missing, controller.signal);
-      missing.forEach((id, i) => remember(`${app.project.name}|${id}`, { image: images[i], units: [] }));
-    }
-    if (app.galleryController !== controller) return;
-    for (const button of gallery.querySelectorAll('button')) {
-      const entry = app.cache.get(`${app.project.name}|${button.dataset.id}`);
-      if (entry) button.querySelector('img').src = entry.image;
+    const rankings = await cachedPerLayer(rankingsCache, api.rankings);
+    if (state().layer === layer) {
+      store.set({ rankings });
+      updateUnits();
     }
   } catch (error) {
-    if (error.name !== 'AbortError') toast(error.detail || error.message, { title: 'Could not load the samples' });
+    // Without the dissection's rankings the panel still lists the server's order.
+    if (state().layer === layer) {
+      store.set({ rankings: [] });
+      updateUnits();
+    }
   }
 }
 
-function randomImage() {
-  let id = app.id;
-  while (id === app.id) id = Math.floor(Math.random() * (MAX_ID + 1));
-  setImage(id);
-}
-
-// ---- projects and layers --------------------------------------------------------------
-
-function selectProject(name, { layer, id, strokes = [] } = {}) {
-  app.project = app.projects.find((p) => p.name === name) || app.projects[0];
-  fillSelect($('project'), app.projects.map((p) => p.name), app.project.name);
-  surface.setResolution(app.project.resolution);
-  const max = Math.max(2, Math.floor(app.project.resolution / 2));
-  $('brush-size').max = String(max);
-  setBrushSize(Math.min(max, app.size || Math.round(app.project.resolution / 8)));
-  selectLayer(layer || app.project.default_layer, { id, strokes, reload: true });
-}
-
-function selectLayer(name, { id = app.id, strokes = [], reload = false } = {}) {
-  app.layer = app.project.layers.find((l) => l.name === name)
-    || app.project.layers.find((l) => l.name === app.project.default_layer)
-    || app.project.layers[0];
-  fillSelect($('layer'), app.project.layers.map((l) => l.name), app.layer.name);
-  $('units-custom').max = String(app.layer.units);
-  buildPalette();
-  const known = strokes.filter((s) => conceptInfo(s.concept));
-  if (known.length < strokes.length) {
-    toast(`${strokes.length - known.length} stroke(s) in the link name concepts ${app.layer.name} doesn't have; they were left out.`, { kind: 'info' });
-  }
-  if (reload) app.galleryStart = -GALLERY_PAGE; // force the gallery to refill
-  setImage(id, { strokes: known });
-}
-
-// ---- inspect units --------------------------------------------------------------------
-
-function cachedPerLayer(map, fetcher) {
-  const key = `${app.project.name}|${app.layer.name}`;
-  if (!map.has(key)) {
-    const promise = fetcher(app.project.name, app.layer.name);
-    promise.catch(() => map.delete(key));
-    map.set(key, promise);
-  }
-  return map.get(key);
-}
-
-function buildUnits() {
+function updateUnits() {
+  const s = state();
   const concept = conceptInfo();
-  $('units-concept').textContent = concept ? concept.name : '—';
-  const list = $('units');
-  if (!concept) {
-    list.replaceChildren();
-    return;
-  }
-  const edited = unitsPerStroke();
-  const best = Math.max(0, ...concept.units.map((u) => u.iou)) || 1;
-  list.replaceChildren(...concept.units.map(({ unit, iou }, rank) => {
-    const item = document.createElement('li');
-    const button = document.createElement('button');
-    button.type = 'button';
-    button.className = `unit${rank < edited ? ' edited' : ''}`;
-    button.dataset.unit = String(unit);
-    button.setAttribute('aria-pressed', String(app.inspected === unit));
-    button.title = `Show where unit ${unit} fires${rank < edited ? ' (a stroke edits this unit)' : ''}`;
-    const name = document.createElement('span');
-    name.className = 'unit-name';
-    name.innerHTML = '<span class="visually-hidden">Unit </span>';
-    name.append(`#${unit}`);
-    const bar = document.createElement('span');
-    bar.className = 'unit-bar';
-    bar.setAttribute('aria-hidden', 'true');
-    bar.style.setProperty('--fill', `${Math.max(2, (iou / best) * 100)}%`);
-    const value = document.createElement('span');
-    value.className = 'unit-iou';
-    value.innerHTML = '<span class="visually-hidden">, IoU </span>';
-    value.append(iou.toFixed(3));
-    button.append(name, bar, value);
-    button.addEventListener('click', () => {
-      if (app.inspected === unit) clearHeatmap();
-      else inspectUnit(unit);
-    });
-    item.append(button);
-    return item;
-  }));
-}
-
-function markUnits() {
-  for (const button of $('units').querySelectorAll('button')) {
-    button.setAttribute('aria-pressed', String(Number(button.dataset.unit) === app.inspected));
-  }
+  const ranking = concept && s.rankings ? strokeRanking(concept, s.mode, s.rankings) : null;
+  renderUnits(
+    { list: $('units'), heading: $('units-concept'), modeLabel: $('units-mode'), explanation: $('units-ranking') },
+    {
+      concept,
+      mode: s.mode,
+      ranking,
+      count: unitsPerStroke(),
+      inspected: s.inspected,
+      onPick: (unit) => (state().inspected === unit ? clearHeatmap() : inspectUnit(unit)),
+    },
+  );
 }
 
 async function inspectUnit(unit) {
-  app.inspected = unit;
-  markUnits();
+  store.set({ inspected: unit });
+  markUnits($('units'), unit);
   const figure = $('unit-detail');
   figure.hidden = false;
-  $('unit-caption').textContent = `Unit ${unit} of ${app.layer.name}: the images where it fires most.`;
+  $('unit-caption').textContent = `Unit ${unit} of ${state().layer.name}: the images where it fires most.`;
   const image = $('unit-image');
   image.removeAttribute('src');
   image.alt = `Top activating images for unit ${unit}`;
-  cachedPerLayer(app.unitImages, api.unitImages)
+  cachedPerLayer(unitImagesCache, api.unitImages)
     .then((urls) => {
-      if (app.inspected === unit && urls.get(unit)) image.src = urls.get(unit);
+      if (state().inspected === unit && urls.get(unit)) image.src = urls.get(unit);
     })
     .catch(() => { figure.hidden = true; });
   await showHeatmap(unit);
 }
 
-/** Gandissect interventions equal to the stroke stack, so the heatmap shows the edit. */
-async function interventionsFor(strokes, key) {
+/** Gandissect interventions equal to the stroke stack (merged as for painting). */
+async function interventionsFor(strokes) {
   if (!strokes.length) return [];
-  const levels = await cachedPerLayer(app.levels, api.levels);
-  const used = app.cache.get(key)?.units;
-  return strokes.map((stroke, i) => {
+  const groups = groupStrokes(strokes, resolution());
+  if (groups.length > 64) {
+    const error = new Error(`Heatmaps can show an edit of up to 64 runs of strokes with the same settings; this one has ${groups.length}.`);
+    error.plain = true;
+    throw error;
+  }
+  const levels = await cachedPerLayer(levelsCache, api.levels);
+  const { project, layer } = state();
+  return groups.map(({ start, end }) => {
+    const stroke = strokes[start];
     const info = conceptInfo(stroke.concept);
     const ranked = stroke.mode === 'remove' ? info.remove_units : info.units.map((u) => u.unit);
-    const units = used?.[i] || ranked.slice(0, stroke.units);
+    const units = renderer.unitsOf(project.name, layer.name, stroke) || ranked.slice(0, stroke.units);
     return {
       ablations: units.map((unit) => ({
-        layer: app.layer.name,
+        layer: layer.name,
         unit,
         alpha: 1,
         value: stroke.mode === 'draw' ? stroke.strength * levels[unit] : 0,
       })),
-      mask: { shape: [], bitbounds: [], bitstring: maskDataUrl(stroke, resolution()) },
+      mask: { shape: [], bitbounds: [], bitstring: unionDataUrl(strokes.slice(start, end), resolution()) },
       maskpooling: 'max',
     };
   });
 }
 
 async function showHeatmap(unit) {
-  const { key, strokes } = app.shown;
-  const cacheKey = `${key}|${app.layer.name}`;
+  const { key, strokes } = shown;
+  const cacheKey = key;
   const done = busy.begin();
   try {
-    let maps = app.featureCache.get(cacheKey);
+    let maps = featureCache.get(cacheKey);
     if (!maps) {
-      const interventions = await interventionsFor(strokes, key);
-      maps = await api.featuremaps(app.project.name, app.layer.name, app.id, interventions);
-      app.featureCache.set(cacheKey, maps);
-      if (app.featureCache.size > 20) app.featureCache.delete(app.featureCache.keys().next().value);
+      const interventions = await interventionsFor(strokes);
+      maps = await api.featuremaps(state().project.name, state().layer.name, state().image, interventions);
+      featureCache.set(cacheKey, maps);
+      if (featureCache.size > 20) featureCache.delete(featureCache.keys().next().value);
     }
-    if (app.inspected !== unit || app.shown.key !== key) return;
+    if (state().inspected !== unit || shown.key !== key) return;
     surface.showHeatmap(maps[unit]);
     const badge = $('heatmap-badge');
-    badge.textContent = `Unit ${unit} · ${app.layer.name} activation`;
+    badge.textContent = `Unit ${unit} · ${state().layer.name} activation`;
     badge.hidden = false;
   } catch (error) {
-    toast(error.detail || error.message, { title: `Could not load unit ${unit}'s activation` });
+    if (error.plain) toast(error.message, { title: `Could not show unit ${unit}'s activation` });
+    else if (/^seed/.test(error.detail || '')) toast('Unit heatmaps work on image ids; this image comes from a seed.', { title: `Could not show unit ${unit}'s activation`, kind: 'info' });
+    else showError(error, { title: `Could not show unit ${unit}'s activation` });
     clearHeatmap();
   } finally {
     done();
@@ -560,94 +509,194 @@ async function showHeatmap(unit) {
 }
 
 function clearHeatmap() {
-  if (app.inspected === null) return false;
-  app.inspected = null;
+  if (state().inspected === null) return false;
+  store.set({ inspected: null });
   surface.showHeatmap(null);
   $('heatmap-badge').hidden = true;
   $('unit-detail').hidden = true;
-  markUnits();
+  markUnits($('units'), null);
   return true;
 }
 
-// ---- compare and export ---------------------------------------------------------------
+// ---- compare, export, import, share ---------------------------------------------------
 
 function setCompare(on) {
   surface.setCompare(on);
   $('compare').setAttribute('aria-pressed', String(on));
 }
 
-async function download() {
-  if (!app.current) return;
-  const blob = await (await fetch(app.current)).blob();
-  const url = URL.createObjectURL(blob);
-  const link = document.createElement('a');
-  link.href = url;
-  const edited = app.history.strokes.length ? '-edited' : '';
-  link.download = `ganpaint-${app.project.name}-${app.id}${edited}.png`;
-  document.body.append(link);
-  link.click();
-  link.remove();
-  setTimeout(() => URL.revokeObjectURL(url), 10000);
+function baseName() {
+  const { kind, value } = imageParts(state().image);
+  const edited = edits.strokes.length ? '-edited' : '';
+  return `ganpaint-${state().project.name}-${kind === 'seed' ? `seed${value}` : value}${edited}`;
 }
 
-// ---- keyboard -------------------------------------------------------------------------
-
-function isTyping(target) {
-  if (!(target instanceof Element)) return false;
-  if (target.closest('select, textarea')) return true;
-  const input = target.closest('input');
-  return Boolean(input) && !['radio', 'range', 'checkbox', 'button'].includes(input.type);
+async function downloadPng() {
+  if (!current) return;
+  exporter.saveBlob(await exporter.pngBlob(current), `${baseName()}.png`);
 }
 
-function onKeyDown(event) {
-  if ($('help').open) return; // the dialog handles Esc itself
-  const mod = event.ctrlKey || event.metaKey;
-  const key = event.key.toLowerCase();
-  if (isTyping(event.target) && event.key !== 'Escape') return;
-  if (mod && key === 'z') {
-    event.preventDefault();
-    if (event.shiftKey) redo();
-    else undo();
-  } else if (mod && key === 'y') {
-    event.preventDefault();
-    redo();
-  } else if (mod && key === 's') {
-    event.preventDefault();
-    download();
-  } else if (mod || event.altKey) {
-    // Leave the browser's own shortcuts alone.
-  } else if (event.key === '?') {
-    openHelp();
-  } else if (key === 'd') {
-    setMode('draw');
-  } else if (key === 'e') {
-    setMode('remove');
-  } else if (event.key === '[') {
-    setBrushSize(app.size - Math.max(1, Math.round(app.size / 6)));
-  } else if (event.key === ']') {
-    setBrushSize(app.size + Math.max(1, Math.round(app.size / 6)));
-  } else if (/^[1-9]$/.test(event.key)) {
-    const concept = app.layer?.concepts[Number(event.key) - 1];
-    if (concept) selectConcept(concept.name);
-  } else if (key === 'c') {
-    if (!event.repeat) setCompare(true);
-  } else if (key === 'n') {
-    randomImage();
-  } else if (event.key === 'Escape') {
-    if (!surface.cancelStroke()) clearHeatmap();
+async function downloadLargePng() {
+  if (!current) return;
+  const scale = Math.max(2, Math.round(512 / resolution()));
+  const blob = await exporter.upscaledPng(current, scale, !state().pixelated);
+  exporter.saveBlob(blob, `${baseName()}-upscaled-x${scale}.png`);
+}
+
+function exportJson() {
+  const { project, layer, image } = splitKey(edits.key);
+  const body = {
+    project,
+    layer,
+    strokes: edits.strokes.map((stroke) => ({ ...toRequest([stroke], resolution()) })),
+  };
+  const text = `${requestJson(body, image, 2)}\n`;
+  exporter.saveBlob(new Blob([text], { type: 'application/json' }), `${baseName()}.json`);
+  if (edits.strokes.length > 64) {
+    toast('The file lists every stroke. The server paints at most 64 per request, so replaying it with curl needs the editor (or a split into parts); importing it here works.', { kind: 'info', title: 'Saved the edit' });
   }
 }
 
-function openHelp() {
-  const dialog = $('help');
-  if (!dialog.open) dialog.showModal();
+async function exportGif() {
+  const strokes = edits.strokes;
+  const { project, layer, image } = splitKey(edits.key);
+  const done = busy.begin();
+  try {
+    const urls = [];
+    for (let k = 0; k <= strokes.length; k += 1) {
+      setStatus(`Making the animation: frame ${k + 1} of ${strokes.length + 1}`);
+      const result = await renderer.render({ project, layer, image, strokes: strokes.slice(0, k), resolution: resolution() });
+      urls.push(result.image);
+    }
+    exporter.saveBlob(await exporter.gifBlob(urls), `${baseName()}.gif`);
+    setStatus(`Saved an animation of ${urls.length} frames: the image, then one per stroke`);
+  } catch (error) {
+    showError(error, { title: 'Could not make the animation' });
+  } finally {
+    done();
+  }
+}
+
+async function importJson(file) {
+  let recipe;
+  try {
+    recipe = parseRecipe(await file.text());
+  } catch (error) {
+    toast(error.message, { title: `Could not import ${file.name}` });
+    return;
+  }
+  const s = state();
+  const project = s.projects.find((p) => p.name === (recipe.project ?? s.project.name));
+  if (!project) {
+    toast(`It is for project “${recipe.project}”, which this server doesn't have (it has ${s.projects.map((p) => p.name).join(', ')}).`, { title: `Could not import ${file.name}` });
+    return;
+  }
+  const layer = project.layers.find((l) => l.name === (recipe.layer ?? project.default_layer));
+  if (!layer) {
+    toast(`It edits layer “${recipe.layer}”, which ${project.name} doesn't have.`, { title: `Could not import ${file.name}` });
+    return;
+  }
+  const unknown = [...new Set(recipe.strokes.map((st) => st.concept).filter((c) => !layer.concepts.some((k) => k.name === c)))];
+  if (unknown.length) {
+    toast(`It paints ${unknown.map((c) => `“${c}”`).join(', ')}, which ${layer.name} has no units for.`, { title: `Could not import ${file.name}` });
+    return;
+  }
+  try {
+    const strokes = [];
+    for (const stroke of recipe.strokes) {
+      const mask = await exporter.maskFromDataUrl(stroke.mask);
+      strokes.push(Object.freeze({ concept: stroke.concept, mode: stroke.mode, units: stroke.units, strength: stroke.strength, mask: Object.freeze(mask) }));
+    }
+    const key = imageKey(project.name, layer.name, recipe.image ?? s.image);
+    if (edits.switchTo(key, strokes)) present();
+    toast(`${strokes.length} stroke${strokes.length === 1 ? '' : 's'} from ${file.name}. Undo goes back to what was here.`, { kind: 'info', title: 'Imported the edit' });
+  } catch {
+    toast('One of its masks is not a PNG image the browser can read.', { title: `Could not import ${file.name}` });
+  }
+}
+
+async function copyLink() {
+  const link = location.href;
+  try {
+    await navigator.clipboard.writeText(link);
+    toast('Paste it anywhere: it opens this image with these strokes.', { kind: 'info', title: 'Link copied' });
+  } catch {
+    toast(link, { kind: 'info', title: 'Copy this link (the browser did not allow copying it for you)', timeout: 20000 });
+  }
+}
+
+// ---- first visit ----------------------------------------------------------------------
+
+function hideHint() {
+  if ($('first-hint').hidden) return;
+  $('first-hint').hidden = true;
+  storage.savePrefs({ hintSeen: true });
+}
+
+// ---- following links ------------------------------------------------------------------
+
+/** Follows the address bar (a link, Back/Forward, an edited address) to the edit it names. */
+function applyHash({ initial = false } = {}) {
+  if (!initial && location.hash === lastHash) return;
+  const wanted = decodeHash(location.hash);
+  const s = state();
+  const notes = [];
+  if (wanted.dropped) notes.push(`${wanted.dropped} stroke(s) in the link could not be read and were left out.`);
+  let project = wanted.project ? s.projects.find((p) => p.name === wanted.project) : null;
+  if (wanted.project && !project) {
+    project = s.project || s.projects[0];
+    notes.push(`The link names project “${wanted.project}”, which this server doesn't have (it has ${s.projects.map((p) => p.name).join(', ')}). Showing ${project.name} instead.`);
+  }
+  project = project || s.project || s.projects[0];
+  let layer = wanted.layer ? project.layers.find((l) => l.name === wanted.layer) : null;
+  if (wanted.layer && !layer) notes.push(`Project ${project.name} has no layer “${wanted.layer}”; showing ${project.default_layer}.`);
+  layer = layer || project.layers.find((l) => l.name === (s.project === project && s.layer ? s.layer.name : project.default_layer)) || project.layers[0];
+  if (wanted.badImage) notes.push(`The link's ${wanted.badImage} is out of range (ids run from 0 to ${MAX_ID}, seeds up to 2⁶⁴ − 1).`);
+  const image = wanted.image || (initial ? 'id:0' : s.image);
+  const strokes = wanted.strokes.filter((st) => layer.concepts.some((c) => c.name === st.concept));
+  if (strokes.length < wanted.strokes.length) {
+    const names = [...new Set(wanted.strokes.filter((st) => !strokes.includes(st)).map((st) => st.concept))];
+    notes.push(`${wanted.strokes.length - strokes.length} stroke(s) paint ${names.join(', ')}, which ${layer.name} has no units for; they were left out.`);
+  }
+  for (const note of notes) toast(note, { kind: 'info', title: 'About this link', timeout: 10000 });
+  const key = imageKey(project.name, layer.name, image);
+  // A bare address (no hash) opens where this browser left off.
+  if (initial && !location.hash && edits) {
+    present({ browser: 'replace' });
+    return;
+  }
+  if (!edits) {
+    edits = new EditHistory(key, strokes);
+    for (const [k, v] of restoredStacks) if (k !== key) edits.stacks.set(k, v);
+  }
+  else if (key !== edits.key || !sameStrokes(strokes, edits.strokes)) edits.switchTo(key, strokes);
+  // This address-bar entry is the one that named the state: rewrite it, don't add one.
+  present({ browser: 'replace' });
 }
 
 // ---- start ----------------------------------------------------------------------------
 
+/** Digits only in the id and seed fields; a shortcut's letter never lands there. */
+function digitsOnly(input) {
+  input.addEventListener('beforeinput', (event) => {
+    if (event.data && /\D/.test(event.data)) event.preventDefault();
+  });
+  input.addEventListener('input', () => {
+    const digits = input.value.replace(/\D/g, '');
+    if (digits !== input.value) input.value = digits;
+  });
+}
+
+function focusCanvas() {
+  $('stage').focus({ preventScroll: true });
+}
+
 function wireControls() {
-  $('project').addEventListener('change', (e) => selectProject(e.target.value, { id: app.id }));
-  $('layer').addEventListener('change', (e) => selectLayer(e.target.value));
+  $('project').addEventListener('change', (e) => {
+    const project = state().projects.find((p) => p.name === e.target.value);
+    goTo(state().image, { project: project.name, layer: project.default_layer });
+  });
+  $('layer').addEventListener('change', (e) => goTo(state().image, { layer: e.target.value }));
   $('palette').addEventListener('change', (e) => {
     if (e.target.name === 'concept') selectConcept(e.target.value);
   });
@@ -659,17 +708,16 @@ function wireControls() {
       $('units-custom').disabled = input.value !== 'custom';
       $('units-custom').closest('label').hidden = input.value !== 'custom';
       if (input.value === 'custom') $('units-custom').focus();
-      buildUnits();
+      updateUnits();
     });
   }
-  $('units-custom').addEventListener('input', buildUnits);
+  $('units-custom').addEventListener('input', updateUnits);
   $('brush-size').addEventListener('input', (e) => setBrushSize(Number(e.target.value)));
   $('strength').addEventListener('input', (e) => setStrength(Number(e.target.value)));
   $('undo').addEventListener('click', undo);
   $('redo').addEventListener('click', redo);
   $('reset').addEventListener('click', () => {
-    app.history.clear();
-    render();
+    if (edits.clear()) present();
   });
   const compare = $('compare');
   compare.addEventListener('pointerdown', (e) => {
@@ -689,79 +737,152 @@ function wireControls() {
     if (e.key === ' ' || e.key === 'Enter') setCompare(false);
   });
   $('split').addEventListener('input', (e) => surface.setSplit(Number(e.target.value)));
-  $('download').addEventListener('click', download);
+  $('pixelated').addEventListener('change', (e) => {
+    store.set({ pixelated: e.target.checked });
+    surface.setPixelated(e.target.checked);
+    storage.savePrefs({ pixelated: e.target.checked });
+  });
+  $('download').addEventListener('click', downloadPng);
+  const menu = $('export-menu');
+  const closeMenu = () => { menu.open = false; };
+  $('export-png').addEventListener('click', () => { closeMenu(); downloadPng(); });
+  $('export-png-large').addEventListener('click', () => { closeMenu(); downloadLargePng(); });
+  $('export-json').addEventListener('click', () => { closeMenu(); exportJson(); });
+  $('export-gif').addEventListener('click', () => { closeMenu(); exportGif(); });
+  $('import-json').addEventListener('click', () => { closeMenu(); $('import-file').click(); });
+  $('import-file').addEventListener('change', (e) => {
+    const [file] = e.target.files;
+    e.target.value = '';
+    if (file) importJson(file);
+  });
+  document.addEventListener('pointerdown', (e) => {
+    if (menu.open && !menu.contains(e.target)) closeMenu();
+  });
+  $('copy-link').addEventListener('click', copyLink);
+
+  digitsOnly($('image-id'));
+  digitsOnly($('seed'));
   $('id-form').addEventListener('submit', (e) => {
     e.preventDefault();
-    const id = Math.round(Number($('image-id').value));
-    if (!Number.isFinite(id) || id < 0 || id > MAX_ID) {
-      toast(`Image ids run from 0 to ${MAX_ID}.`, { kind: 'info' });
+    const image = parseImage(`id:${$('image-id').value}`);
+    if (!image) {
+      toast(`Image ids run from 0 to ${MAX_ID}.`, { kind: 'info', title: 'No such image' });
       return;
     }
-    if (id !== app.id) setImage(id);
+    focusCanvas();
+    goTo(image);
   });
-  $('image-id').max = String(MAX_ID);
+  $('seed-form').addEventListener('submit', (e) => {
+    e.preventDefault();
+    const image = parseImage(`seed:${$('seed').value}`);
+    if (!image) {
+      toast('A seed is a whole number from 0 to 18446744073709551615.', { kind: 'info', title: 'Not a seed' });
+      return;
+    }
+    focusCanvas();
+    goTo(image);
+  });
   $('random').addEventListener('click', randomImage);
-  $('gallery-prev').addEventListener('click', () => {
-    app.galleryStart = Math.max(0, app.galleryStart - GALLERY_PAGE);
-    loadGallery();
-  });
-  $('gallery-next').addEventListener('click', () => {
-    app.galleryStart += GALLERY_PAGE;
-    loadGallery();
-  });
   $('help-button').addEventListener('click', openHelp);
-  document.addEventListener('keydown', onKeyDown);
-  document.addEventListener('keyup', (e) => {
-    if (e.key.toLowerCase() === 'c') setCompare(false);
+  $('first-hint-close').addEventListener('click', () => {
+    hideHint();
+    focusCanvas();
+  });
+  installKeys({
+    undo,
+    redo,
+    download: downloadPng,
+    help: openHelp,
+    mode: ({ mode }) => setMode(mode),
+    brush: ({ direction }) => setBrushSize(stepBrush(state().size, direction, Number($('brush-size').min), Number($('brush-size').max))),
+    concept: ({ index }) => selectConcept(state().layer.concepts[index].name),
+    compare: ({ on }) => setCompare(on),
+    random: randomImage,
+    escape: () => {
+      if (!surface.cancelStroke()) clearHeatmap();
+    },
+    'leave-field': () => {
+      syncImageFields();
+      focusCanvas();
+    },
+  }, {
+    blocked: () => $('help').open,
+    concepts: () => state().layer?.concepts.length || 0,
   });
   window.addEventListener('blur', () => setCompare(false));
-  window.addEventListener('hashchange', applyHash);
+  window.addEventListener('popstate', () => applyHash());
 }
 
-/** Follows a link (or an edited address bar) to the state it names. */
-function applyHash() {
-  const wanted = decodeHash(location.hash);
-  if (wanted.dropped) toast(`${wanted.dropped} stroke(s) in the link could not be read.`, { kind: 'info' });
-  const projectName = wanted.project && app.projects.some((p) => p.name === wanted.project)
-    ? wanted.project : app.projects[0].name;
-  const id = wanted.id ?? 0;
-  if (!app.project || projectName !== app.project.name) {
-    selectProject(projectName, { layer: wanted.layer, id, strokes: wanted.strokes });
-  } else if (wanted.layer && wanted.layer !== app.layer.name) {
-    selectLayer(wanted.layer, { id, strokes: wanted.strokes });
-  } else if (id !== app.id) {
-    setImage(id, { strokes: wanted.strokes.filter((s) => conceptInfo(s.concept)) });
-  } else if (stackKey(wanted.strokes) !== stackKey(app.history.strokes)) {
-    app.history.push(wanted.strokes.filter((s) => conceptInfo(s.concept)));
-    render();
-  }
+function randomImage() {
+  let id = null;
+  while (id === null || `id:${id}` === state().image) id = Math.floor(Math.random() * (MAX_ID + 1));
+  goTo(`id:${id}`);
+}
+
+function openHelp() {
+  const dialog = $('help');
+  if (!dialog.open) dialog.showModal();
 }
 
 async function start() {
   busy = new Busy($('stage'), $('progress'));
   surface = new Surface($('stage'), {
-    brush: () => ({ concept: app.concept, mode: app.mode, size: app.size }),
+    brush: () => ({ concept: state().concept, mode: state().mode, size: state().size }),
+    grid: () => state().layer?.grid || null,
     onStroke: addStroke,
+    onStart: () => {
+      if (isTextField(document.activeElement)) focusCanvas();
+    },
   });
+  gallery = new Gallery(
+    { list: $('gallery'), range: $('gallery-range'), prev: $('gallery-prev'), next: $('gallery-next') },
+    { onPick: (id) => goTo(`id:${id}`), onError: (error) => showError(error, { title: 'Could not load the samples' }) },
+  );
+  const prefs = storage.loadPrefs();
+  $('pixelated').checked = Boolean(prefs.pixelated);
+  store.set({ pixelated: Boolean(prefs.pixelated) });
+  surface.setPixelated(Boolean(prefs.pixelated));
+  $('first-hint').hidden = Boolean(prefs.hintSeen);
   wireControls();
   setMode('draw');
   setStrength(1);
   const done = busy.begin();
+  let projects;
   try {
-    app.projects = await api.projects();
+    projects = await api.projects();
   } catch (error) {
-    toast(error.detail || error.message, { title: 'Could not load the projects', action: { label: 'Reload', run: () => location.reload() } });
+    toast(explain(error)?.message || String(error), { title: 'Could not load the projects', action: { label: 'Reload', run: () => location.reload() } });
     return;
   } finally {
     done();
   }
-  if (!app.projects.length) {
+  if (!projects.length) {
     toast('The server has no projects. Run `ganpaint dissect` first.', { title: 'Nothing to paint' });
     return;
   }
-  app.size = 0;
-  applyHash();
+  store.set({ projects });
+  fillSelect($('project'), projects.map((p) => p.name), projects[0].name);
+  // The history this browser kept, if it still fits this server's projects.
+  const saved = EditHistory.fromJSON(storage.loadHistory());
+  if (saved) {
+    for (const key of [...saved.stacks.keys()]) if (!validKey(key)) saved.stacks.delete(key);
+    if (saved.entries.every((entry) => validKey(entry.key))) {
+      edits = saved;
+    } else {
+      // The server changed (a project or layer is gone): keep the stacks that still fit.
+      const { stacks } = saved;
+      edits = null;
+      restoredStacks = stacks;
+    }
+  }
+  applyHash({ initial: true });
   document.body.dataset.ready = 'true';
+}
+
+function validKey(key) {
+  const { project, layer, image } = splitKey(key);
+  const p = state().projects.find((x) => x.name === project);
+  return Boolean(p && p.layers.some((l) => l.name === layer) && parseImage(image));
 }
 
 start();

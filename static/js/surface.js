@@ -1,24 +1,30 @@
 // The painting surface: the image canvases stacked in #stage and the pointer handling.
 //
-//   #image     the current result, at the generator's resolution (crisp when scaled)
+//   #image     the current result, at the generator's resolution (smoothly scaled, or
+//              crisp squares with the Pixelated toggle)
 //   #original  the unedited image, clipped by the split slider or shown while comparing
 //   #heatmap   one unit's activation on the layer grid, smoothly scaled, over the image
 //   #overlay   screen-resolution canvas: the stroke being painted, strokes waiting for
-//              their render, the hovered history entry; it receives the pointer events
+//              their render, the hovered history entry, and the cells of the edited
+//              layer's grid the brush would change; it receives the pointer events
 //
 // Pointer events cover mouse, pen and touch alike. Points are kept in image pixels.
 
-import { conceptColor, tracePath } from './strokes.js';
+import { touchedCells } from './grid.js';
+import { conceptColor, rasterize, tracePath } from './strokes.js';
 
 export class Surface {
   /**
    * `brush()` answers the current `{concept, mode, size}`; `onStroke(points)` gets each
-   * finished stroke's polyline in image pixels.
+   * finished stroke's polyline in image pixels; `grid()` the edited layer's `[rows, cols]`.
    */
-  constructor(stage, { brush, onStroke }) {
+  constructor(stage, { brush, onStroke, grid, onStart }) {
     this.stage = stage;
     this.brushSettings = brush;
     this.onStroke = onStroke;
+    this.onStart = onStart || (() => {});
+    this.grid = grid;
+    this.hover = null; // [x, y] in image pixels while the pointer is over the image
     this.image = stage.querySelector('#image');
     this.original = stage.querySelector('#original');
     this.heatmap = stage.querySelector('#heatmap');
@@ -42,7 +48,11 @@ export class Surface {
     this.overlay.addEventListener('pointerup', (e) => this.pointerUp(e));
     this.overlay.addEventListener('pointercancel', (e) => this.pointerCancel(e));
     this.overlay.addEventListener('pointerleave', (e) => {
-      if (e.pointerType !== 'touch' && !this.active) this.brushCursor.hidden = true;
+      if (e.pointerType !== 'touch' && !this.active) {
+        this.brushCursor.hidden = true;
+        this.hover = null;
+        this.redraw();
+      }
     });
     this.overlay.addEventListener('contextmenu', (e) => e.preventDefault());
     new ResizeObserver(() => this.resizeOverlay()).observe(this.overlay);
@@ -167,6 +177,7 @@ export class Surface {
     const settings = this.brushSettings();
     if (!settings.concept) return;
     event.preventDefault();
+    this.onStart();
     this.overlay.setPointerCapture?.(event.pointerId);
     this.active = { pointerId: event.pointerId, points: [this.toImage(event)] };
     this.stage.classList.add('painting');
@@ -176,6 +187,10 @@ export class Surface {
 
   pointerMove(event) {
     this.moveCursor(event);
+    if (!this.active && event.pointerType !== 'touch') {
+      this.hover = this.toImage(event);
+      this.redraw();
+    }
     if (!this.active || event.pointerId !== this.active.pointerId) return;
     const events = event.getCoalescedEvents ? event.getCoalescedEvents() : [];
     for (const e of events.length ? events : [event]) this.active.points.push(this.toImage(e));
@@ -188,7 +203,10 @@ export class Surface {
     const { points } = this.active;
     this.active = null;
     this.stage.classList.remove('painting');
-    if (event.pointerType === 'touch') this.brushCursor.hidden = true;
+    if (event.pointerType === 'touch') {
+      this.brushCursor.hidden = true;
+      this.hover = null;
+    }
     const inside = points.filter(([x, y]) => x >= -8 && y >= -8
       && x <= this.resolution + 8 && y <= this.resolution + 8);
     if (inside.length) this.onStroke(inside);
@@ -224,6 +242,29 @@ export class Surface {
   /** Keeps the cursor's size in step with the brush slider. */
   refreshCursor() {
     if (this.lastPointer && !this.brushCursor.hidden) this.moveCursor(this.lastPointer);
+    this.redraw();
+  }
+
+  /** Smooth scaling (the default) or crisp squares. */
+  setPixelated(on) {
+    this.stage.classList.toggle('pixelated', on);
+  }
+
+  /**
+   * The grid cells the stroke in progress, or else a dab of the brush under the
+   * pointer, would change: `{cells, painting}`, or null.
+   */
+  previewCells() {
+    const settings = this.brushSettings();
+    const grid = this.grid();
+    if (!settings.concept || !grid) return null;
+    const points = this.active ? this.active.points : this.hover ? [this.hover] : null;
+    if (!points) return null;
+    const canvas = rasterize({ points, size: settings.size }, this.resolution);
+    const alpha = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data;
+    const inside = points.some(([x, y]) => x >= 0 && y >= 0 && x < this.resolution && y < this.resolution);
+    const cells = inside ? touchedCells(canvas.width, canvas.height, (x, y) => alpha[(y * canvas.width + x) * 4 + 3] > 0, grid) : [];
+    return { cells, painting: Boolean(this.active) };
   }
 
   // ---- overlay drawing --------------------------------------------------------------
@@ -247,7 +288,9 @@ export class Surface {
     ctx.clearRect(0, 0, width, height);
     const scale = width / this.resolution;
     ctx.setTransform(scale, 0, 0, height / this.resolution, 0, 0);
-    if (this.highlighted) {
+    if (this.highlighted?.mask) {
+      this.paintStroke(ctx, this.highlighted, 0.7);
+    } else if (this.highlighted) {
       // A white ring around the stroke's region, its inside tinted with its colour.
       const ring = (2 * (window.devicePixelRatio || 1)) / scale;
       const { points, size } = this.highlighted;
@@ -261,10 +304,34 @@ export class Surface {
       this.paintStroke(ctx, this.highlighted, 0.4);
     }
     for (const stroke of this.pending) this.paintStroke(ctx, stroke, 0.45);
+    const preview = this.previewCells();
+    this.stage.dataset.previewCells = preview ? preview.cells.map(([r, c]) => `${r},${c}`).join(' ') : '';
+    if (preview) this.paintCells(ctx, preview);
     if (this.active) {
       const settings = this.brushSettings();
       this.paintStroke(ctx, { ...settings, points: this.active.points }, 0.6);
     }
+  }
+
+  /** Shades and outlines the grid cells a stroke changes. */
+  paintCells(ctx, { cells, painting }) {
+    const [rows, cols] = this.grid();
+    const settings = this.brushSettings();
+    ctx.save();
+    const line = (1.5 * (window.devicePixelRatio || 1) * this.resolution) / this.overlay.width;
+    ctx.lineWidth = line;
+    ctx.strokeStyle = conceptColor(settings.concept);
+    ctx.fillStyle = painting ? 'rgba(255,255,255,0.16)' : 'rgba(255,255,255,0.07)';
+    for (const [r, c] of cells) {
+      const x0 = (Math.floor((c * this.resolution) / cols));
+      const x1 = (Math.ceil(((c + 1) * this.resolution) / cols));
+      const y0 = (Math.floor((r * this.resolution) / rows));
+      const y1 = (Math.ceil(((r + 1) * this.resolution) / rows));
+      ctx.fillRect(x0, y0, x1 - x0, y1 - y0);
+      ctx.setLineDash(painting ? [] : [line * 3, line * 2]);
+      ctx.strokeRect(x0 + line / 2, y0 + line / 2, x1 - x0 - line, y1 - y0 - line);
+    }
+    ctx.restore();
   }
 
   paintStroke(ctx, stroke, alpha) {
@@ -274,7 +341,18 @@ export class Surface {
     // Remove strokes are hatched, so they read as "take away" rather than "add".
     const paint = stroke.mode === 'remove' ? hatch(ctx, color, this.resolution / this.overlay.width) : color;
     ctx.strokeStyle = ctx.fillStyle = paint;
-    tracePath(ctx, stroke.points, stroke.size);
+    if (stroke.mask) {
+      // An imported bitmap: its painted pixels, in the stroke's colour.
+      const tinted = rasterize(stroke, this.resolution);
+      const tctx = tinted.getContext('2d');
+      tctx.globalCompositeOperation = 'source-in';
+      tctx.fillStyle = color;
+      tctx.fillRect(0, 0, tinted.width, tinted.height);
+      ctx.imageSmoothingEnabled = false;
+      ctx.drawImage(tinted, 0, 0, this.resolution, this.resolution);
+    } else {
+      tracePath(ctx, stroke.points, stroke.size);
+    }
     ctx.restore();
   }
 }

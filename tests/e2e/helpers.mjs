@@ -187,3 +187,67 @@ export function pngSize(bytes) {
   if (bytes.toString('latin1', 12, 16) !== 'IHDR') throw new Error('not a PNG: no IHDR first');
   return { width: bytes.readUInt32BE(16), height: bytes.readUInt32BE(20) };
 }
+
+/** Waits until the editor shows `image` ('id:40', 'seed:7') with `strokes` strokes, rendered. */
+export async function waitForShown(page, image, strokes, timeout = 30000) {
+  await page.waitForFunction(([wantImage, wantStrokes]) => {
+    const stage = document.getElementById('stage');
+    return stage.dataset.image === wantImage && Number(stage.dataset.strokes) === wantStrokes
+      && stage.getAttribute('aria-busy') === 'false'
+      && document.querySelectorAll('#history li').length === wantStrokes;
+  }, [image, strokes], { timeout });
+}
+
+/** Frame count, size and loop flag of a GIF file, walking its blocks (GIF89a). */
+export function gifFrames(bytes) {
+  if (bytes.toString('latin1', 0, 6) !== 'GIF89a') throw new Error('not a GIF89a');
+  const width = bytes.readUInt16LE(6);
+  const height = bytes.readUInt16LE(8);
+  let p = 13;
+  if (bytes[10] & 0x80) p += 3 * (2 << (bytes[10] & 7));
+  const skipSubBlocks = () => {
+    while (bytes[p] !== 0) p += bytes[p] + 1;
+    p += 1;
+  };
+  let frames = 0;
+  let loops = false;
+  for (;;) {
+    const kind = bytes[p++];
+    if (kind === 0x3b) break;
+    if (kind === 0x21) {
+      const label = bytes[p++];
+      if (label === 0xff && bytes.toString('latin1', p + 1, p + 12) === 'NETSCAPE2.0') loops = true;
+      skipSubBlocks();
+    } else if (kind === 0x2c) {
+      frames += 1;
+      const flags = bytes[p + 8];
+      p += 9;
+      if (flags & 0x80) p += 3 * (2 << (flags & 7));
+      p += 1; // LZW minimum code size
+      skipSubBlocks();
+    } else {
+      throw new Error(`unexpected GIF block 0x${kind.toString(16)} at ${p - 1}`);
+    }
+  }
+  return { width, height, frames, loops };
+}
+
+/** Pixels (RGBA array) of a PNG data URL, decoded by the page. */
+export function decodeInPage(page, url) {
+  return page.evaluate(async (src) => {
+    const image = new Image();
+    image.src = src;
+    await image.decode();
+    const canvas = document.createElement('canvas');
+    canvas.width = image.naturalWidth;
+    canvas.height = image.naturalHeight;
+    const ctx = canvas.getContext('2d');
+    ctx.drawImage(image, 0, 0);
+    return Array.from(ctx.getImageData(0, 0, canvas.width, canvas.height).data);
+  }, url);
+}
+
+/** Clicks a gallery thumbnail, paging the gallery to it first. */
+export async function pickThumbnail(page, id) {
+  await page.locator(`#gallery button[data-id="${id}"]`).click();
+}

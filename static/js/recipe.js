@@ -1,0 +1,65 @@
+// An edit as JSON: exactly the body `/api/v1/paint` takes (`{project, layer, id | seed,
+// strokes: [{concept, mode, mask, units, strength}]}`), so a saved edit can be replayed
+// with curl (up to the server's strokes-per-request limit) and imported back into the
+// editor. Seeds are written as bare JSON integers, beyond 2⁵³ too. Pure: no DOM.
+
+import { imageParts, parseImage } from './hashstate.js';
+
+/** JSON text with the image's id or seed as a bare integer (exact for 64-bit seeds). */
+export function requestJson(body, image, indent) {
+  const { kind, value } = imageParts(image);
+  const marker = '"__ganpaint_image__"';
+  const text = JSON.stringify({ project: body.project, layer: body.layer, [kind]: '__ganpaint_image__', ...rest(body) }, null, indent);
+  return text.replace(marker, value);
+}
+
+function rest(body) {
+  const { project, layer, id, seed, ...others } = body;
+  return others;
+}
+
+/**
+ * Reads a recipe: `{project?, layer?, image?, strokes: [{concept, mode, mask, units,
+ * strength}]}` with masks still as data URLs (decoding them needs a browser). Throws an
+ * Error with a plain message when the text is not one.
+ */
+export function parseRecipe(text) {
+  // Keep ids and seeds exact: read them from the text before JSON.parse rounds them.
+  const seedText = /"seed"\s*:\s*(\d+)/.exec(text)?.[1];
+  const idText = /"id"\s*:\s*(\d+)/.exec(text)?.[1];
+  let data;
+  try {
+    data = JSON.parse(text);
+  } catch {
+    throw new Error('The file is not JSON.');
+  }
+  if (!data || typeof data !== 'object' || Array.isArray(data)) throw new Error('The file is not an edit: it should be a JSON object.');
+  if (!Array.isArray(data.strokes)) throw new Error('The file is not an edit: it has no "strokes" list.');
+  const recipe = { strokes: [] };
+  if (typeof data.project === 'string') recipe.project = data.project;
+  if (typeof data.layer === 'string') recipe.layer = data.layer;
+  if (data.seed !== undefined) {
+    recipe.image = parseImage(`seed:${seedText ?? data.seed}`);
+    if (!recipe.image) throw new Error('The edit\'s seed is not a whole number from 0 to 2⁶⁴ − 1.');
+  } else if (data.id !== undefined) {
+    recipe.image = parseImage(`id:${idText ?? data.id}`);
+    if (!recipe.image) throw new Error('The edit\'s image id is out of range.');
+  }
+  data.strokes.forEach((stroke, i) => {
+    const where = `Stroke ${i + 1}`;
+    if (!stroke || typeof stroke !== 'object') throw new Error(`${where} is not an object.`);
+    if (typeof stroke.concept !== 'string' || !stroke.concept) throw new Error(`${where} names no concept.`);
+    if (stroke.mode !== 'draw' && stroke.mode !== 'remove') throw new Error(`${where}'s mode is neither "draw" nor "remove".`);
+    if (typeof stroke.mask !== 'string' || !stroke.mask.startsWith('data:image/png;base64,')) {
+      throw new Error(`${where}'s mask is not a PNG data URL.`);
+    }
+    const units = stroke.units ?? 20;
+    if (!Number.isInteger(units) || units < 1) throw new Error(`${where}'s unit count is not a whole number above 0.`);
+    const strength = stroke.strength ?? 1;
+    if (typeof strength !== 'number' || !Number.isFinite(strength) || strength < 0 || strength > 10) {
+      throw new Error(`${where}'s intensity is not between 0 and 10.`);
+    }
+    recipe.strokes.push({ concept: stroke.concept, mode: stroke.mode, mask: stroke.mask, units, strength });
+  });
+  return recipe;
+}
