@@ -127,8 +127,10 @@ export class EditHistory {
   }
 
   /**
-   * Plain JSON for localStorage: each distinct stroke once, states as lists of stroke
-   * numbers. `maxEntries` keeps only the states nearest the present (when space runs out).
+   * Plain JSON for localStorage: each distinct stroke once, and each state as
+   * `[key, shared, ...numbers]`: the first `shared` strokes of the state before it, then
+   * these strokes (so a stroke added costs one number, not the whole stack). `maxEntries`
+   * keeps only the states nearest the present (when space runs out).
    */
   toJSON(maxEntries = TIMELINE_LIMIT) {
     const table = [];
@@ -146,13 +148,14 @@ export class EditHistory {
     for (const [key, strokes] of this.stacks) {
       if (strokes.length) stacks[key] = strokes.map(number);
     }
-    return {
-      version: 1,
-      strokes: table,
-      entries: kept.map(({ key, strokes }) => [key, strokes.map(number)]),
-      index: this.index - first,
-      stacks,
-    };
+    let previous = [];
+    const entries = kept.map(({ key, strokes }) => {
+      let shared = 0;
+      while (shared < strokes.length && shared < previous.length && strokes[shared] === previous[shared]) shared += 1;
+      previous = strokes;
+      return [key, shared, ...strokes.slice(shared).map(number)];
+    });
+    return { version: 1, strokes: table, entries, index: this.index - first, stacks };
   }
 
   /** The history saved by `toJSON`, or null when it is missing or malformed. */
@@ -171,10 +174,17 @@ export class EditHistory {
     const history = new EditHistory('', []);
     history.entries = [];
     history.stacks = new Map();
+    let previous = [];
     for (const entry of data.entries) {
-      const strokes = Array.isArray(entry) && typeof entry[0] === 'string' ? strokesOf(entry[1]) : null;
-      if (!strokes) return null;
+      if (!Array.isArray(entry) || typeof entry[0] !== 'string' || !Number.isInteger(entry[1])
+        || entry[1] < 0 || entry[1] > previous.length) {
+        return null;
+      }
+      const added = strokesOf(entry.slice(2));
+      if (!added) return null;
+      const strokes = Object.freeze([...previous.slice(0, entry[1]), ...added]);
       history.entries.push({ key: entry[0], strokes });
+      previous = strokes;
     }
     history.index = data.index;
     for (const [key, list] of Object.entries(data.stacks || {})) {

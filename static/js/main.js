@@ -106,8 +106,18 @@ function syncHash(mode) {
 }
 
 let saveWarned = false;
+let saveTimer = null;
 
+/** Saves the history soon (a burst of strokes saves once), and at once when the page goes. */
 function persist() {
+  clearTimeout(saveTimer);
+  saveTimer = setTimeout(saveNow, 250);
+}
+
+function saveNow() {
+  clearTimeout(saveTimer);
+  saveTimer = null;
+  if (!edits) return;
   const result = storage.saveHistory(edits);
   if (result === 'failed' && !saveWarned) {
     saveWarned = true;
@@ -811,6 +821,10 @@ function wireControls() {
   });
   window.addEventListener('blur', () => setCompare(false));
   window.addEventListener('popstate', () => applyHash());
+  window.addEventListener('pagehide', saveNow);
+  document.addEventListener('visibilitychange', () => {
+    if (document.visibilityState === 'hidden') saveNow();
+  });
 }
 
 function randomImage() {

@@ -85,6 +85,17 @@ test('the saved form restores the timeline, the position and every stack', () =>
   assert.deepEqual(restored.strokes.map((s) => s.concept), ['tree', 'grass']);
 });
 
+test('a stroke added costs one number in the saved form', () => {
+  const history = new EditHistory(A);
+  for (let i = 0; i < 50; i += 1) history.add(stroke('tree', i));
+  const json = history.toJSON();
+  assert.ok(json.entries.slice(1).every((entry) => entry.length === 3), 'each state stores only its new stroke');
+  const restored = EditHistory.fromJSON(JSON.parse(JSON.stringify(json)));
+  assert.equal(restored.strokes.length, 50);
+  restored.undo();
+  assert.equal(restored.strokes.length, 49);
+});
+
 test('a trimmed save keeps the states nearest the present', () => {
   const history = new EditHistory(A);
   for (let i = 0; i < 10; i += 1) history.add(stroke('tree', i));
@@ -99,6 +110,7 @@ test('a trimmed save keeps the states nearest the present', () => {
 test('malformed saves are refused, not half-read', () => {
   assert.equal(EditHistory.fromJSON(null), null);
   assert.equal(EditHistory.fromJSON({ version: 2 }), null);
-  assert.equal(EditHistory.fromJSON({ version: 1, strokes: [], entries: [[A, [0]]], index: 0 }), null);
-  assert.equal(EditHistory.fromJSON({ version: 1, strokes: [], entries: [[A, []]], index: 1 }), null);
+  assert.equal(EditHistory.fromJSON({ version: 1, strokes: [], entries: [[A, 0, 0]], index: 0 }), null);
+  assert.equal(EditHistory.fromJSON({ version: 1, strokes: [], entries: [[A, 0]], index: 1 }), null);
+  assert.equal(EditHistory.fromJSON({ version: 1, strokes: [], entries: [[A, 1]], index: 0 }), null);
 });
