@@ -6,41 +6,21 @@ mod common;
 
 use std::sync::Arc;
 
-use axum::body::{to_bytes, Body};
+use axum::body::Body;
 use axum::http::{header, Request, StatusCode};
+use common::http::{call, decode_data_url, quarter_mask, state_with};
 use ganpaint::edit::mask::encode_png_mask;
-use ganpaint::serve::{app, AppState, ServeConfig};
+use ganpaint::serve::{app, AppState};
 use serde_json::{json, Value};
 use tower::ServiceExt;
-
-fn state_with(adjust: impl FnOnce(&mut ServeConfig)) -> Arc<AppState> {
-    let mut config = ServeConfig::with_data(common::tiny_data_dir().to_path_buf());
-    config.device = ganpaint::model::DeviceChoice::Cpu;
-    adjust(&mut config);
-    Arc::new(AppState::load(config).unwrap())
-}
 
 fn state() -> Arc<AppState> {
     static STATE: std::sync::OnceLock<Arc<AppState>> = std::sync::OnceLock::new();
     STATE.get_or_init(|| state_with(|_| {})).clone()
 }
 
-async fn call(
-    state: Arc<AppState>,
-    request: Request<Body>,
-) -> (StatusCode, axum::http::HeaderMap, Vec<u8>) {
-    let response = app(state).oneshot(request).await.unwrap();
-    let status = response.status();
-    let headers = response.headers().clone();
-    let body = to_bytes(response.into_body(), 64 << 20)
-        .await
-        .unwrap()
-        .to_vec();
-    (status, headers, body)
-}
-
 async fn get_json(uri: &str) -> (StatusCode, Value) {
-    let (status, _, body) = call(state(), Request::get(uri).body(Body::empty()).unwrap()).await;
+    let (status, _, body) = common::http::get(state(), uri).await;
     (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
 }
 
@@ -49,11 +29,7 @@ async fn post(
     body: &Value,
     accept_json: bool,
 ) -> (StatusCode, axum::http::HeaderMap, Vec<u8>) {
-    let mut request = Request::post(uri).header(header::CONTENT_TYPE, "application/json");
-    if accept_json {
-        request = request.header(header::ACCEPT, "application/json");
-    }
-    call(state(), request.body(Body::from(body.to_string())).unwrap()).await
+    common::http::post(state(), uri, body, accept_json).await
 }
 
 async fn post_json(uri: &str, body: &Value) -> (StatusCode, Value) {
@@ -62,21 +38,6 @@ async fn post_json(uri: &str, body: &Value) -> (StatusCode, Value) {
         status,
         serde_json::from_slice(&bytes).unwrap_or(Value::Null),
     )
-}
-
-fn decode_data_url(url: &str) -> image::RgbImage {
-    use base64::Engine;
-    let (_, payload) = url.split_once(";base64,").unwrap();
-    let bytes = base64::engine::general_purpose::STANDARD
-        .decode(payload)
-        .unwrap();
-    image::load_from_memory(&bytes).unwrap().to_rgb8()
-}
-
-/// A 32×32 RGBA PNG mask over the top-left quarter, as the GANPaint client sends (the
-/// tiny model's images are 16×16, so it covers their top-left 8×8).
-fn quarter_mask() -> String {
-    encode_png_mask(32, 32, |x, y| x < 16 && y < 16)
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -370,7 +331,7 @@ async fn bad_inputs_get_4xx_naming_the_field() {
     expect_error("/api/generate", mask_bad, bad, "mask").await;
 
     let stroke =
-        |concept: &str, mask: String| json!({ "concept": concept, "mode": "draw", "mask": mask });
+        |concept: &str, mask: String| json!({ "concept": concept, "mode": "draw", "mask": mask, "units": 4 });
     expect_error(
         "/api/v1/paint",
         json!({ "project": "tiny", "seed": 1, "strokes": [stroke("unicorn", quarter_mask())] }),

@@ -196,7 +196,25 @@ pub fn paint_planes(
     strokes: &[ResolvedStroke],
     device: Device,
 ) -> Result<EditPlanes, EditError> {
-    let mut planes = EditPlanes::empty(shape, device);
+    paint_planes_over(
+        EditPlanes::empty(shape, device),
+        layer,
+        shape,
+        strokes,
+        device,
+    )
+}
+
+/// [`paint_planes`] on top of an existing edit: the strokes are composited over `planes`
+/// in order. Starting from the planes that earlier strokes made gives, bit for bit, the
+/// planes of all the strokes at once, since compositing runs stroke by stroke either way.
+pub fn paint_planes_over(
+    mut planes: EditPlanes,
+    layer: &str,
+    shape: (i64, i64, i64),
+    strokes: &[ResolvedStroke],
+    device: Device,
+) -> Result<EditPlanes, EditError> {
     for stroke in strokes {
         let edits: Vec<UnitEdit> = stroke
             .units

@@ -16,7 +16,8 @@ use super::error::{ApiError, AppJson};
 use super::project::Project;
 use super::worker::{ActivationJob, Encoding, InterventionSpec, LayerEdit, MaskData, RenderJob};
 use super::AppState;
-use crate::edit::{mask, Pooling, UnitEdit};
+use crate::edit::mask::{self, GridMask, PixelBudget};
+use crate::edit::{Pooling, UnitEdit};
 use crate::model::latent;
 
 /// Query parameters in order, with repeats (`quantiles=0.9&quantiles=0.99`).
@@ -214,9 +215,21 @@ struct ImagesAndEdits {
     interventions: Option<Vec<InterventionRecord>>,
 }
 
-fn decode_mask(record: &MaskRecord) -> Result<MaskData, ApiError> {
-    let tensor = mask::decode_gandissect_mask(&record.shape, &record.bitbounds, &record.bitstring)?;
-    Ok(MaskData::from_tensor(&tensor))
+/// A gandissect mask pooled to each of `grids` (decoded row by row, never held whole).
+fn pool_mask(
+    field: &str,
+    record: &MaskRecord,
+    grids: &[(usize, usize)],
+    budget: &mut PixelBudget,
+) -> Result<Vec<GridMask>, ApiError> {
+    mask::pool_gandissect_mask(
+        &record.shape,
+        &record.bitbounds,
+        &record.bitstring,
+        grids,
+        budget,
+    )
+    .map_err(|e| ApiError::bad(field, e))
 }
 
 impl AppState {
@@ -264,10 +277,11 @@ impl AppState {
                                 format!("has {} values; this model's z has {dim}", z.len()),
                             ));
                         }
-                        if z.iter().any(|v| !v.is_finite()) {
+                        // The model computes in f32: 1e39 is finite in f64 but not there.
+                        if let Some(j) = z.iter().position(|&v| !(v as f32).is_finite()) {
                             return Err(ApiError::bad(
-                                &format!("zs[{i}]"),
-                                "contains a non-finite value",
+                                &format!("zs[{i}][{j}]"),
+                                format!("{} is not a finite 32-bit number", z[j]),
                             ));
                         }
                         Ok(z.iter().map(|&v| v as f32).collect())
@@ -311,6 +325,7 @@ impl AppState {
             ));
         }
         let mut by_layer: BTreeMap<String, Vec<InterventionSpec>> = BTreeMap::new();
+        let mut budget = self.pixel_budget();
         for (i, record) in records.iter().enumerate() {
             let pooling = match record.maskpooling.as_deref() {
                 None | Some("max") => Pooling::Max,
@@ -322,7 +337,6 @@ impl AppState {
                     ))
                 }
             };
-            let mask = record.mask.as_ref().map(decode_mask).transpose()?;
             let mut per_layer: BTreeMap<String, Vec<UnitEdit>> = BTreeMap::new();
             for (j, ablation) in record.ablations.iter().enumerate() {
                 let field = format!("interventions[{i}].ablations[{j}]");
@@ -345,27 +359,47 @@ impl AppState {
                         format!("unit {} is outside 0..{channels}", ablation.unit),
                     ));
                 }
-                let alpha = ablation.alpha.unwrap_or(1.0);
-                let value = ablation.value.unwrap_or(0.0);
-                if !alpha.is_finite() || !value.is_finite() {
-                    return Err(ApiError::bad(
-                        &field,
-                        "alpha and value must be finite numbers",
-                    ));
-                }
+                let alpha = finite_f32(&format!("{field}.alpha"), ablation.alpha.unwrap_or(1.0))?;
+                let value = finite_f32(&format!("{field}.value"), ablation.value.unwrap_or(0.0))?;
                 per_layer
                     .entry(ablation.layer.clone())
                     .or_default()
                     .push(UnitEdit {
                         unit: ablation.unit,
-                        alpha: alpha as f32,
-                        value: value as f32,
+                        alpha,
+                        value,
                     });
             }
-            for (layer, edits) in per_layer {
+            // The mask, pooled once to the grid of each layer it edits.
+            let grids: Vec<(usize, usize)> = per_layer
+                .keys()
+                .map(|layer| {
+                    let resolution = project
+                        .worker
+                        .config
+                        .layer_specs()
+                        .iter()
+                        .find(|s| s.name == *layer)
+                        .map_or(1, |s| s.resolution as usize);
+                    (resolution, resolution)
+                })
+                .collect();
+            let pooled = match &record.mask {
+                Some(m) => {
+                    let field = format!("interventions[{i}].mask");
+                    Some(pool_mask(&field, m, &grids, &mut budget)?)
+                }
+                None => None,
+            };
+            for (k, (layer, edits)) in per_layer.into_iter().enumerate() {
+                let mask = pooled.as_ref().map(|grids| MaskData {
+                    height: grids[k].height as i64,
+                    width: grids[k].width as i64,
+                    values: grids[k].pooled(pooling),
+                });
                 by_layer.entry(layer).or_default().push(InterventionSpec {
                     edits,
-                    mask: mask.clone(),
+                    mask,
                     pooling,
                 });
             }
@@ -374,6 +408,19 @@ impl AppState {
             .into_iter()
             .map(|(layer, list)| LayerEdit::Interventions { layer, list })
             .collect())
+    }
+}
+
+/// A JSON number as the f32 the model computes with; 1e39 is finite in f64 but not in f32.
+pub(crate) fn finite_f32(field: &str, value: f64) -> Result<f32, ApiError> {
+    let narrowed = value as f32;
+    if narrowed.is_finite() {
+        Ok(narrowed)
+    } else {
+        Err(ApiError::bad(
+            field,
+            format!("{value} is not a finite 32-bit number"),
+        ))
     }
 }
 
@@ -416,8 +463,7 @@ pub async fn generate(
             .collect();
         return Ok(wrap(body, json!(res)));
     }
-    let z = state.latents(&project, &request.ids, &request.zs)?;
-    let edits = state.interventions(&project, &request.interventions)?;
+    let (z, edits) = latents_and_edits(&state, &project, request).await?;
     let output = project
         .worker
         .render(
@@ -425,6 +471,7 @@ pub async fn generate(
                 z,
                 edits,
                 encoding: Encoding::Jpeg(95),
+                return_edits: false,
             },
             state.config.request_timeout(),
         )
@@ -455,6 +502,22 @@ pub async fn generate(
     Ok(wrap(body, json!(res)))
 }
 
+/// The z rows and layer edits of a request, computed off the runtime: a large id walks
+/// the random stream for seconds, and masks take CPU to decode.
+async fn latents_and_edits(
+    state: &Arc<AppState>,
+    project: &Arc<Project>,
+    request: ImagesAndEdits,
+) -> Result<(Vec<Vec<f32>>, Vec<LayerEdit>), ApiError> {
+    let (state, project) = (state.clone(), project.clone());
+    super::off_runtime(move || {
+        let z = state.latents(&project, &request.ids, &request.zs)?;
+        let edits = state.interventions(&project, &request.interventions)?;
+        Ok((z, edits))
+    })
+    .await?
+}
+
 fn truthy(v: &Value) -> bool {
     match v {
         Value::Bool(b) => *b,
@@ -474,13 +537,14 @@ struct ActivationRequest {
     layers: Option<Vec<String>>,
 }
 
+/// Runs a request's activation job: the project, the request's masks, and the activations.
 async fn run_activations(
-    state: &AppState,
+    state: &Arc<AppState>,
     body: &Value,
 ) -> Result<
     (
         Arc<Project>,
-        ActivationRequest,
+        Vec<MaskRecord>,
         super::worker::ActivationOutput,
     ),
     ApiError,
@@ -488,8 +552,6 @@ async fn run_activations(
     let request: ActivationRequest =
         serde_json::from_value(body.clone()).map_err(|e| ApiError::bad("body", e))?;
     let project = state.project(&request.images.project)?.clone();
-    let z = state.latents(&project, &request.images.ids, &request.images.zs)?;
-    let edits = state.interventions(&project, &request.images.interventions)?;
     let layers = match &request.layers {
         Some(list) => {
             for name in list {
@@ -499,6 +561,7 @@ async fn run_activations(
         }
         None => project.layers.iter().map(|l| l.name.clone()).collect(),
     };
+    let (z, edits) = latents_and_edits(state, &project, request.images).await?;
     let output = project
         .worker
         .activations(
@@ -507,7 +570,7 @@ async fn run_activations(
         )
         .await
         .map_err(ApiError::from)?;
-    Ok((project, request, output))
+    Ok((project, request.masks, output))
 }
 
 /// Per layer and unit: max and mask-weighted mean activation over the masked cells of all
@@ -516,41 +579,53 @@ pub async fn features(
     State(state): State<Arc<AppState>>,
     AppJson(body): AppJson<Value>,
 ) -> Result<Json<Value>, ApiError> {
-    let (project, request, output) = run_activations(&state, &body).await?;
+    let (project, masks, output) = run_activations(&state, &body).await?;
+    let state = state.clone();
+    let res =
+        super::off_runtime(move || feature_stats(&state, &project, &masks, &output)).await??;
+    Ok(wrap(body, res))
+}
+
+/// `/api/features`' payload, computed off the runtime.
+fn feature_stats(
+    state: &AppState,
+    project: &Project,
+    masks: &[MaskRecord],
+    output: &super::worker::ActivationOutput,
+) -> Result<Value, ApiError> {
     let n = output.layers.first().map_or(0, |(_, s, _)| s[0] as usize);
-    if !(request.masks.len() == n || request.masks.len() == 1 || request.masks.is_empty()) {
+    if !(masks.len() == n || masks.len() == 1 || masks.is_empty()) {
         return Err(ApiError::bad(
             "masks",
             format!(
                 "give one mask per id ({n}) or one for all, got {}",
-                request.masks.len()
+                masks.len()
             ),
         ));
     }
-    let masks: Vec<MaskData> = request
-        .masks
+    // Each mask, pooled (mean) once to the grid of every layer asked for.
+    let grids: Vec<(usize, usize)> = output
+        .layers
         .iter()
-        .map(decode_mask)
+        .map(|(_, s, _)| (s[2] as usize, s[3] as usize))
+        .collect();
+    let mut budget = state.pixel_budget();
+    let pooled: Vec<Vec<GridMask>> = masks
+        .iter()
+        .enumerate()
+        .map(|(i, m)| pool_mask(&format!("masks[{i}]"), m, &grids, &mut budget))
         .collect::<Result<_, _>>()?;
     let mut res = serde_json::Map::new();
-    for (layer_name, shape, values) in &output.layers {
-        let layer = state.layer(&project, layer_name)?;
+    for (k, (layer_name, shape, values)) in output.layers.iter().enumerate() {
+        let layer = state.layer(project, layer_name)?;
         let [_, c, h, w] = *shape;
         let (c, h, w) = (c as usize, h as usize, w as usize);
         let mut max = vec![f32::NEG_INFINITY; c];
         let mut weighted = vec![0f64; c];
         let mut weight_total = 0f64;
         for image in 0..n {
-            let weights: Vec<f32> = match masks.get(if masks.len() == 1 { 0 } else { image }) {
-                Some(m) => {
-                    let t = crate::edit::pool_mask(
-                        &tch::Tensor::from_slice(&m.values).view([m.height, m.width]),
-                        (h as i64, w as i64),
-                        Pooling::Mean,
-                    )
-                    .map_err(|e| ApiError::bad("masks", e))?;
-                    Vec::<f32>::try_from(t.flatten(0, -1)).map_err(ApiError::internal)?
-                }
+            let weights: Vec<f32> = match pooled.get(if pooled.len() == 1 { 0 } else { image }) {
+                Some(grids) => grids[k].pooled(Pooling::Mean),
                 None => vec![1.0; h * w],
             };
             weight_total += weights.iter().map(|&v| v as f64).sum::<f64>();
@@ -591,7 +666,7 @@ pub async fn features(
             json!({ "max": max, "mean": mean, "max_quantile": quantile(&max), "mean_quantile": quantile(&mean) }),
         );
     }
-    Ok(wrap(body, Value::Object(res)))
+    Ok(Value::Object(res))
 }
 
 /// Per layer, per image: C×H×W activations mapped to u8 by their quantile (0 → 0, 1 → 255).
@@ -600,9 +675,20 @@ pub async fn featuremaps(
     AppJson(body): AppJson<Value>,
 ) -> Result<Json<Value>, ApiError> {
     let (project, _, output) = run_activations(&state, &body).await?;
+    let state = state.clone();
+    let res = super::off_runtime(move || feature_maps(&state, &project, &output)).await??;
+    Ok(wrap(body, res))
+}
+
+/// `/api/featuremaps`' payload, computed off the runtime.
+fn feature_maps(
+    state: &AppState,
+    project: &Project,
+    output: &super::worker::ActivationOutput,
+) -> Result<Value, ApiError> {
     let mut res = serde_json::Map::new();
     for (layer_name, shape, values) in &output.layers {
-        let layer = state.layer(&project, layer_name)?;
+        let layer = state.layer(project, layer_name)?;
         let [n, c, h, w] = shape.map(|v| v as usize);
         let mut images = Vec::with_capacity(n);
         for image in 0..n {
@@ -626,5 +712,5 @@ pub async fn featuremaps(
         }
         res.insert(layer_name.clone(), json!(images));
     }
-    Ok(wrap(body, Value::Object(res)))
+    Ok(Value::Object(res))
 }

@@ -114,12 +114,6 @@ impl IntoResponse for ApiError {
     }
 }
 
-impl From<crate::edit::mask::MaskError> for ApiError {
-    fn from(e: crate::edit::mask::MaskError) -> Self {
-        ApiError::bad("mask", e)
-    }
-}
-
 impl From<axum::extract::rejection::JsonRejection> for ApiError {
     fn from(rejection: axum::extract::rejection::JsonRejection) -> Self {
         use axum::extract::rejection::JsonRejection;

@@ -89,6 +89,10 @@ pub struct ServeConfig {
     /// Deadline for a request's model work, in seconds.
     #[arg(long, default_value_t = 30)]
     pub request_timeout_s: u64,
+    /// Most mask pixels decoded per request, all masks together (a 4096² mask is 16.8M;
+    /// the UI sends masks at the image's resolution). Beyond it: 400 naming the mask.
+    #[arg(long, default_value_t = 64 << 20)]
+    pub max_mask_pixels: u64,
 }
 
 impl ServeConfig {
@@ -240,6 +244,11 @@ impl AppState {
         })
     }
 
+    /// The decoded-pixel budget of one request's masks.
+    pub fn pixel_budget(&self) -> crate::edit::mask::PixelBudget {
+        crate::edit::mask::PixelBudget::new(self.config.max_mask_pixels)
+    }
+
     pub fn check_count(&self, field: &str, count: usize) -> Result<(), ApiError> {
         if count == 0 || count > self.config.max_ids {
             return Err(ApiError::bad(
@@ -279,14 +288,31 @@ impl From<WorkerError> for ApiError {
     }
 }
 
-/// Writes a cache file atomically (write then rename), off the runtime.
+/// Runs CPU work (mask decoding, latents, large answers) on the blocking pool, so the
+/// async runtime stays free to answer other requests (`/healthz` among them).
+pub async fn off_runtime<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(ApiError::internal)
+}
+
+/// Writes a cache file atomically, off the runtime: each write goes to its own temporary
+/// file (process id and a counter in its name), then is renamed over the target, so two
+/// concurrent first requests for one image never share a temporary file and the later
+/// rename simply replaces an identical file.
 pub async fn write_cache_file(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), ApiError> {
+    static NEXT_TEMP: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let (dir, name, bytes) = (dir.to_path_buf(), name.to_string(), bytes.to_vec());
+    let unique = NEXT_TEMP.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     tokio::task::spawn_blocking(move || -> std::io::Result<()> {
         std::fs::create_dir_all(&dir)?;
-        let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+        let tmp = dir.join(format!(".{name}.{}.{unique}.tmp", std::process::id()));
         std::fs::write(&tmp, &bytes)?;
-        std::fs::rename(&tmp, dir.join(&name))
+        std::fs::rename(&tmp, dir.join(&name)).inspect_err(|_| {
+            let _ = std::fs::remove_file(&tmp);
+        })
     })
     .await
     .map_err(ApiError::internal)?
@@ -314,7 +340,8 @@ async fn data_files(
             let dir = project.spec.dir.join("cache/img/id");
             let name = format!("{id}.jpg");
             if !dir.join(&name).is_file() {
-                let z = latent::z_for_ids(&[id], project.worker.config.z_dim as usize);
+                let dim = project.worker.config.z_dim as usize;
+                let z = off_runtime(move || latent::z_for_ids(&[id], dim)).await?;
                 let output = project
                     .worker
                     .render(
@@ -322,6 +349,7 @@ async fn data_files(
                             z: vec![z],
                             edits: Vec::new(),
                             encoding: Encoding::Jpeg(95),
+                            return_edits: false,
                         },
                         state.config.request_timeout(),
                     )

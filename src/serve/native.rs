@@ -13,9 +13,10 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::error::{ApiError, AppJson};
-use super::worker::{Encoding, LayerEdit, MaskData, RenderJob, StrokeSpec};
-use super::AppState;
-use crate::edit::{mask, StrokeMode};
+use super::project::ProjectLayer;
+use super::worker::{DensePlanes, Encoding, LayerEdit, MaskData, RenderJob, StrokeSpec};
+use super::{off_runtime, AppState};
+use crate::edit::{mask, Pooling, StrokeMode};
 use crate::model::latent;
 
 /// The default number of a concept's top units a stroke edits.
@@ -151,18 +152,35 @@ fn png_response(png: Vec<u8>) -> Response {
         .into_response()
 }
 
-/// Which image: exactly one of `id` and `seed`.
-fn one_latent(dim: usize, id: Option<u64>, seed: Option<u64>) -> Result<Vec<f32>, ApiError> {
-    match (id, seed) {
-        (Some(_), Some(_)) | (None, None) => {
-            Err(ApiError::bad("id", "give exactly one of `id` and `seed`"))
+/// Which image a paint request edits.
+#[derive(Clone, Copy)]
+enum Latent {
+    Id(u64),
+    Seed(u64),
+}
+
+impl Latent {
+    /// Exactly one of `id` and `seed`, checked without computing anything.
+    fn pick(id: Option<u64>, seed: Option<u64>) -> Result<Latent, ApiError> {
+        match (id, seed) {
+            (Some(_), Some(_)) | (None, None) => {
+                Err(ApiError::bad("id", "give exactly one of `id` and `seed`"))
+            }
+            (Some(id), None) if id > latent::MAX_ID => Err(ApiError::bad(
+                "id",
+                format!("id {id} is above {}", latent::MAX_ID),
+            )),
+            (Some(id), None) => Ok(Latent::Id(id)),
+            (None, Some(seed)) => Ok(Latent::Seed(seed)),
         }
-        (Some(id), None) if id > latent::MAX_ID => Err(ApiError::bad(
-            "id",
-            format!("id {id} is above {}", latent::MAX_ID),
-        )),
-        (Some(id), None) => Ok(latent::z_for_ids(&[id], dim)),
-        (None, Some(seed)) => Ok(latent::z_for_seeds(&[seed], dim)),
+    }
+
+    /// The z row (CPU work: a large id walks the random stream; run it off the runtime).
+    fn z(self, dim: usize) -> Vec<f32> {
+        match self {
+            Latent::Id(id) => latent::z_for_ids(&[id], dim),
+            Latent::Seed(seed) => latent::z_for_seeds(&[seed], dim),
+        }
     }
 }
 
@@ -177,7 +195,7 @@ pub async fn generate(
 ) -> Result<Response, ApiError> {
     let project = state.project(&request.project)?.clone();
     let dim = project.worker.config.z_dim as usize;
-    let z: Vec<f32> = match (&request.ids, &request.seeds) {
+    let z: Vec<f32> = match (request.ids, request.seeds) {
         (Some(_), Some(_)) | (None, None) => {
             return Err(ApiError::bad(
                 "ids",
@@ -187,11 +205,12 @@ pub async fn generate(
         (Some(ids), None) => {
             state.check_count("ids", ids.len())?;
             let ids: Vec<i64> = ids.iter().map(|&i| i.min(i64::MAX as u64) as i64).collect();
-            latent::z_for_ids(&state.check_ids(&ids)?, dim)
+            let ids = state.check_ids(&ids)?;
+            off_runtime(move || latent::z_for_ids(&ids, dim)).await?
         }
         (None, Some(seeds)) => {
             state.check_count("seeds", seeds.len())?;
-            latent::z_for_seeds(seeds, dim)
+            off_runtime(move || latent::z_for_seeds(&seeds, dim)).await?
         }
     };
     let rows: Vec<Vec<f32>> = z.chunks(dim).map(|c| c.to_vec()).collect();
@@ -203,6 +222,7 @@ pub async fn generate(
                 z: rows,
                 edits: Vec::new(),
                 encoding: Encoding::Png,
+                return_edits: false,
             },
             state.config.request_timeout(),
         )
@@ -238,9 +258,14 @@ pub struct PaintRequest {
     pub project: String,
     pub id: Option<u64>,
     pub seed: Option<u64>,
-    /// Defaults to the project's default layer (layer4).
+    /// Defaults to `base_edit.layer`, else the project's default layer (layer4).
     pub layer: Option<String>,
     pub strokes: Vec<Stroke>,
+    /// A flattened edit, as an earlier answer's `edit` returned it: applied first, then
+    /// `strokes` on top, which gives exactly the pixels of sending all the strokes at once.
+    /// This is how a client goes past `--max-strokes`.
+    #[schema(value_type = Option<FlatEdit>)]
+    pub base_edit: Option<serde_json::Value>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -250,6 +275,199 @@ pub struct PaintResponse {
     /// Units edited by each stroke, in order.
     pub units: Vec<Vec<i64>>,
     pub timing: PaintTiming,
+    /// The layer edit after `base_edit` and every stroke of the request: send it back as
+    /// `base_edit` to paint on from here.
+    pub edit: FlatEdit,
+}
+
+/// A layer edit, flattened: the edited activation is `x·(1 − alpha) + value·alpha` per
+/// unit and grid cell, and every (unit, cell) not listed has alpha 0 and value 0.
+#[derive(Serialize, ToSchema, Debug, PartialEq)]
+pub struct FlatEdit {
+    pub layer: String,
+    /// `[units, height, width]` of the layer.
+    pub shape: [usize; 3],
+    /// The edited units, in increasing order.
+    pub units: Vec<FlatUnit>,
+}
+
+#[derive(Serialize, ToSchema, Debug, PartialEq)]
+pub struct FlatUnit {
+    pub unit: usize,
+    /// `[cell, alpha, value]` triples, `cell = y·width + x` increasing. Alpha and value are
+    /// 32-bit numbers written exactly (as their 64-bit decimal), so a client that sends
+    /// them back unchanged gets the same bits.
+    #[schema(value_type = Vec<Vec<f64>>)]
+    pub cells: Vec<(usize, f64, f64)>,
+}
+
+impl FlatEdit {
+    /// The sparse form of dense planes: every (unit, cell) whose alpha or value has any
+    /// bit set (so even a −0 survives the round trip).
+    fn from_dense(dense: &DensePlanes) -> FlatEdit {
+        let [c, h, w] = dense.shape.map(|v| v as usize);
+        let units = (0..c)
+            .filter_map(|unit| {
+                let cells: Vec<(usize, f64, f64)> = (0..h * w)
+                    .filter_map(|cell| {
+                        let (a, v) = (
+                            dense.alpha[unit * h * w + cell],
+                            dense.value[unit * h * w + cell],
+                        );
+                        (a.to_bits() != 0 || v.to_bits() != 0).then_some((cell, a as f64, v as f64))
+                    })
+                    .collect();
+                (!cells.is_empty()).then_some(FlatUnit { unit, cells })
+            })
+            .collect();
+        FlatEdit {
+            layer: dense.layer.clone(),
+            shape: [c, h, w],
+            units,
+        }
+    }
+
+    /// The edit that changes nothing.
+    fn identity(layer: &ProjectLayer) -> FlatEdit {
+        FlatEdit {
+            layer: layer.name.clone(),
+            shape: [
+                layer.channels as usize,
+                layer.height as usize,
+                layer.width as usize,
+            ],
+            units: Vec::new(),
+        }
+    }
+}
+
+/// Reads a client's `base_edit` into dense planes, checking every part of it against the
+/// layer; each error names its path (`base_edit.units[3].cells[7]`).
+fn parse_base_edit(
+    base: &serde_json::Value,
+    layer_name: &str,
+    [c, h, w]: [usize; 3],
+) -> Result<DensePlanes, ApiError> {
+    use serde_json::Value;
+    let object = base
+        .as_object()
+        .ok_or_else(|| ApiError::bad("base_edit", "must be an object {layer, shape, units}"))?;
+    if let Some(key) = object
+        .keys()
+        .find(|k| !["layer", "shape", "units"].contains(&k.as_str()))
+    {
+        return Err(ApiError::bad(
+            &format!("base_edit.{key}"),
+            "unknown field; expected layer, shape, units",
+        ));
+    }
+    match object.get("layer") {
+        Some(Value::String(name)) if name == layer_name => {}
+        _ => {
+            return Err(ApiError::bad(
+                "base_edit.layer",
+                format!("must be the painted layer `{layer_name}`"),
+            ))
+        }
+    }
+    if let Some(shape) = object.get("shape") {
+        if *shape != serde_json::json!([c, h, w]) {
+            return Err(ApiError::bad(
+                "base_edit.shape",
+                format!("must be [{c}, {h}, {w}], the shape of {layer_name}"),
+            ));
+        }
+    }
+    let units = object
+        .get("units")
+        .and_then(Value::as_array)
+        .ok_or_else(|| ApiError::bad("base_edit.units", "must be an array of {unit, cells}"))?;
+    if units.len() > c {
+        return Err(ApiError::bad(
+            "base_edit.units",
+            format!("lists {} units; the layer has {c}", units.len()),
+        ));
+    }
+    let mut alpha = vec![0f32; c * h * w];
+    let mut value = vec![0f32; c * h * w];
+    let mut seen_unit = vec![false; c];
+    for (i, entry) in units.iter().enumerate() {
+        let field = format!("base_edit.units[{i}]");
+        let entry = entry
+            .as_object()
+            .filter(|o| o.len() == 2)
+            .ok_or_else(|| ApiError::bad(&field, "must be {unit, cells}"))?;
+        let unit = entry
+            .get("unit")
+            .and_then(Value::as_u64)
+            .filter(|&u| (u as usize) < c)
+            .ok_or_else(|| {
+                ApiError::bad(
+                    &format!("{field}.unit"),
+                    format!("must be an integer in 0..{c}"),
+                )
+            })? as usize;
+        if std::mem::replace(&mut seen_unit[unit], true) {
+            return Err(ApiError::bad(
+                &format!("{field}.unit"),
+                format!("unit {unit} is listed twice"),
+            ));
+        }
+        let cells = entry
+            .get("cells")
+            .and_then(Value::as_array)
+            .filter(|cells| cells.len() <= h * w)
+            .ok_or_else(|| {
+                ApiError::bad(
+                    &format!("{field}.cells"),
+                    format!("must be an array of at most {} [cell, alpha, value]", h * w),
+                )
+            })?;
+        let mut seen_cell = vec![false; h * w];
+        for (j, triple) in cells.iter().enumerate() {
+            let field = format!("{field}.cells[{j}]");
+            let parts = triple
+                .as_array()
+                .filter(|p| p.len() == 3)
+                .ok_or_else(|| ApiError::bad(&field, "must be [cell, alpha, value]"))?;
+            let cell = parts[0]
+                .as_u64()
+                .filter(|&k| (k as usize) < h * w)
+                .ok_or_else(|| {
+                    ApiError::bad(
+                        &format!("{field}[0]"),
+                        format!("the cell must be an integer in 0..{}", h * w),
+                    )
+                })? as usize;
+            if std::mem::replace(&mut seen_cell[cell], true) {
+                return Err(ApiError::bad(
+                    &format!("{field}[0]"),
+                    format!("cell {cell} is listed twice"),
+                ));
+            }
+            let number = |k: usize| -> Result<f32, ApiError> {
+                let raw = parts[k]
+                    .as_f64()
+                    .ok_or_else(|| ApiError::bad(&format!("{field}[{k}]"), "must be a number"))?;
+                super::compat::finite_f32(&format!("{field}[{k}]"), raw)
+            };
+            let a = number(1)?;
+            if !(0.0..=1.0).contains(&a) {
+                return Err(ApiError::bad(
+                    &format!("{field}[1]"),
+                    "alpha must be in [0, 1]",
+                ));
+            }
+            alpha[unit * h * w + cell] = a;
+            value[unit * h * w + cell] = number(2)?;
+        }
+    }
+    Ok(DensePlanes {
+        layer: layer_name.to_string(),
+        shape: [c as i64, h as i64, w as i64],
+        alpha,
+        value,
+    })
 }
 
 #[derive(Serialize, ToSchema)]
@@ -265,7 +483,8 @@ pub struct PaintTiming {
 
 /// Paint strokes onto an image: each stroke draws (sets the concept's top units to
 /// `strength × level`) or removes (sets them to 0) under its mask; strokes compose in
-/// order. Answers `image/png`, or JSON with `Accept: application/json`.
+/// order, over `base_edit` when given. Answers `image/png`, or JSON (with the flattened
+/// `edit`) with `Accept: application/json`.
 #[utoipa::path(post, path = "/api/v1/paint", request_body = PaintRequest,
     responses((status = 200, description = "image/png, or JSON", body = PaintResponse), (status = 400, description = "bad input"), (status = 503, description = "queue full")))]
 pub async fn paint(
@@ -275,16 +494,16 @@ pub async fn paint(
 ) -> Result<Response, ApiError> {
     let started = Instant::now();
     let project = state.project(&request.project)?.clone();
-    let layer_name = request
-        .layer
-        .clone()
-        .unwrap_or_else(|| project.default_layer().name.clone());
+    let layer_name = match (&request.layer, &request.base_edit) {
+        (Some(layer), _) => layer.clone(),
+        (None, Some(base)) => match base.get("layer") {
+            Some(serde_json::Value::String(layer)) => layer.clone(),
+            _ => return Err(ApiError::bad("base_edit.layer", "must be a layer name")),
+        },
+        (None, None) => project.default_layer().name.clone(),
+    };
     let layer = state.layer(&project, &layer_name)?;
-    let z = one_latent(
-        project.worker.config.z_dim as usize,
-        request.id,
-        request.seed,
-    )?;
+    let latent = Latent::pick(request.id, request.seed)?;
     if request.strokes.len() > state.config.max_strokes {
         return Err(ApiError::bad(
             "strokes",
@@ -295,20 +514,10 @@ pub async fn paint(
             ),
         ));
     }
-    let masks: Vec<String> = request.strokes.iter().map(|s| s.mask.clone()).collect();
-    // PNG decoding is CPU work: keep it off the async runtime.
-    let decoded = tokio::task::spawn_blocking(move || {
-        masks
-            .iter()
-            .map(|m| mask::decode_png_mask(m).map(|t| MaskData::from_tensor(&t)))
-            .collect::<Vec<_>>()
-    })
-    .await
-    .map_err(ApiError::internal)?;
-    let mut strokes = Vec::with_capacity(request.strokes.len());
+    // The cheap checks first, then the CPU work (masks, the base edit, z) off the runtime.
+    let mut resolved = Vec::with_capacity(request.strokes.len());
     let mut used_units = Vec::new();
-    for (i, (stroke, mask)) in request.strokes.iter().zip(decoded).enumerate() {
-        let mask = mask.map_err(|e| ApiError::bad(&format!("strokes[{i}].mask"), e))?;
+    for (i, stroke) in request.strokes.iter().enumerate() {
         let concept_units = layer
             .paint_units(&stroke.concept, stroke.mode)
             .ok_or_else(|| {
@@ -350,22 +559,58 @@ pub async fn paint(
             })
             .collect::<Result<Vec<f32>, ApiError>>()?;
         used_units.push(units.clone());
-        strokes.push(StrokeSpec {
+        resolved.push((units, levels, stroke.mode, strength));
+    }
+    let grid = (layer.height as usize, layer.width as usize);
+    let dim = project.worker.config.z_dim as usize;
+    let masks: Vec<String> = request.strokes.into_iter().map(|s| s.mask).collect();
+    let base_edit = request.base_edit;
+    let shape = [layer.channels as usize, grid.0, grid.1];
+    let (painted_layer, budget) = (layer_name.clone(), state.pixel_budget());
+    let (z, pooled, base) = off_runtime(move || -> Result<_, ApiError> {
+        let base = base_edit
+            .as_ref()
+            .map(|b| parse_base_edit(b, &painted_layer, shape))
+            .transpose()?;
+        let mut budget = budget;
+        let pooled = masks
+            .iter()
+            .enumerate()
+            .map(|(i, url)| {
+                let grid = mask::pool_png_mask(url, &[grid], &mut budget)
+                    .map_err(|e| ApiError::bad(&format!("strokes[{i}].mask"), e))?
+                    .remove(0);
+                Ok(MaskData {
+                    height: grid.height as i64,
+                    width: grid.width as i64,
+                    values: grid.pooled(Pooling::Max),
+                })
+            })
+            .collect::<Result<Vec<MaskData>, ApiError>>()?;
+        Ok((latent.z(dim), pooled, base))
+    })
+    .await??;
+    let strokes: Vec<StrokeSpec> = resolved
+        .into_iter()
+        .zip(pooled)
+        .map(|((units, levels, mode, strength), mask)| StrokeSpec {
             units,
             levels,
-            mode: stroke.mode,
+            mode,
             strength,
             mask,
-        });
-    }
-    let edits = if strokes.is_empty() {
+        })
+        .collect();
+    let edits = if strokes.is_empty() && base.is_none() {
         Vec::new()
     } else {
         vec![LayerEdit::Strokes {
             layer: layer_name,
             strokes,
+            base,
         }]
     };
+    let want_json = wants_json(&headers);
     let output = project
         .worker
         .render(
@@ -373,26 +618,39 @@ pub async fn paint(
                 z: vec![z],
                 edits,
                 encoding: Encoding::Png,
+                return_edits: want_json,
             },
             state.config.request_timeout(),
         )
         .await?;
     let png = output.images.into_iter().next().expect("one image");
-    if !wants_json(&headers) {
+    if !want_json {
         return Ok(png_response(png));
     }
-    Ok(Json(PaintResponse {
+    let edit = match output.edits.first() {
+        Some(dense) => FlatEdit::from_dense(dense),
+        None => FlatEdit::identity(layer),
+    };
+    let answer = PaintResponse {
         image: png_data_url(&png),
         units: used_units,
         timing: PaintTiming {
-            total_ms: started.elapsed().as_secs_f64() * 1e3,
+            total_ms: 0.0,
             forward_ms: output.forward_seconds * 1e3,
             encode_ms: output.encode_seconds * 1e3,
             batch_images: output.batch_images,
             recomputed: output.recomputed,
         },
+        edit,
+    };
+    let body = off_runtime(move || {
+        let mut answer = answer;
+        answer.timing.total_ms = started.elapsed().as_secs_f64() * 1e3;
+        serde_json::to_vec(&answer)
     })
-    .into_response())
+    .await?
+    .map_err(ApiError::internal)?;
+    Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
 }
 
 #[derive(utoipa::OpenApi)]
@@ -413,6 +671,8 @@ pub async fn paint(
         Stroke,
         PaintResponse,
         PaintTiming,
+        FlatEdit,
+        FlatUnit,
         StrokeMode
     ))
 )]

@@ -68,7 +68,8 @@ impl From<imageio::ImageError> for WorkerError {
     }
 }
 
-/// A decoded mask: `h × w` values in [0, 1], row-major.
+/// A mask pooled to the edited layer's grid: `h × w` values in [0, 1], row-major (the
+/// HTTP side decodes masks straight to the grid; see [`crate::edit::mask`]).
 #[derive(Clone, Debug)]
 pub struct MaskData {
     pub height: i64,
@@ -77,19 +78,49 @@ pub struct MaskData {
 }
 
 impl MaskData {
-    pub fn from_tensor(mask: &Tensor) -> Self {
-        let size = mask.size();
-        let values =
-            Vec::<f32>::try_from(mask.to_kind(Kind::Float).flatten(0, -1)).unwrap_or_default();
-        MaskData {
-            height: size[0],
-            width: size[1],
-            values,
-        }
+    fn to_tensor(&self) -> Result<Tensor, WorkerError> {
+        Ok(Tensor::f_from_slice(&self.values)?.f_view([self.height, self.width])?)
+    }
+}
+
+/// A layer edit as plain data: the alpha and value planes, `[C, H, W]` row-major each.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DensePlanes {
+    pub layer: String,
+    pub shape: [i64; 3],
+    pub alpha: Vec<f32>,
+    pub value: Vec<f32>,
+}
+
+impl DensePlanes {
+    fn from_planes(layer: &str, planes: &EditPlanes) -> Result<Self, WorkerError> {
+        let read = |t: &Tensor| -> Result<Vec<f32>, WorkerError> {
+            let flat = t
+                .f_to_kind(Kind::Float)?
+                .f_to_device(Device::Cpu)?
+                .f_contiguous()?
+                .f_flatten(0, -1)?;
+            Ok(Vec::<f32>::try_from(flat)?)
+        };
+        let size = planes.alpha.size();
+        Ok(DensePlanes {
+            layer: layer.to_string(),
+            shape: [size[0], size[1], size[2]],
+            alpha: read(&planes.alpha)?,
+            value: read(&planes.value)?,
+        })
     }
 
-    fn to_tensor(&self) -> Tensor {
-        Tensor::from_slice(&self.values).view([self.height, self.width])
+    fn to_planes(&self, device: Device) -> Result<EditPlanes, WorkerError> {
+        let plane = |v: &[f32]| -> Result<Tensor, WorkerError> {
+            Ok(Tensor::f_from_slice(v)?
+                .f_view(self.shape)?
+                .f_to_device(device)?)
+        };
+        Ok(EditPlanes {
+            alpha: plane(&self.alpha)?,
+            value: plane(&self.value)?,
+        })
     }
 }
 
@@ -118,9 +149,12 @@ pub enum LayerEdit {
         layer: String,
         list: Vec<InterventionSpec>,
     },
+    /// Paint strokes, composited in order over `base` (an earlier request's flattened
+    /// edit) or over no edit.
     Strokes {
         layer: String,
         strokes: Vec<StrokeSpec>,
+        base: Option<DensePlanes>,
     },
 }
 
@@ -137,7 +171,7 @@ impl LayerEdit {
             LayerEdit::Interventions { layer, list } => {
                 let mut planes = EditPlanes::empty(shape, device);
                 for item in list {
-                    let mask = item.mask.as_ref().map(MaskData::to_tensor);
+                    let mask = item.mask.as_ref().map(MaskData::to_tensor).transpose()?;
                     let new = edit::intervention_planes(
                         layer,
                         shape,
@@ -150,18 +184,36 @@ impl LayerEdit {
                 }
                 Ok(planes)
             }
-            LayerEdit::Strokes { layer, strokes } => {
-                let resolved: Vec<ResolvedStroke> = strokes
+            LayerEdit::Strokes {
+                layer,
+                strokes,
+                base,
+            } => {
+                let resolved = strokes
                     .iter()
-                    .map(|s| ResolvedStroke {
-                        units: s.units.clone(),
-                        levels: s.levels.clone(),
-                        mode: s.mode,
-                        strength: s.strength,
-                        mask: s.mask.to_tensor(),
+                    .map(|s| {
+                        Ok(ResolvedStroke {
+                            units: s.units.clone(),
+                            levels: s.levels.clone(),
+                            mode: s.mode,
+                            strength: s.strength,
+                            mask: s.mask.to_tensor()?,
+                        })
                     })
-                    .collect();
-                Ok(edit::paint_planes(layer, shape, &resolved, device)?)
+                    .collect::<Result<Vec<_>, WorkerError>>()?;
+                let start = match base {
+                    Some(base) if base.shape != [shape.0, shape.1, shape.2] => {
+                        return Err(WorkerError::BadRequest(format!(
+                            "base_edit.shape: {:?} is not {layer}'s shape {shape:?}",
+                            base.shape
+                        )))
+                    }
+                    Some(base) => base.to_planes(device)?,
+                    None => EditPlanes::empty(shape, device),
+                };
+                Ok(edit::paint_planes_over(
+                    start, layer, shape, &resolved, device,
+                )?)
             }
         }
     }
@@ -178,6 +230,8 @@ pub struct RenderJob {
     pub z: Vec<Vec<f32>>,
     pub edits: Vec<LayerEdit>,
     pub encoding: Encoding,
+    /// Also answer each edit's composed planes ([`RenderOutput::edits`]).
+    pub return_edits: bool,
 }
 
 pub struct RenderOutput {
@@ -190,6 +244,8 @@ pub struct RenderOutput {
     /// The share of a full suffix pass this job's render recomputed: 1 for a full render,
     /// less when a kept render was updated incrementally (0 when nothing changed).
     pub recomputed: f64,
+    /// Each edited layer's composed planes, when the job asked for them.
+    pub edits: Vec<DensePlanes>,
 }
 
 /// Activation statistics and maps for `/api/features` and `/api/featuremaps`.
@@ -490,12 +546,13 @@ fn z_tensor(model: &ProgGan, rows: &[&Vec<f32>]) -> Result<Tensor, WorkerError> 
         .f_to_device(model.device())?)
 }
 
-/// A job whose edits are valid, with its planes built.
+/// A job whose edits are valid, with its planes built (and read back, when it asked).
 type Accepted = (
     RenderJob,
     tracing::Span,
     oneshot::Sender<Result<RenderOutput, WorkerError>>,
     Vec<(String, EditPlanes)>,
+    Vec<DensePlanes>,
 );
 
 /// Renders a batch of jobs and answers each. Jobs with one image and one edited layer go
@@ -511,13 +568,24 @@ fn render_batch(
     let device = model.device();
     let mut accepted: Vec<Accepted> = Vec::new();
     for (job, span, tx) in renders {
-        let planes: Result<Vec<(String, EditPlanes)>, WorkerError> = job
+        let planes = job
             .edits
             .iter()
             .map(|e| Ok((e.layer().to_string(), e.planes(model, device)?)))
-            .collect();
+            .collect::<Result<Vec<(String, EditPlanes)>, WorkerError>>()
+            .and_then(|planes| {
+                let flat = if job.return_edits {
+                    planes
+                        .iter()
+                        .map(|(layer, p)| DensePlanes::from_planes(layer, p))
+                        .collect::<Result<Vec<_>, WorkerError>>()?
+                } else {
+                    Vec::new()
+                };
+                Ok((planes, flat))
+            });
         match planes {
-            Ok(planes) => accepted.push((job, span, tx, planes)),
+            Ok((planes, flat)) => accepted.push((job, span, tx, planes, flat)),
             Err(e) => {
                 let _ = tx.send(Err(e));
             }
@@ -533,7 +601,7 @@ fn render_batch(
     let caching = cache.enabled();
     let last_layer = model.layer_names().len() - 1;
     // One image, one edited layer, and at least one block after it to keep.
-    let cacheable = |(job, _, _, planes): &Accepted| {
+    let cacheable = |(job, _, _, planes, _): &Accepted| {
         caching
             && job.z.len() == 1
             && planes.len() == 1
@@ -549,7 +617,7 @@ fn render_batch(
             rest.push(i);
             continue;
         }
-        let (job, span, _, planes) = item;
+        let (job, span, _, planes, _) = item;
         let key = RenderKey::new(&job.z[0], &planes[0].0);
         match cache.take(&key) {
             Some(mut entry) => {
@@ -609,7 +677,7 @@ fn render_batch(
     let total_images: usize = accepted.iter().map(|(job, ..)| job.z.len()).sum();
     observer.batch(total_images, forward_seconds);
     let resolution = model.resolution() as u32;
-    for (((job, span, tx, _), result), recomputed) in
+    for (((job, span, tx, _, edits), result), recomputed) in
         accepted.into_iter().zip(images).zip(recomputed)
     {
         let _entered = span.enter();
@@ -632,6 +700,7 @@ fn render_batch(
             encode_seconds: encode_started.elapsed().as_secs_f64(),
             batch_images: total_images,
             recomputed,
+            edits,
         }));
     }
 }
@@ -710,7 +779,7 @@ fn render_stacked(model: &ProgGan, items: &[&Accepted]) -> Result<Vec<Vec<u8>>, 
     let z = z_tensor(model, &rows)?;
     let mut layers: Vec<String> = items
         .iter()
-        .flat_map(|(.., planes)| planes.iter().map(|(l, _)| l.clone()))
+        .flat_map(|(_, _, _, planes, _)| planes.iter().map(|(l, _)| l.clone()))
         .collect();
     layers.sort();
     layers.dedup();
@@ -719,7 +788,7 @@ fn render_stacked(model: &ProgGan, items: &[&Accepted]) -> Result<Vec<Vec<u8>>, 
         let shape = model.layer_shape(&layer)?;
         let mut alphas = Vec::new();
         let mut values = Vec::new();
-        for (job, _, _, planes) in items {
+        for (job, _, _, planes, _) in items {
             let own = planes.iter().find(|(l, _)| *l == layer).map(|(_, p)| p);
             let identity;
             let p = match own {
