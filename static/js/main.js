@@ -10,21 +10,23 @@
 import * as api from './api.js';
 import { stepBrush } from './brush.js';
 import { explain } from './errors.js';
-import * as exporter from './exporter.js';
 import { Gallery } from './gallery.js';
 import { decodeHash, describeImage, encodeHash, imageParts, MAX_ID, parseImage } from './hashstate.js';
 import { EditHistory, imageKey, sameStrokes, splitKey } from './history.js';
+import { Inspector } from './inspect.js';
 import { installKeys, isTextField } from './keys.js';
+import { resolveLink } from './links.js';
 import { buildPalette, markPalette } from './palette.js';
 import { strokeRanking } from './ranking.js';
-import { requestJson, parseRecipe } from './recipe.js';
-import { Renderer } from './render.js';
+import { Renderer, statusLine } from './render.js';
+import { shareActions, upscale } from './share.js';
 import { createStore } from './state.js';
 import * as storage from './storage.js';
-import { conceptColor, describe, groupStrokes, maskDataUrl, simplify, toRequest, unionDataUrl } from './strokes.js';
+import { renderStrokeList } from './strokelist.js';
+import { simplify } from './strokes.js';
 import { Surface } from './surface.js';
 import { Busy, setStatus, toast } from './ui.js';
-import { markUnits, renderUnits } from './units.js';
+import { renderUnits } from './units.js';
 
 const $ = (id) => document.getElementById(id);
 
@@ -50,10 +52,9 @@ let shown = { key: null, strokes: [] }; // what #image shows
 let current = null; // the PNG data URL on screen
 let inflight = null; // {controller, key}
 let originalRequest = null;
-const featureCache = new Map();
-const levelsCache = new Map();
-const unitImagesCache = new Map();
-const rankingsCache = new Map();
+let inspector;
+let share;
+const perLayerCache = new Map(); // kind|project|layer → Promise
 let restoredStacks = new Map();
 
 // ---- small helpers --------------------------------------------------------------------
@@ -81,14 +82,15 @@ function showError(error, { strokes, title } = {}) {
   return plain;
 }
 
-function cachedPerLayer(map, fetcher) {
-  const key = `${state().project.name}|${state().layer.name}`;
-  if (!map.has(key)) {
+/** `fetcher(project, layer)`, once per project and layer (failures are retried). */
+function perLayer(kind, fetcher) {
+  const key = `${kind}|${state().project.name}|${state().layer.name}`;
+  if (!perLayerCache.has(key)) {
     const promise = fetcher(state().project.name, state().layer.name);
-    promise.catch(() => map.delete(key));
-    map.set(key, promise);
+    promise.catch(() => perLayerCache.delete(key));
+    perLayerCache.set(key, promise);
   }
-  return map.get(key);
+  return perLayerCache.get(key);
 }
 
 // ---- the present state ----------------------------------------------------------------
@@ -153,7 +155,7 @@ function showLocation(projectName, layerName, image) {
     $('brush-size').max = String(max);
     setBrushSize(Math.min(max, s.size || Math.round(project.resolution / 8)));
     for (const el of document.querySelectorAll('.export-res')) el.textContent = `${project.resolution}×${project.resolution}`;
-    const scale = Math.max(2, Math.round(512 / project.resolution));
+    const scale = upscale(project.resolution);
     for (const el of document.querySelectorAll('.export-scale')) el.textContent = String(scale);
     for (const el of document.querySelectorAll('.export-large')) el.textContent = `${project.resolution * scale}×${project.resolution * scale}`;
     moved = true;
@@ -175,7 +177,7 @@ function showLocation(projectName, layerName, image) {
   }
   if (moved || state().image !== image) {
     store.set({ image });
-    clearHeatmap();
+    inspector.clear();
     moved = true;
   }
   syncImageFields();
@@ -242,16 +244,6 @@ async function render() {
   }
 }
 
-function statusLine(result, total) {
-  if (result.cached === 'client') return 'Shown from the editor\'s cache';
-  const requests = result.requests > 1 ? ` in ${result.requests} requests` : '';
-  if (result.timing.recomputed === 0) return `Rendered in ${total} ms${requests} (from the server's cache)`;
-  const model = Math.round(result.timing.forward_ms);
-  const share = result.timing.recomputed;
-  const partial = share < 1 ? `, ${Math.round(share * 100)}% of the image recomputed` : '';
-  return `Rendered in ${total} ms${requests} (model ${model} ms${partial})`;
-}
-
 function renderFailed(error, strokes) {
   const plain = showError(error);
   if (plain && error.status >= 400 && error.status < 500 && edits.strokes === strokes && error.status !== 408) {
@@ -277,7 +269,7 @@ async function show(key, strokes, image) {
     ? `${describeImage(state().image)} with ${strokes.length} stroke${strokes.length > 1 ? 's' : ''}`
     : `${describeImage(state().image)}, unedited`);
   if (!strokes.length) surface.showOriginal(image);
-  if (state().inspected !== null) showHeatmap(state().inspected);
+  if (state().inspected !== null) inspector.show(state().inspected);
 }
 
 /** The unedited image, for compare and split; fetched apart from the edit requests. */
@@ -307,7 +299,7 @@ async function loadOriginal() {
 function selectConcept(name) {
   store.set({ concept: name });
   markPalette($('palette'), name);
-  clearHeatmap();
+  inspector.clear();
   updateUnits();
   surface.refreshCursor();
 }
@@ -360,43 +352,13 @@ function updateHistoryControls() {
   $('reset').disabled = strokes.length === 0;
   $('history-count').textContent = strokes.length ? `(${strokes.length})` : '';
   $('history-empty').hidden = strokes.length > 0;
-  $('history').replaceChildren(...strokes.map((stroke, index) => {
-    const item = document.createElement('li');
-    item.className = 'history-item';
-    item.tabIndex = 0;
-    item.setAttribute('aria-label', `Stroke ${index + 1}: ${describe(stroke)}`);
-    const swatch = document.createElement('span');
-    swatch.className = `swatch${stroke.mode === 'remove' ? ' swatch-remove' : ''}`;
-    swatch.style.setProperty('--swatch', conceptColor(stroke.concept));
-    const text = document.createElement('span');
-    text.className = 'history-text';
-    text.textContent = describe(stroke);
-    const remove = document.createElement('button');
-    remove.type = 'button';
-    remove.className = 'icon-button small';
-    remove.setAttribute('aria-label', `Delete stroke ${index + 1} (${stroke.concept}, ${stroke.mode})`);
-    remove.title = 'Delete this stroke';
-    remove.innerHTML = '<svg aria-hidden="true" viewBox="0 0 24 24" width="16" height="16"><path d="M6 6l12 12M18 6 6 18" stroke="currentColor" stroke-width="2" stroke-linecap="round"/></svg>';
-    remove.addEventListener('click', () => {
-      surface.highlight(null);
+  renderStrokeList($('history'), strokes, {
+    onDelete: (index) => {
       edits.remove(index);
       present();
-    });
-    const on = () => surface.highlight(stroke);
-    const off = () => surface.highlight(null);
-    item.addEventListener('pointerenter', on);
-    item.addEventListener('pointerleave', off);
-    item.addEventListener('focusin', on);
-    item.addEventListener('focusout', off);
-    item.addEventListener('keydown', (event) => {
-      if (event.key === 'Delete' || event.key === 'Backspace') {
-        event.preventDefault();
-        remove.click();
-      }
-    });
-    item.append(swatch, text, remove);
-    return item;
-  }));
+    },
+    onHighlight: (stroke) => surface.highlight(stroke),
+  });
 }
 
 function undo() {
@@ -414,7 +376,7 @@ function redo() {
 async function loadRankings() {
   const layer = state().layer;
   try {
-    const rankings = await cachedPerLayer(rankingsCache, api.rankings);
+    const rankings = await perLayer('rankings', api.rankings);
     if (state().layer === layer) {
       store.set({ rankings });
       updateUnits();
@@ -440,199 +402,16 @@ function updateUnits() {
       ranking,
       count: unitsPerStroke(),
       inspected: s.inspected,
-      onPick: (unit) => (state().inspected === unit ? clearHeatmap() : inspectUnit(unit)),
+      onPick: (unit) => inspector.toggle(unit),
     },
   );
 }
 
-async function inspectUnit(unit) {
-  store.set({ inspected: unit });
-  markUnits($('units'), unit);
-  const figure = $('unit-detail');
-  figure.hidden = false;
-  $('unit-caption').textContent = `Unit ${unit} of ${state().layer.name}: the images where it fires most.`;
-  const image = $('unit-image');
-  image.removeAttribute('src');
-  image.alt = `Top activating images for unit ${unit}`;
-  cachedPerLayer(unitImagesCache, api.unitImages)
-    .then((urls) => {
-      if (state().inspected === unit && urls.get(unit)) image.src = urls.get(unit);
-    })
-    .catch(() => { figure.hidden = true; });
-  await showHeatmap(unit);
-}
-
-/** Gandissect interventions equal to the stroke stack (merged as for painting). */
-async function interventionsFor(strokes) {
-  if (!strokes.length) return [];
-  const groups = groupStrokes(strokes, resolution());
-  if (groups.length > 64) {
-    const error = new Error(`Heatmaps can show an edit of up to 64 runs of strokes with the same settings; this one has ${groups.length}.`);
-    error.plain = true;
-    throw error;
-  }
-  const levels = await cachedPerLayer(levelsCache, api.levels);
-  const { project, layer } = state();
-  return groups.map(({ start, end }) => {
-    const stroke = strokes[start];
-    const info = conceptInfo(stroke.concept);
-    const ranked = stroke.mode === 'remove' ? info.remove_units : info.units.map((u) => u.unit);
-    const units = renderer.unitsOf(project.name, layer.name, stroke) || ranked.slice(0, stroke.units);
-    return {
-      ablations: units.map((unit) => ({
-        layer: layer.name,
-        unit,
-        alpha: 1,
-        value: stroke.mode === 'draw' ? stroke.strength * levels[unit] : 0,
-      })),
-      mask: { shape: [], bitbounds: [], bitstring: unionDataUrl(strokes.slice(start, end), resolution()) },
-      maskpooling: 'max',
-    };
-  });
-}
-
-async function showHeatmap(unit) {
-  const { key, strokes } = shown;
-  const cacheKey = key;
-  const done = busy.begin();
-  try {
-    let maps = featureCache.get(cacheKey);
-    if (!maps) {
-      const interventions = await interventionsFor(strokes);
-      maps = await api.featuremaps(state().project.name, state().layer.name, state().image, interventions);
-      featureCache.set(cacheKey, maps);
-      if (featureCache.size > 20) featureCache.delete(featureCache.keys().next().value);
-    }
-    if (state().inspected !== unit || shown.key !== key) return;
-    surface.showHeatmap(maps[unit]);
-    const badge = $('heatmap-badge');
-    badge.textContent = `Unit ${unit} · ${state().layer.name} activation`;
-    badge.hidden = false;
-  } catch (error) {
-    if (error.plain) toast(error.message, { title: `Could not show unit ${unit}'s activation` });
-    else if (/^seed/.test(error.detail || '')) toast('Unit heatmaps work on image ids; this image comes from a seed.', { title: `Could not show unit ${unit}'s activation`, kind: 'info' });
-    else showError(error, { title: `Could not show unit ${unit}'s activation` });
-    clearHeatmap();
-  } finally {
-    done();
-  }
-}
-
-function clearHeatmap() {
-  if (state().inspected === null) return false;
-  store.set({ inspected: null });
-  surface.showHeatmap(null);
-  $('heatmap-badge').hidden = true;
-  $('unit-detail').hidden = true;
-  markUnits($('units'), null);
-  return true;
-}
-
-// ---- compare, export, import, share ---------------------------------------------------
+// ---- compare --------------------------------------------------------------------------
 
 function setCompare(on) {
   surface.setCompare(on);
   $('compare').setAttribute('aria-pressed', String(on));
-}
-
-function baseName() {
-  const { kind, value } = imageParts(state().image);
-  const edited = edits.strokes.length ? '-edited' : '';
-  return `ganpaint-${state().project.name}-${kind === 'seed' ? `seed${value}` : value}${edited}`;
-}
-
-async function downloadPng() {
-  if (!current) return;
-  exporter.saveBlob(await exporter.pngBlob(current), `${baseName()}.png`);
-}
-
-async function downloadLargePng() {
-  if (!current) return;
-  const scale = Math.max(2, Math.round(512 / resolution()));
-  const blob = await exporter.upscaledPng(current, scale, !state().pixelated);
-  exporter.saveBlob(blob, `${baseName()}-upscaled-x${scale}.png`);
-}
-
-function exportJson() {
-  const { project, layer, image } = splitKey(edits.key);
-  const body = {
-    project,
-    layer,
-    strokes: edits.strokes.map((stroke) => ({ ...toRequest([stroke], resolution()) })),
-  };
-  const text = `${requestJson(body, image, 2)}\n`;
-  exporter.saveBlob(new Blob([text], { type: 'application/json' }), `${baseName()}.json`);
-  if (edits.strokes.length > 64) {
-    toast('The file lists every stroke. The server paints at most 64 per request, so replaying it with curl needs the editor (or a split into parts); importing it here works.', { kind: 'info', title: 'Saved the edit' });
-  }
-}
-
-async function exportGif() {
-  const strokes = edits.strokes;
-  const { project, layer, image } = splitKey(edits.key);
-  const done = busy.begin();
-  try {
-    const urls = [];
-    for (let k = 0; k <= strokes.length; k += 1) {
-      setStatus(`Making the animation: frame ${k + 1} of ${strokes.length + 1}`);
-      const result = await renderer.render({ project, layer, image, strokes: strokes.slice(0, k), resolution: resolution() });
-      urls.push(result.image);
-    }
-    exporter.saveBlob(await exporter.gifBlob(urls), `${baseName()}.gif`);
-    setStatus(`Saved an animation of ${urls.length} frames: the image, then one per stroke`);
-  } catch (error) {
-    showError(error, { title: 'Could not make the animation' });
-  } finally {
-    done();
-  }
-}
-
-async function importJson(file) {
-  let recipe;
-  try {
-    recipe = parseRecipe(await file.text());
-  } catch (error) {
-    toast(error.message, { title: `Could not import ${file.name}` });
-    return;
-  }
-  const s = state();
-  const project = s.projects.find((p) => p.name === (recipe.project ?? s.project.name));
-  if (!project) {
-    toast(`It is for project “${recipe.project}”, which this server doesn't have (it has ${s.projects.map((p) => p.name).join(', ')}).`, { title: `Could not import ${file.name}` });
-    return;
-  }
-  const layer = project.layers.find((l) => l.name === (recipe.layer ?? project.default_layer));
-  if (!layer) {
-    toast(`It edits layer “${recipe.layer}”, which ${project.name} doesn't have.`, { title: `Could not import ${file.name}` });
-    return;
-  }
-  const unknown = [...new Set(recipe.strokes.map((st) => st.concept).filter((c) => !layer.concepts.some((k) => k.name === c)))];
-  if (unknown.length) {
-    toast(`It paints ${unknown.map((c) => `“${c}”`).join(', ')}, which ${layer.name} has no units for.`, { title: `Could not import ${file.name}` });
-    return;
-  }
-  try {
-    const strokes = [];
-    for (const stroke of recipe.strokes) {
-      const mask = await exporter.maskFromDataUrl(stroke.mask);
-      strokes.push(Object.freeze({ concept: stroke.concept, mode: stroke.mode, units: stroke.units, strength: stroke.strength, mask: Object.freeze(mask) }));
-    }
-    const key = imageKey(project.name, layer.name, recipe.image ?? s.image);
-    if (edits.switchTo(key, strokes)) present();
-    toast(`${strokes.length} stroke${strokes.length === 1 ? '' : 's'} from ${file.name}. Undo goes back to what was here.`, { kind: 'info', title: 'Imported the edit' });
-  } catch {
-    toast('One of its masks is not a PNG image the browser can read.', { title: `Could not import ${file.name}` });
-  }
-}
-
-async function copyLink() {
-  const link = location.href;
-  try {
-    await navigator.clipboard.writeText(link);
-    toast('Paste it anywhere: it opens this image with these strokes.', { kind: 'info', title: 'Link copied' });
-  } catch {
-    toast(link, { kind: 'info', title: 'Copy this link (the browser did not allow copying it for you)', timeout: 20000 });
-  }
 }
 
 // ---- first visit ----------------------------------------------------------------------
@@ -648,38 +427,21 @@ function hideHint() {
 /** Follows the address bar (a link, Back/Forward, an edited address) to the edit it names. */
 function applyHash({ initial = false } = {}) {
   if (!initial && location.hash === lastHash) return;
-  const wanted = decodeHash(location.hash);
-  const s = state();
-  const notes = [];
-  if (wanted.dropped) notes.push(`${wanted.dropped} stroke(s) in the link could not be read and were left out.`);
-  let project = wanted.project ? s.projects.find((p) => p.name === wanted.project) : null;
-  if (wanted.project && !project) {
-    project = s.project || s.projects[0];
-    notes.push(`The link names project “${wanted.project}”, which this server doesn't have (it has ${s.projects.map((p) => p.name).join(', ')}). Showing ${project.name} instead.`);
-  }
-  project = project || s.project || s.projects[0];
-  let layer = wanted.layer ? project.layers.find((l) => l.name === wanted.layer) : null;
-  if (wanted.layer && !layer) notes.push(`Project ${project.name} has no layer “${wanted.layer}”; showing ${project.default_layer}.`);
-  layer = layer || project.layers.find((l) => l.name === (s.project === project && s.layer ? s.layer.name : project.default_layer)) || project.layers[0];
-  if (wanted.badImage) notes.push(`The link's ${wanted.badImage} is out of range (ids run from 0 to ${MAX_ID}, seeds up to 2⁶⁴ − 1).`);
-  const image = wanted.image || (initial ? 'id:0' : s.image);
-  const strokes = wanted.strokes.filter((st) => layer.concepts.some((c) => c.name === st.concept));
-  if (strokes.length < wanted.strokes.length) {
-    const names = [...new Set(wanted.strokes.filter((st) => !strokes.includes(st)).map((st) => st.concept))];
-    notes.push(`${wanted.strokes.length - strokes.length} stroke(s) paint ${names.join(', ')}, which ${layer.name} has no units for; they were left out.`);
-  }
-  for (const note of notes) toast(note, { kind: 'info', title: 'About this link', timeout: 10000 });
-  const key = imageKey(project.name, layer.name, image);
+  const current = edits ? splitKey(edits.key) : {};
+  const link = resolveLink(decodeHash(location.hash), state().projects, current);
+  for (const note of link.notes) toast(note, { kind: 'info', title: 'About this link', timeout: 10000 });
   // A bare address (no hash) opens where this browser left off.
   if (initial && !location.hash && edits) {
     present({ browser: 'replace' });
     return;
   }
+  const key = imageKey(link.project, link.layer, link.image);
   if (!edits) {
-    edits = new EditHistory(key, strokes);
+    edits = new EditHistory(key, link.strokes);
     for (const [k, v] of restoredStacks) if (k !== key) edits.stacks.set(k, v);
+  } else if (key !== edits.key || !sameStrokes(link.strokes, edits.strokes)) {
+    edits.switchTo(key, link.strokes);
   }
-  else if (key !== edits.key || !sameStrokes(strokes, edits.strokes)) edits.switchTo(key, strokes);
   // This address-bar entry is the one that named the state: rewrite it, don't add one.
   present({ browser: 'replace' });
 }
@@ -752,23 +514,23 @@ function wireControls() {
     surface.setPixelated(e.target.checked);
     storage.savePrefs({ pixelated: e.target.checked });
   });
-  $('download').addEventListener('click', downloadPng);
+  $('download').addEventListener('click', share.downloadPng);
   const menu = $('export-menu');
   const closeMenu = () => { menu.open = false; };
-  $('export-png').addEventListener('click', () => { closeMenu(); downloadPng(); });
-  $('export-png-large').addEventListener('click', () => { closeMenu(); downloadLargePng(); });
-  $('export-json').addEventListener('click', () => { closeMenu(); exportJson(); });
-  $('export-gif').addEventListener('click', () => { closeMenu(); exportGif(); });
+  $('export-png').addEventListener('click', () => { closeMenu(); share.downloadPng(); });
+  $('export-png-large').addEventListener('click', () => { closeMenu(); share.downloadLargePng(); });
+  $('export-json').addEventListener('click', () => { closeMenu(); share.exportJson(); });
+  $('export-gif').addEventListener('click', () => { closeMenu(); share.exportGif(); });
   $('import-json').addEventListener('click', () => { closeMenu(); $('import-file').click(); });
   $('import-file').addEventListener('change', (e) => {
     const [file] = e.target.files;
     e.target.value = '';
-    if (file) importJson(file);
+    if (file) share.importJson(file);
   });
   document.addEventListener('pointerdown', (e) => {
     if (menu.open && !menu.contains(e.target)) closeMenu();
   });
-  $('copy-link').addEventListener('click', copyLink);
+  $('copy-link').addEventListener('click', share.copyLink);
 
   digitsOnly($('image-id'));
   digitsOnly($('seed'));
@@ -801,7 +563,7 @@ function wireControls() {
   installKeys({
     undo,
     redo,
-    download: downloadPng,
+    download: share.downloadPng,
     help: openHelp,
     mode: ({ mode }) => setMode(mode),
     brush: ({ direction }) => setBrushSize(stepBrush(state().size, direction, Number($('brush-size').min), Number($('brush-size').max))),
@@ -809,7 +571,7 @@ function wireControls() {
     compare: ({ on }) => setCompare(on),
     random: randomImage,
     escape: () => {
-      if (!surface.cancelStroke()) clearHeatmap();
+      if (!surface.cancelStroke()) inspector.clear();
     },
     'leave-field': () => {
       syncImageFields();
@@ -847,6 +609,28 @@ async function start() {
     onStart: () => {
       if (isTextField(document.activeElement)) focusCanvas();
     },
+  });
+  inspector = new Inspector({
+    store,
+    renderer,
+    surface,
+    busy,
+    shown: () => shown,
+    conceptInfo,
+    resolution,
+    perLayer,
+    showError,
+    toast,
+  });
+  share = shareActions({
+    store,
+    edits: () => edits,
+    renderer,
+    busy,
+    current: () => current,
+    resolution,
+    present,
+    showError,
   });
   gallery = new Gallery(
     { list: $('gallery'), range: $('gallery-range'), prev: $('gallery-prev'), next: $('gallery-next') },

@@ -140,3 +140,17 @@ export class Renderer {
     return this.unitsBySettings.get(this.unitsKey(project, layer, stroke)) || null;
   }
 }
+
+/**
+ * The status line after a render (`result` from Renderer.render, `total` ms as the user
+ * waited): an answer the server had kept says so, rather than "model 0 ms, 0% recomputed".
+ */
+export function statusLine(result, total) {
+  if (result.cached === 'client') return 'Shown from the editor\'s cache';
+  const requests = result.requests > 1 ? ` in ${result.requests} requests` : '';
+  if (result.timing.recomputed === 0) return `Rendered in ${total} ms${requests} (from the server's cache)`;
+  const model = Math.round(result.timing.forward_ms);
+  const share = result.timing.recomputed;
+  const partial = share < 1 ? `, ${Math.round(share * 100)}% of the image recomputed` : '';
+  return `Rendered in ${total} ms${requests} (model ${model} ms${partial})`;
+}

@@ -144,3 +144,34 @@ test('the store tells subscribers which keys changed', () => {
   assert.deepEqual(heard, [[3, ['a']]]);
   assert.equal(store.get().a, 4);
 });
+
+test('a cached answer reads as cached, not as 0 ms and 0% recomputed', async () => {
+  const { statusLine } = await import('../../../static/js/render.js');
+  assert.equal(statusLine({ cached: 'client' }, 3), 'Shown from the editor\'s cache');
+  assert.equal(statusLine({ cached: null, requests: 1, timing: { recomputed: 0, forward_ms: 0 } }, 12), 'Rendered in 12 ms (from the server\'s cache)');
+  assert.equal(statusLine({ cached: null, requests: 1, timing: { recomputed: 0.25, forward_ms: 40.2 } }, 80), 'Rendered in 80 ms (model 40 ms, 25% of the image recomputed)');
+  assert.equal(statusLine({ cached: null, requests: 3, timing: { recomputed: 1, forward_ms: 90 } }, 300), 'Rendered in 300 ms in 3 requests (model 90 ms)');
+});
+
+test('a link naming what the server lacks says so and shows what it can', async () => {
+  const { resolveLink } = await import('../../../static/js/links.js');
+  const { decodeHash } = await import('../../../static/js/hashstate.js');
+  const projects = [{
+    name: 'demo',
+    default_layer: 'layer4',
+    layers: [{ name: 'layer4', concepts: [{ name: 'tree' }] }, { name: 'layer3', concepts: [{ name: 'sky' }] }],
+  }];
+  const unknown = resolveLink(decodeHash('#project=church&layer=layer9&id=5&strokes=tree:d:20:1:4:1,2;lava:d:20:1:4:1,2;bad'), projects);
+  assert.equal(unknown.project, 'demo');
+  assert.equal(unknown.layer, 'layer4');
+  assert.equal(unknown.image, 'id:5');
+  assert.deepEqual(unknown.strokes.map((s) => s.concept), ['tree']);
+  assert.equal(unknown.notes.length, 4);
+  assert.match(unknown.notes.join('\n'), /project “church”, which this server doesn't have/);
+  assert.match(unknown.notes.join('\n'), /no layer “layer9”/);
+  assert.match(unknown.notes.join('\n'), /paint lava, which layer4 has no units for/);
+  assert.match(unknown.notes.join('\n'), /1 stroke\(s\) in the link could not be read/);
+  // A link without a layer keeps the layer shown now; without an image, the image.
+  const keep = resolveLink(decodeHash('#project=demo'), projects, { project: 'demo', layer: 'layer3', image: 'seed:9' });
+  assert.deepEqual([keep.layer, keep.image, keep.notes], ['layer3', 'seed:9', []]);
+});
