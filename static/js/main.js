@@ -16,7 +16,8 @@ import { EditHistory, imageKey, sameStrokes, splitKey } from './history.js';
 import { Inspector } from './inspect.js';
 import { installKeys, isTextField } from './keys.js';
 import { resolveLink } from './links.js';
-import { buildPalette, markPalette } from './palette.js';
+import { bindBrushPanel, clampSize, unitsPerStroke } from './brushpanel.js';
+import { buildPalette } from './palette.js';
 import { strokeRanking } from './ranking.js';
 import { Renderer, statusLine } from './render.js';
 import { shareActions, upscale } from './share.js';
@@ -39,6 +40,8 @@ const store = createStore({
   mode: 'draw',
   size: 0,
   strength: 1,
+  unitsChoice: '20',
+  customUnits: '30',
   inspected: null, // the unit whose heatmap shows
   rankings: null, // the layer's rankings from /api/rankings
   pixelated: false,
@@ -62,14 +65,6 @@ let restoredStacks = new Map();
 const state = () => store.get();
 const resolution = () => state().project?.resolution || 64;
 const conceptInfo = (name = state().concept) => state().layer?.concepts.find((c) => c.name === name) || null;
-
-function unitsPerStroke() {
-  const choice = document.querySelector('input[name=units]:checked').value;
-  if (choice !== 'custom') return Number(choice);
-  const max = state().layer ? state().layer.units : 512;
-  const value = Math.round(Number($('units-custom').value));
-  return Math.min(max, Math.max(1, Number.isFinite(value) ? value : 20));
-}
 
 function showError(error, { strokes, title } = {}) {
   const plain = explain(error, {
@@ -153,7 +148,7 @@ function showLocation(projectName, layerName, image) {
     surface.setResolution(project.resolution);
     const max = Math.max(2, Math.floor(project.resolution / 2));
     $('brush-size').max = String(max);
-    setBrushSize(Math.min(max, s.size || Math.round(project.resolution / 8)));
+    store.set({ size: clampSize(Math.min(max, s.size || Math.round(project.resolution / 8))) });
     for (const el of document.querySelectorAll('.export-res')) el.textContent = `${project.resolution}×${project.resolution}`;
     const scale = upscale(project.resolution);
     for (const el of document.querySelectorAll('.export-scale')) el.textContent = String(scale);
@@ -296,36 +291,11 @@ async function loadOriginal() {
 
 // ---- brush ----------------------------------------------------------------------------
 
-function selectConcept(name) {
-  store.set({ concept: name });
-  markPalette($('palette'), name);
-  inspector.clear();
-  updateUnits();
-  surface.refreshCursor();
-}
-
-function setMode(mode) {
-  store.set({ mode });
-  document.querySelector(`input[name=mode][value=${mode}]`).checked = true;
-  $('strength').disabled = mode === 'remove';
-  updateUnits();
-  surface.refreshCursor();
-}
-
-function setBrushSize(size) {
-  const input = $('brush-size');
-  const clamped = Math.min(Number(input.max), Math.max(Number(input.min), Math.round(size)));
-  store.set({ size: clamped });
-  input.value = String(clamped);
-  $('brush-size-value').textContent = `${clamped} px`;
-  surface.refreshCursor();
-}
-
-function setStrength(value) {
-  const strength = Math.round(value * 10) / 10;
-  store.set({ strength });
-  $('strength').value = String(strength);
-  $('strength-value').textContent = `${strength.toFixed(1)}×`;
+/** What follows a change of the brush settings, wherever it came from. */
+function onBrushChange(changed) {
+  if (changed.has('concept')) inspector.clear();
+  if (['concept', 'mode', 'unitsChoice', 'customUnits', 'layer', 'rankings'].some((key) => changed.has(key))) updateUnits();
+  if (['concept', 'mode', 'size'].some((key) => changed.has(key))) surface.refreshCursor();
 }
 
 function addStroke(points) {
@@ -335,7 +305,7 @@ function addStroke(points) {
   edits.add(Object.freeze({
     concept: s.concept,
     mode: s.mode,
-    units: unitsPerStroke(),
+    units: unitsPerStroke(s),
     strength: s.strength,
     size: s.size,
     points: simplify(points),
@@ -373,21 +343,16 @@ function redo() {
 
 // ---- units and heatmaps ---------------------------------------------------------------
 
+/** The layer's rankings, for naming the units panel's order (the store's subscriber redraws it). */
 async function loadRankings() {
   const layer = state().layer;
+  let rankings;
   try {
-    const rankings = await perLayer('rankings', api.rankings);
-    if (state().layer === layer) {
-      store.set({ rankings });
-      updateUnits();
-    }
-  } catch (error) {
-    // Without the dissection's rankings the panel still lists the server's order.
-    if (state().layer === layer) {
-      store.set({ rankings: [] });
-      updateUnits();
-    }
+    rankings = await perLayer('rankings', api.rankings);
+  } catch {
+    rankings = []; // the panel still lists the server's order, unnamed
   }
+  if (state().layer === layer) store.set({ rankings });
 }
 
 function updateUnits() {
@@ -400,7 +365,7 @@ function updateUnits() {
       concept,
       mode: s.mode,
       ranking,
-      count: unitsPerStroke(),
+      count: unitsPerStroke(s),
       inspected: s.inspected,
       onPick: (unit) => inspector.toggle(unit),
     },
@@ -469,23 +434,8 @@ function wireControls() {
     goTo(state().image, { project: project.name, layer: project.default_layer });
   });
   $('layer').addEventListener('change', (e) => goTo(state().image, { layer: e.target.value }));
-  $('palette').addEventListener('change', (e) => {
-    if (e.target.name === 'concept') selectConcept(e.target.value);
-  });
-  for (const input of document.querySelectorAll('input[name=mode]')) {
-    input.addEventListener('change', () => setMode(input.value));
-  }
-  for (const input of document.querySelectorAll('input[name=units]')) {
-    input.addEventListener('change', () => {
-      $('units-custom').disabled = input.value !== 'custom';
-      $('units-custom').closest('label').hidden = input.value !== 'custom';
-      if (input.value === 'custom') $('units-custom').focus();
-      updateUnits();
-    });
-  }
-  $('units-custom').addEventListener('input', updateUnits);
-  $('brush-size').addEventListener('input', (e) => setBrushSize(Number(e.target.value)));
-  $('strength').addEventListener('input', (e) => setStrength(Number(e.target.value)));
+  bindBrushPanel(store);
+  store.subscribe((_, changed) => onBrushChange(changed));
   $('undo').addEventListener('click', undo);
   $('redo').addEventListener('click', redo);
   $('reset').addEventListener('click', () => {
@@ -565,9 +515,9 @@ function wireControls() {
     redo,
     download: share.downloadPng,
     help: openHelp,
-    mode: ({ mode }) => setMode(mode),
-    brush: ({ direction }) => setBrushSize(stepBrush(state().size, direction, Number($('brush-size').min), Number($('brush-size').max))),
-    concept: ({ index }) => selectConcept(state().layer.concepts[index].name),
+    mode: ({ mode }) => store.set({ mode }),
+    brush: ({ direction }) => store.set({ size: stepBrush(state().size, direction, Number($('brush-size').min), Number($('brush-size').max)) }),
+    concept: ({ index }) => store.set({ concept: state().layer.concepts[index].name }),
     compare: ({ on }) => setCompare(on),
     random: randomImage,
     escape: () => {
@@ -642,8 +592,6 @@ async function start() {
   surface.setPixelated(Boolean(prefs.pixelated));
   $('first-hint').hidden = Boolean(prefs.hintSeen);
   wireControls();
-  setMode('draw');
-  setStrength(1);
   const done = busy.begin();
   let projects;
   try {
