@@ -66,14 +66,15 @@ const state = () => store.get();
 const resolution = () => state().project?.resolution || 64;
 const conceptInfo = (name = state().concept) => state().layer?.concepts.find((c) => c.name === name) || null;
 
-function showError(error, { strokes, title } = {}) {
+/** Tells the user what went wrong, plainly; `rendering`: the image could not be rendered. */
+function showError(error, { title, rendering = false } = {}) {
   const plain = explain(error, {
     strokeNumber: (i) => error.strokeNumbers?.[i] ?? i + 1,
     layer: state().layer?.name,
   });
   if (!plain) return null;
   toast(plain.message, { title: title || plain.title, action: error.status >= 500 || error.status === 0 || error.status === 503 ? { label: 'Retry', run: render } : undefined });
-  setStatus(`Not rendered: ${plain.title.toLowerCase()}`);
+  if (rendering) setStatus(`Not rendered: ${plain.title.charAt(0).toLowerCase()}${plain.title.slice(1)}`);
   return plain;
 }
 
@@ -240,7 +241,7 @@ async function render() {
 }
 
 function renderFailed(error, strokes) {
-  const plain = showError(error);
+  const plain = showError(error, { rendering: true });
   if (plain && error.status >= 400 && error.status < 500 && edits.strokes === strokes && error.status !== 408) {
     // The server refused this stack: forget the change that made it, keep what works.
     edits.discard();
