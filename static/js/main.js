@@ -19,7 +19,7 @@ import { resolveLink } from './links.js';
 import { bindBrushPanel, clampSize, unitsPerStroke } from './brushpanel.js';
 import { buildPalette } from './palette.js';
 import { strokeRanking } from './ranking.js';
-import { Renderer, statusLine } from './render.js';
+import { Renderer, statusLine, TooManyStrokes } from './render.js';
 import { shareActions, upscale } from './share.js';
 import { createStore } from './state.js';
 import * as storage from './storage.js';
@@ -242,7 +242,10 @@ async function render() {
 
 function renderFailed(error, strokes) {
   const plain = showError(error, { rendering: true });
-  if (plain && error.status >= 400 && error.status < 500 && edits.strokes === strokes && error.status !== 408) {
+  const refused = plain && error.status >= 400 && error.status < 500 && error.status !== 408;
+  // A server too old to continue from a flattened edit can't render this many strokes,
+  // but they are the user's work: keep them (Export keeps them too), don't discard them.
+  if (refused && !(error instanceof TooManyStrokes) && edits.strokes === strokes) {
     // The server refused this stack: forget the change that made it, keep what works.
     edits.discard();
     present();

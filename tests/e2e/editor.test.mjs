@@ -220,6 +220,50 @@ describe('never lose work', () => {
       await close();
     }
   });
+  test('on a server without flattened edits, same-settings strokes merge exactly, and a longer edit keeps its strokes', async () => {
+    const { page, close } = await freshPage({}, { allow: [] });
+    try {
+      // An older server: paint answers carry no `edit`, so requests cannot be chained.
+      await page.route('**/api/v1/paint', async (route) => {
+        const response = await route.fetch();
+        const body = await response.json();
+        delete body.edit;
+        await route.fulfill({ response, json: body });
+      });
+      // 70 strokes with one setting merge into one stroke over the union of their masks.
+      const concept = info.layer.concepts[0].name;
+      const strokes = Array.from({ length: 70 }, (_, i) => {
+        const x = ((i * 29) % 60) / 64 * info.resolution;
+        const y = ((i * 17) % 60) / 64 * info.resolution;
+        return `${concept}:d:20:1:3:${x},${y},${x + 2},${y + 1}`;
+      });
+      await openEditor(page, `#id=12&strokes=${strokes.join(';')}`);
+      await waitForShown(page, 'id:12', 70, 60000);
+      const shown = await readImage(page);
+      await page.locator('#export-menu summary').click();
+      const [download] = await Promise.all([page.waitForEvent('download'), page.locator('#export-json').click()]);
+      const recipe = JSON.parse(await readFile(await download.path(), 'utf8'));
+      const response = await fetch(`${REFERENCE_URL}/api/v1/paint`, {
+        method: 'POST', headers: { 'Content-Type': 'application/json', Accept: 'application/json' }, body: JSON.stringify(recipe),
+      });
+      assert.deepEqual(shown.data, await decodeInPage(page, (await response.json()).image), 'merged strokes differ from the strokes one by one');
+
+      // 70 strokes that alternate settings cannot go in one request: the editor says so
+      // plainly and keeps every stroke.
+      const other = info.layer.concepts[1].name;
+      const mixed = strokes.map((text, i) => (i % 2 ? text.replace(`${concept}:`, `${other}:`) : text));
+      await page.goto(`/#id=13&strokes=${mixed.join(';')}`);
+      await page.waitForSelector('body[data-ready=true]');
+      const toast = page.locator('.toast-error', { hasText: 'Too many strokes' });
+      await toast.waitFor();
+      assert.match(await toast.innerText(), /at most 64 strokes at a time/);
+      assert.match(await page.locator('#status').innerText(), /^Not rendered: too many strokes/);
+      assert.equal(await historyCount(page), 70);
+      assert.match(page.url(), /strokes=/);
+    } finally {
+      await close();
+    }
+  });
 });
 
 describe('show what will happen, and why', () => {
