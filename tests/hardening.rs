@@ -69,7 +69,10 @@ async fn concurrent_first_requests_for_one_cached_image_all_succeed() {
             *failures.entry(status.as_u16()).or_insert(0) += 1;
         }
     }
-    assert!(failures.is_empty(), "failed statuses of 640 requests: {failures:?}");
+    assert!(
+        failures.is_empty(),
+        "failed statuses of 640 requests: {failures:?}"
+    );
 }
 
 /// Item 12: numbers finite in f64 but not in f32 are refused, naming the field.
@@ -290,4 +293,229 @@ async fn decoding_and_latents_leave_the_runtime_free() {
         let (status, answer) = heavy.await.unwrap();
         assert_names(status, &answer, StatusCode::BAD_REQUEST, field);
     }
+}
+
+/// Item 3: a query with more values than `--max-query-values` is refused, naming them.
+#[tokio::test(flavor = "multi_thread")]
+async fn repeated_query_values_are_capped() {
+    let many: String = (0..100).map(|i| format!("&quantiles=0.{i:02}")).collect();
+    let (status, _, body) = get(
+        state(),
+        &format!("/api/levels?project=tiny&layer=layer4{many}"),
+    )
+    .await;
+    let answer: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    assert_names(status, &answer, StatusCode::BAD_REQUEST, "quantiles");
+    let (status, _, _) = get(
+        state(),
+        "/api/levels?project=tiny&layer=layer4&quantiles=0.5",
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+/// Items 11 and 13: every error answer of every layer is our JSON body, with its status
+/// (and `Allow` for 405); names too long for the file system are 404, not 500.
+#[tokio::test(flavor = "multi_thread")]
+async fn every_error_answer_is_json_with_the_right_status() {
+    use axum::body::Body;
+    use axum::http::{header, Request};
+    let long = "a".repeat(300);
+    let mut cases: Vec<(Request<Body>, StatusCode)> = vec![
+        (
+            Request::get(format!("/data/{long}"))
+                .body(Body::empty())
+                .unwrap(),
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            Request::get(format!("/client/{long}"))
+                .body(Body::empty())
+                .unwrap(),
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            Request::get(format!("/{long}"))
+                .body(Body::empty())
+                .unwrap(),
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            Request::get(format!("/data/tiny/{}", "%41".repeat(200)))
+                .body(Body::empty())
+                .unwrap(),
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            Request::get("/client/no-such-file.js")
+                .body(Body::empty())
+                .unwrap(),
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            Request::get("/data/tiny/no-such-file.jpg")
+                .body(Body::empty())
+                .unwrap(),
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            Request::get("/api/v1/paint").body(Body::empty()).unwrap(),
+            StatusCode::METHOD_NOT_ALLOWED,
+        ),
+        (
+            Request::post("/healthz").body(Body::empty()).unwrap(),
+            StatusCode::METHOD_NOT_ALLOWED,
+        ),
+        (
+            Request::post("/api/v1/paint")
+                .header(header::CONTENT_LENGTH, "99999999999")
+                .body(Body::empty())
+                .unwrap(),
+            StatusCode::PAYLOAD_TOO_LARGE,
+        ),
+        (
+            Request::get(format!("/api/layers?project={}", "x".repeat(9000)))
+                .body(Body::empty())
+                .unwrap(),
+            StatusCode::URI_TOO_LONG,
+        ),
+    ];
+    let mut many_headers = Request::get("/healthz");
+    for i in 0..150 {
+        many_headers = many_headers.header(format!("x-h{i}"), "1");
+    }
+    cases.push((
+        many_headers.body(Body::empty()).unwrap(),
+        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+    ));
+    for (request, expected) in cases {
+        let uri = request.uri().to_string();
+        let (status, headers, body) = common::http::call(state(), request).await;
+        assert_eq!(status, expected, "{uri}");
+        assert_eq!(headers[header::CONTENT_TYPE], "application/json", "{uri}");
+        let answer: Value = serde_json::from_slice(&body).unwrap();
+        assert!(
+            answer["error"].is_string() && answer["detail"].is_string(),
+            "{uri}: {answer}"
+        );
+        if status == StatusCode::METHOD_NOT_ALLOWED {
+            assert!(
+                headers.contains_key(header::ALLOW),
+                "{uri}: 405 without Allow"
+            );
+        }
+    }
+}
+
+/// Item 14: a full queue's 503s are counted in `/metrics`.
+#[tokio::test(flavor = "multi_thread")]
+async fn overload_is_counted_in_metrics() {
+    let state = state_with(|c| {
+        c.queue_depth = 1;
+        c.max_batch = 1;
+    });
+    let ablations: Vec<Value> = (0..16)
+        .map(|u| json!({ "layer": "layer4", "unit": u, "value": 5.0 }))
+        .collect();
+    let body = json!({ "project": "tiny", "ids": (0..64).collect::<Vec<_>>(), "interventions": [{ "ablations": ablations }] });
+    let tasks: Vec<_> = (0..40)
+        .map(|_| {
+            let (state, body) = (state.clone(), body.clone());
+            tokio::spawn(async move { post(state, "/api/generate", &body, true).await.0 })
+        })
+        .collect();
+    let mut refused = 0;
+    for task in tasks {
+        if task.await.unwrap() == StatusCode::SERVICE_UNAVAILABLE {
+            refused += 1;
+        }
+    }
+    assert!(
+        refused > 0,
+        "40 simultaneous requests never filled a queue of 1"
+    );
+    let (_, _, text) = get(state, "/metrics").await;
+    let text = String::from_utf8(text).unwrap();
+    assert!(
+        text.contains(&format!("ganpaint_overloaded_total {refused}")),
+        "{text}"
+    );
+}
+
+/// A copy of the tiny project's data folder, so a test can change its cache freely.
+fn private_data_dir(name: &str) -> std::path::PathBuf {
+    let source = common::tiny_data_dir().join("tiny");
+    let root = std::env::temp_dir().join(format!("ganpaint-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    let target = root.join("tiny");
+    fn copy(from: &std::path::Path, to: &std::path::Path) {
+        std::fs::create_dir_all(to).unwrap();
+        for entry in std::fs::read_dir(from).unwrap().flatten() {
+            let path = entry.path();
+            if path.file_name().is_some_and(|n| n == "cache") {
+                continue;
+            }
+            if path.is_dir() {
+                copy(&path, &to.join(entry.file_name()));
+            } else {
+                std::fs::copy(&path, to.join(entry.file_name())).unwrap();
+            }
+        }
+    }
+    copy(&source, &target);
+    root
+}
+
+fn files_under(dir: &std::path::Path) -> usize {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|e| {
+                    if e.path().is_dir() {
+                        files_under(&e.path())
+                    } else {
+                        1
+                    }
+                })
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+/// Item 10: the disk cache stays within `--disk-cache-mb`; `return_urls` files are named
+/// by the edit, not the body; `0009.jpg` is refused without writing anything.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_disk_cache_is_bounded_and_keyed_by_the_edit() {
+    let data = private_data_dir("disk-cache");
+    let cache = data.join("tiny/cache");
+    let state = state_with(|c| {
+        c.data = data.clone();
+        c.disk_cache_mb = 0;
+    });
+    for id in 0..5 {
+        let (status, headers, jpeg) =
+            get(state.clone(), &format!("/data/tiny/cache/img/id/{id}.jpg")).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(headers["content-type"], "image/jpeg");
+        assert!(image::load_from_memory(&jpeg).is_ok());
+    }
+    assert_eq!(files_under(&cache), 0, "a zero budget keeps no file");
+    let (status, _, _) = get(state.clone(), "/data/tiny/cache/img/id/0009.jpg").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(files_under(&cache), 0);
+
+    let roomy = state_with(|c| c.data = data.clone());
+    let edit =
+        json!([{ "ablations": [{ "layer": "layer4", "unit": 2, "alpha": 1, "value": 3.0 }] }]);
+    let mut urls = Vec::new();
+    for extra in 0..3 {
+        let body = json!({ "project": "tiny", "ids": [5], "return_urls": 1, "extra": extra, "interventions": edit });
+        let (status, answer) = post_json(roomy.clone(), "/api/generate", &body).await;
+        assert_eq!(status, StatusCode::OK, "{answer}");
+        urls.push(answer["res"][0]["d"].as_str().unwrap().to_string());
+    }
+    assert!(urls.iter().all(|u| *u == urls[0]), "{urls:?}");
+    assert_eq!(files_under(&cache.join("img/edit")), 1);
+    let _ = std::fs::remove_dir_all(&data);
 }

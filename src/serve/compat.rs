@@ -20,15 +20,21 @@ use crate::edit::mask::{self, GridMask, PixelBudget};
 use crate::edit::{Pooling, UnitEdit};
 use crate::model::latent;
 
-/// Query parameters in order, with repeats (`quantiles=0.9&quantiles=0.99`).
-fn parse_query(raw: &Option<String>) -> Vec<(String, String)> {
-    raw.as_deref()
-        .map(|q| {
-            form_urlencoded::parse(q.as_bytes())
-                .map(|(k, v)| (k.into_owned(), v.into_owned()))
-                .collect()
-        })
-        .unwrap_or_default()
+/// Query parameters in order, with repeats (`quantiles=0.9&quantiles=0.99`), at most
+/// `--max-query-values` of them (5400 quantiles made a 25 MB answer).
+fn parse_query(state: &AppState, raw: &Option<String>) -> Result<Vec<(String, String)>, ApiError> {
+    let limit = state.config.max_query_values;
+    let mut query = Vec::new();
+    for (k, v) in form_urlencoded::parse(raw.as_deref().unwrap_or_default().as_bytes()) {
+        if query.len() == limit {
+            return Err(ApiError::bad(
+                &k,
+                format!("the query has more than {limit} values (--max-query-values)"),
+            ));
+        }
+        query.push((k.into_owned(), v.into_owned()));
+    }
+    Ok(query)
 }
 
 fn query_one<'a>(query: &'a [(String, String)], key: &str) -> Result<&'a str, ApiError> {
@@ -71,7 +77,7 @@ pub async fn layers(
     State(state): State<Arc<AppState>>,
     RawQuery(raw): RawQuery,
 ) -> Result<Json<Value>, ApiError> {
-    let query = parse_query(&raw);
+    let query = parse_query(&state, &raw)?;
     let project = state.project(query_one(&query, "project")?)?;
     let res: Vec<Value> = project
         .layers
@@ -94,7 +100,7 @@ pub async fn units(
     State(state): State<Arc<AppState>>,
     RawQuery(raw): RawQuery,
 ) -> Result<Json<Value>, ApiError> {
-    let query = parse_query(&raw);
+    let query = parse_query(&state, &raw)?;
     let (project, layer) = project_and_layer(&state, &query)?;
     let prefix = state.data_url(project);
     let res: Vec<Value> = (0..layer.channels as usize)
@@ -113,7 +119,7 @@ pub async fn rankings(
     State(state): State<Arc<AppState>>,
     RawQuery(raw): RawQuery,
 ) -> Result<Json<Value>, ApiError> {
-    let query = parse_query(&raw);
+    let query = parse_query(&state, &raw)?;
     let (_, layer) = project_and_layer(&state, &query)?;
     let res: Vec<Value> = layer
         .dissection
@@ -128,7 +134,7 @@ pub async fn levels(
     State(state): State<Arc<AppState>>,
     RawQuery(raw): RawQuery,
 ) -> Result<Json<Value>, ApiError> {
-    let query = parse_query(&raw);
+    let query = parse_query(&state, &raw)?;
     let (_, layer) = project_and_layer(&state, &query)?;
     let mut quantiles = Vec::new();
     for (_, v) in query.iter().filter(|(k, _)| k == "quantiles") {
@@ -165,7 +171,7 @@ pub async fn channels(
     State(state): State<Arc<AppState>>,
     RawQuery(raw): RawQuery,
 ) -> Result<Json<Value>, ApiError> {
-    let query = parse_query(&raw);
+    let query = parse_query(&state, &raw)?;
     let (_, layer) = project_and_layer(&state, &query)?;
     let res: Vec<Value> = (0..layer.channels as usize)
         .map(|unit| {
@@ -464,6 +470,25 @@ pub async fn generate(
         return Ok(wrap(body, json!(res)));
     }
     let (z, edits) = latents_and_edits(&state, &project, request).await?;
+    // Cached edits are named by what they render (z's bits and the decoded edit), so a
+    // body that differs only in extra fields, or in how it spells a mask, shares a file.
+    let keys: Vec<String> = if return_urls {
+        use std::hash::{Hash, Hasher};
+        let edit_text = format!("{edits:?}");
+        z.iter()
+            .map(|row| {
+                let mut hasher = std::collections::hash_map::DefaultHasher::new();
+                row.iter()
+                    .map(|v| v.to_bits())
+                    .collect::<Vec<_>>()
+                    .hash(&mut hasher);
+                edit_text.hash(&mut hasher);
+                format!("{:016x}", hasher.finish())
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
     let output = project
         .worker
         .render(
@@ -478,17 +503,12 @@ pub async fn generate(
         .await
         .map_err(ApiError::from)?;
     let res: Vec<Value> = if return_urls {
-        // Edited images go to the cache under a name derived from the request.
-        use std::hash::{Hash, Hasher};
-        let mut hasher = std::collections::hash_map::DefaultHasher::new();
-        body.to_string().hash(&mut hasher);
-        let key = format!("{:016x}", hasher.finish());
         let dir = project.spec.dir.join("cache/img/edit");
         let prefix = state.data_url(&project);
         let mut urls = Vec::new();
-        for (i, jpeg) in output.images.iter().enumerate() {
-            let name = format!("{key}-{i}.jpg");
-            super::write_cache_file(&dir, &name, jpeg).await?;
+        for (key, jpeg) in keys.iter().zip(output.images) {
+            let name = format!("{key}.jpg");
+            super::write_cache_file(&state, &dir, &name, jpeg).await?;
             urls.push(json!({ "d": format!("{prefix}/cache/img/edit/{name}") }));
         }
         urls

@@ -17,6 +17,16 @@ pub enum ErrorType {
     NotFound,
     /// The body is larger than the configured limit.
     TooLarge,
+    /// The route exists but not for this method (the answer keeps `Allow`).
+    MethodNotAllowed,
+    /// The body stalled, or came slower than the minimum rate.
+    RequestTimeout,
+    /// The request target is longer than the server reads.
+    UriTooLong,
+    /// Too many request headers, or too large.
+    HeadersTooLarge,
+    /// Any other refusal from a lower layer (the file server's 416, for one).
+    OtherClientError(StatusCode),
     /// The queue is full; retry shortly.
     Overloaded,
     /// The request waited longer than its deadline.
@@ -33,9 +43,32 @@ impl ErrorType {
             ErrorType::BadRequest => StatusCode::BAD_REQUEST,
             ErrorType::NotFound => StatusCode::NOT_FOUND,
             ErrorType::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorType::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ErrorType::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
+            ErrorType::UriTooLong => StatusCode::URI_TOO_LONG,
+            ErrorType::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            ErrorType::OtherClientError(status) => status,
             ErrorType::Overloaded | ErrorType::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             ErrorType::Timeout => StatusCode::GATEWAY_TIMEOUT,
             ErrorType::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The kind of an error status that a lower layer (the router, the file server, the
+    /// body limit) answered without our body: the inverse of [`Self::status`].
+    pub fn from_status(status: StatusCode) -> ErrorType {
+        match status {
+            StatusCode::BAD_REQUEST => ErrorType::BadRequest,
+            StatusCode::NOT_FOUND => ErrorType::NotFound,
+            StatusCode::PAYLOAD_TOO_LARGE => ErrorType::TooLarge,
+            StatusCode::METHOD_NOT_ALLOWED => ErrorType::MethodNotAllowed,
+            StatusCode::REQUEST_TIMEOUT => ErrorType::RequestTimeout,
+            StatusCode::URI_TOO_LONG => ErrorType::UriTooLong,
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE => ErrorType::HeadersTooLarge,
+            StatusCode::SERVICE_UNAVAILABLE => ErrorType::Unavailable,
+            StatusCode::GATEWAY_TIMEOUT => ErrorType::Timeout,
+            s if s.is_client_error() => ErrorType::OtherClientError(s),
+            _ => ErrorType::Internal,
         }
     }
 
@@ -44,6 +77,11 @@ impl ErrorType {
             ErrorType::BadRequest => "bad_request",
             ErrorType::NotFound => "not_found",
             ErrorType::TooLarge => "payload_too_large",
+            ErrorType::MethodNotAllowed => "method_not_allowed",
+            ErrorType::RequestTimeout => "request_timeout",
+            ErrorType::UriTooLong => "uri_too_long",
+            ErrorType::HeadersTooLarge => "headers_too_large",
+            ErrorType::OtherClientError(_) => "client_error",
             ErrorType::Overloaded => "overloaded",
             ErrorType::Timeout => "timeout",
             ErrorType::Unavailable => "unavailable",
@@ -129,6 +167,52 @@ impl From<axum::extract::rejection::JsonRejection> for ApiError {
             other => ApiError::bad("body", other.body_text()),
         }
     }
+}
+
+/// Gives every error answer our body: a 4xx or 5xx that a lower layer answered without
+/// JSON (the router's 404 and 405, the file server's 404 and 416, the body limit's 413) is
+/// rewritten as `{"error", "detail"}`, keeping its status and headers (`Allow` among them).
+pub async fn json_errors(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let method = request.method().clone();
+    let response = next.run(request).await;
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let kind = ErrorType::from_status(status);
+    let detail = match kind {
+        ErrorType::NotFound => "path: no such file or API route".to_string(),
+        ErrorType::MethodNotAllowed => {
+            let allowed = response
+                .headers()
+                .get(header::ALLOW)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default();
+            format!("method: {method} is not allowed here; allowed: {allowed}")
+        }
+        ErrorType::TooLarge => "body: larger than this server accepts".to_string(),
+        ErrorType::Internal => format!("{method}: a lower layer answered {status}"),
+        _ => format!(
+            "request: {}",
+            status.canonical_reason().unwrap_or("refused")
+        ),
+    };
+    let (mut parts, _) = response.into_parts();
+    let ours = ApiError::new(kind, detail).into_response();
+    let (ours, body) = ours.into_parts();
+    parts.headers.remove(header::CONTENT_LENGTH);
+    parts.headers.remove(header::CONTENT_ENCODING);
+    for (name, value) in &ours.headers {
+        parts.headers.insert(name.clone(), value.clone());
+    }
+    Response::from_parts(parts, body)
 }
 
 /// `Json<T>` whose rejections become our error body (axum's customize-extractor-error).

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 const LATENCY_BUCKETS: [f64; 12] = [
@@ -56,9 +57,15 @@ struct Inner {
     incremental: Histogram,
 }
 
+/// How often, at most, overload is logged.
+const OVERLOAD_LOG_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+
 #[derive(Default)]
 pub struct Metrics {
     inner: Mutex<Inner>,
+    overloaded: AtomicU64,
+    /// (when overload was last logged, the count then).
+    overload_logged: Mutex<Option<(std::time::Instant, u64)>>,
 }
 
 impl Metrics {
@@ -73,6 +80,21 @@ impl Metrics {
             .entry((method.to_string(), route.to_string()))
             .or_default()
             .observe(&LATENCY_BUCKETS, seconds);
+    }
+
+    /// Counts a 503 for overload; returns how many there were since the last log line
+    /// when one is due (at most one per `OVERLOAD_LOG_EVERY`).
+    pub fn overloaded(&self) -> Option<u64> {
+        let total = self.overloaded.fetch_add(1, Ordering::Relaxed) + 1;
+        let mut logged = self.overload_logged.lock().expect("metrics lock");
+        let now = std::time::Instant::now();
+        match *logged {
+            Some((at, _)) if now.duration_since(at) < OVERLOAD_LOG_EVERY => None,
+            previous => {
+                *logged = Some((now, total));
+                Some(total - previous.map_or(0, |(_, count)| count))
+            }
+        }
     }
 
     pub fn batch(&self, images: usize) {
@@ -92,10 +114,24 @@ impl Metrics {
             .observe(&FRACTION_BUCKETS, fraction);
     }
 
-    /// The text exposition; `queues` are (project, depth).
-    pub fn render(&self, queues: &[(String, usize)]) -> String {
+    /// The text exposition; `queues` are (project, depth); `gauges` are further
+    /// (name, help, value) gauges from the server.
+    pub fn render(&self, queues: &[(String, usize)], gauges: &[(&str, &str, f64)]) -> String {
         let inner = self.inner.lock().expect("metrics lock");
         let mut out = String::new();
+        out.push_str("# HELP ganpaint_overloaded_total Requests refused with 503 because a queue was full.\n");
+        out.push_str("# TYPE ganpaint_overloaded_total counter\n");
+        let _ = writeln!(
+            out,
+            "ganpaint_overloaded_total {}",
+            self.overloaded.load(Ordering::Relaxed)
+        );
+        for (name, help, value) in gauges {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
+            );
+        }
         out.push_str("# HELP ganpaint_http_requests_total HTTP requests by route and status.\n");
         out.push_str("# TYPE ganpaint_http_requests_total counter\n");
         for ((method, route, status), count) in &inner.requests {
@@ -160,7 +196,18 @@ mod tests {
         metrics.request("POST", "/api/v1/paint", 200, 0.03);
         metrics.request("POST", "/api/v1/paint", 200, 0.2);
         metrics.batch(3);
-        let text = metrics.render(&[("demo".into(), 2)]);
+        assert_eq!(metrics.overloaded(), Some(1));
+        assert_eq!(
+            metrics.overloaded(),
+            None,
+            "a second 503 at once is not logged"
+        );
+        let text = metrics.render(
+            &[("demo".into(), 2)],
+            &[("ganpaint_open_connections", "Open connections.", 3.0)],
+        );
+        assert!(text.contains("ganpaint_overloaded_total 2"));
+        assert!(text.contains("ganpaint_open_connections 3"));
         assert!(text.contains("ganpaint_http_requests_total{method=\"POST\",route=\"/api/v1/paint\",status=\"200\"} 2"));
         assert!(text.contains("ganpaint_http_request_duration_seconds_bucket{method=\"POST\",route=\"/api/v1/paint\",le=\"0.05\"} 1"));
         assert!(text.contains("ganpaint_queue_depth{project=\"demo\"} 2"));

@@ -12,7 +12,10 @@
 //! `/client/*`, the data folder (dissection images, the image cache) at `/data/*`.
 
 pub mod compat;
+pub mod connections;
+pub mod disk_cache;
 pub mod error;
+pub mod limits;
 pub mod metrics;
 pub mod native;
 pub mod project;
@@ -27,7 +30,7 @@ use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::{header, Method};
+use axum::http::{header, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -93,6 +96,33 @@ pub struct ServeConfig {
     /// the UI sends masks at the image's resolution). Beyond it: 400 naming the mask.
     #[arg(long, default_value_t = 64 << 20)]
     pub max_mask_pixels: u64,
+    /// Most values in a query string (`quantiles=…` repeated, and every other parameter).
+    #[arg(long, default_value_t = 64)]
+    pub max_query_values: usize,
+    /// Megabytes of generated images kept on disk under each project's `cache/` (cached
+    /// ids and `return_urls` edits), least recently used out first.
+    #[arg(long, env = "GANPAINT_DISK_CACHE_MB", default_value_t = 512)]
+    pub disk_cache_mb: u64,
+    /// Seconds a client may take to send a request's headers; also how long a kept-alive
+    /// connection may wait for its next request's headers once they start arriving.
+    #[arg(long, default_value_t = 10)]
+    pub header_timeout_s: u64,
+    /// Longest pause, in seconds, while a request body arrives; after that long the body
+    /// must also average `--body-min-rate`. Else 408 and the connection is closed.
+    #[arg(long, default_value_t = 10)]
+    pub body_timeout_s: u64,
+    /// Slowest average body upload accepted, in bytes per second.
+    #[arg(long, default_value_t = 16 << 10)]
+    pub body_min_rate: u64,
+    /// Seconds an idle connection (no request in progress) stays open.
+    #[arg(long, default_value_t = 30)]
+    pub keep_alive_s: u64,
+    /// Most open connections; more wait in the listen backlog.
+    #[arg(long, env = "GANPAINT_MAX_CONNECTIONS", default_value_t = 512)]
+    pub max_connections: usize,
+    /// On SIGTERM, seconds to let in-flight requests finish before exiting anyway.
+    #[arg(long, env = "GANPAINT_SHUTDOWN_GRACE_S", default_value_t = 30)]
+    pub shutdown_grace_s: u64,
 }
 
 impl ServeConfig {
@@ -118,6 +148,10 @@ pub struct AppState {
     pub config: ServeConfig,
     pub projects: BTreeMap<String, Arc<Project>>,
     pub metrics: Arc<metrics::Metrics>,
+    /// Generated images on disk (every project's `cache/`), bounded by `--disk-cache-mb`.
+    pub disk_cache: Arc<disk_cache::DiskCache>,
+    /// Open client connections (the accept loop counts them).
+    pub open_connections: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl AppState {
@@ -209,10 +243,20 @@ impl AppState {
                 }),
             );
         }
+        let cache_dirs: Vec<PathBuf> = projects
+            .values()
+            .map(|p| p.spec.dir.join("cache"))
+            .collect();
+        let disk_cache = Arc::new(disk_cache::DiskCache::new(
+            config.disk_cache_mb << 20,
+            &cache_dirs,
+        ));
         Ok(AppState {
             config,
             projects,
             metrics,
+            disk_cache,
+            open_connections: Arc::default(),
         })
     }
 
@@ -298,25 +342,59 @@ pub async fn off_runtime<T: Send + 'static>(
         .map_err(ApiError::internal)
 }
 
-/// Writes a cache file atomically, off the runtime: each write goes to its own temporary
-/// file (process id and a counter in its name), then is renamed over the target, so two
-/// concurrent first requests for one image never share a temporary file and the later
-/// rename simply replaces an identical file.
-pub async fn write_cache_file(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), ApiError> {
-    static NEXT_TEMP: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let (dir, name, bytes) = (dir.to_path_buf(), name.to_string(), bytes.to_vec());
-    let unique = NEXT_TEMP.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    tokio::task::spawn_blocking(move || -> std::io::Result<()> {
-        std::fs::create_dir_all(&dir)?;
-        let tmp = dir.join(format!(".{name}.{}.{unique}.tmp", std::process::id()));
-        std::fs::write(&tmp, &bytes)?;
-        std::fs::rename(&tmp, dir.join(&name)).inspect_err(|_| {
-            let _ = std::fs::remove_file(&tmp);
-        })
-    })
-    .await
-    .map_err(ApiError::internal)?
-    .map_err(ApiError::internal)
+/// Writes a generated image into the bounded disk cache, off the runtime.
+pub async fn write_cache_file(
+    state: &AppState,
+    dir: &Path,
+    name: &str,
+    bytes: Vec<u8>,
+) -> Result<(), ApiError> {
+    let (cache, dir, name) = (
+        state.disk_cache.clone(),
+        dir.to_path_buf(),
+        name.to_string(),
+    );
+    off_runtime(move || cache.write(&dir, &name, &bytes))
+        .await?
+        .map_err(ApiError::internal)
+}
+
+/// Refuses a path the file system could not even look up: a name over 255 bytes (or a
+/// path over 4096) would fail with ENAMETOOLONG, which the file server answers with 500.
+fn check_path_names(path: &str) -> Result<(), ApiError> {
+    let decoded_len = |segment: &str| segment.len() - 2 * segment.matches('%').count();
+    if path.len() > 4096 || path.split('/').any(|segment| decoded_len(segment) > 255) {
+        return Err(ApiError::not_found(
+            "path",
+            "no such file (a name in it is longer than 255 bytes)",
+        ));
+    }
+    Ok(())
+}
+
+/// `/client/*` and `/`: the UI's static files.
+async fn client_files(
+    State(state): State<Arc<AppState>>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    check_path_names(request.uri().path())?;
+    let mut request = request;
+    if let Some(rest) = request.uri().path().strip_prefix("/client") {
+        let rest = if rest.is_empty() { "/" } else { rest };
+        let query = request
+            .uri()
+            .query()
+            .map(|q| format!("?{q}"))
+            .unwrap_or_default();
+        *request.uri_mut() = format!("{rest}{query}")
+            .parse()
+            .map_err(|_| ApiError::not_found("path", "bad path"))?;
+    }
+    let response = ServeDir::new(&state.config.client)
+        .oneshot(request)
+        .await
+        .map_err(ApiError::internal)?;
+    Ok(response.map(Body::new))
 }
 
 /// `/data/*`: static files from the data folder, except gandissect's image cache
@@ -326,6 +404,7 @@ async fn data_files(
     request: Request,
 ) -> Result<Response, ApiError> {
     let path = request.uri().path().trim_start_matches("/data").to_string();
+    check_path_names(&path)?;
     if let Some((prefix, file)) = path.rsplit_once("/cache/img/id/") {
         if let Some(project) = state
             .projects
@@ -339,6 +418,13 @@ async fn data_files(
             let id = state.check_ids(&[id])?[0];
             let dir = project.spec.dir.join("cache/img/id");
             let name = format!("{id}.jpg");
+            if name != file {
+                // `0009.jpg` names id 9, but only `9.jpg` is ever served: do not render.
+                return Err(ApiError::not_found(
+                    "path",
+                    format!("no such cached image; id {id} is cached as {name}"),
+                ));
+            }
             if !dir.join(&name).is_file() {
                 let dim = project.worker.config.z_dim as usize;
                 let z = off_runtime(move || latent::z_for_ids(&[id], dim)).await?;
@@ -354,9 +440,19 @@ async fn data_files(
                         state.config.request_timeout(),
                     )
                     .await?;
-                write_cache_file(&dir, &name, &output.images[0]).await?;
+                let jpeg = output.images.into_iter().next().unwrap_or_default();
+                write_cache_file(&state, &dir, &name, jpeg.clone()).await?;
+                // Answer from memory: the file may already be evicted by a tight budget.
+                return Ok(([(header::CONTENT_TYPE, "image/jpeg")], jpeg).into_response());
+            } else {
+                state.disk_cache.touch(&dir.join(&name));
             }
         }
+    }
+    if path.contains("/cache/img/edit/") {
+        state
+            .disk_cache
+            .touch(&state.config.data.join(path.trim_start_matches('/')));
     }
     let (parts, body) = request.into_parts();
     let mut inner = Request::from_parts(parts, body);
@@ -384,7 +480,23 @@ async fn metrics_text(State(state): State<Arc<AppState>>) -> Response {
         .collect();
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.metrics.render(&queues),
+        state.metrics.render(
+            &queues,
+            &[
+                (
+                    "ganpaint_open_connections",
+                    "Open client connections.",
+                    state
+                        .open_connections
+                        .load(std::sync::atomic::Ordering::Relaxed) as f64,
+                ),
+                (
+                    "ganpaint_disk_cache_bytes",
+                    "Bytes of generated images kept on disk.",
+                    state.disk_cache.total_bytes() as f64,
+                ),
+            ],
+        ),
     )
         .into_response()
 }
@@ -404,12 +516,24 @@ async fn track(State(state): State<Arc<AppState>>, request: Request, next: Next)
         .to_string();
     let method = request.method().clone();
     let response = next.run(request).await;
+    let status = response.status();
     state.metrics.request(
         method.as_str(),
         &route,
-        response.status().as_u16(),
+        status.as_u16(),
         started.elapsed().as_secs_f64(),
     );
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        // Overload is counted, and logged at most once per interval: a crowd of 503s
+        // must not flood the log.
+        if let Some(since_last) = state.metrics.overloaded() {
+            tracing::warn!(
+                refused = since_last,
+                route = %route,
+                "overloaded: answering 503 (counted in ganpaint_overloaded_total)"
+            );
+        }
+    }
     response
 }
 
@@ -437,9 +561,13 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics_text))
         .route("/data/{*path}", get(data_files));
-    let client = ServeDir::new(&state.config.client);
-    api.nest_service("/client", client.clone())
-        .fallback_service(client)
+    api.route("/client", get(client_files))
+        .route("/client/{*path}", get(client_files))
+        .fallback(client_files)
+        // Innermost first: limits, then every error as JSON, then metrics of what the
+        // client finally gets.
+        .layer(middleware::from_fn_with_state(state.clone(), limits::guard))
+        .layer(middleware::from_fn(error::json_errors))
         .layer(middleware::from_fn_with_state(state.clone(), track))
         .layer(axum::extract::DefaultBodyLimit::max(
             state.config.max_body_bytes,
@@ -450,12 +578,18 @@ pub fn app(state: Arc<AppState>) -> Router {
                 .allow_methods([Method::GET, Method::POST, Method::OPTIONS])
                 .allow_headers([header::CONTENT_TYPE]),
         )
-        .layer(TraceLayer::new_for_http())
+        // 5xx are logged where they arise (internal errors with their cause; overload
+        // rate-limited in `track`), not once more per response here.
+        .layer(
+            TraceLayer::new_for_http().on_failure(
+                tower_http::trace::DefaultOnFailure::new().level(tracing::Level::DEBUG),
+            ),
+        )
         .with_state(state)
 }
 
 /// Loads every project, then binds and serves until SIGTERM or Ctrl-C, finishing
-/// in-flight requests.
+/// in-flight requests for at most `--shutdown-grace-s`.
 pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     let address: SocketAddr = format!("{}:{}", config.address, config.port)
         .parse()
@@ -463,9 +597,9 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     let state = Arc::new(tokio::task::block_in_place(|| AppState::load(config))?);
     let listener = tokio::net::TcpListener::bind(address).await?;
     tracing::info!(%address, projects = state.projects.len(), "listening");
-    axum::serve(listener, app(state))
-        .with_graceful_shutdown(shutdown_signal())
-        .await?;
+    let limits = connections::ConnectionLimits::from_config(&state.config);
+    let open = state.open_connections.clone();
+    connections::serve_on(listener, app(state), limits, open, shutdown_signal()).await;
     tracing::info!("shut down");
     Ok(())
 }
