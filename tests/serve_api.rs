@@ -264,6 +264,23 @@ async fn openapi_documents_the_native_routes() {
     for path in ["/api/v1/projects", "/api/v1/generate", "/api/v1/paint"] {
         assert!(doc["paths"][path].is_object(), "{path} missing");
     }
+    let paint = &doc["paths"]["/api/v1/paint"]["post"]["responses"]["200"]["content"];
+    assert!(paint["image/png"].is_object() && paint["application/json"].is_object());
+    let schemas = &doc["components"]["schemas"];
+    assert_eq!(
+        schemas["PaintRequest"]["properties"]["project"]["enum"],
+        json!(["tiny"])
+    );
+    assert_eq!(
+        schemas["PaintRequest"]["oneOf"],
+        json!([{ "required": ["id"] }, { "required": ["seed"] }])
+    );
+    assert_eq!(
+        schemas["GenerateRequest"]["properties"]["seeds"]["items"]["format"],
+        "uint64"
+    );
+    assert!(schemas["PaintResponse"]["properties"]["edit"].is_object());
+    assert!(schemas["PaintRequest"]["properties"]["base_edit"].is_object());
 }
 
 async fn expect_error(uri: &str, body: Value, status: StatusCode, field: &str) {
@@ -330,8 +347,7 @@ async fn bad_inputs_get_4xx_naming_the_field() {
     let mask_bad = json!({ "project": "tiny", "ids": [1], "interventions": [{ "ablations": [{ "layer": "layer4", "unit": 1 }], "mask": { "bitstring": "data:image/png;base64,AAAA" } }] });
     expect_error("/api/generate", mask_bad, bad, "mask").await;
 
-    let stroke =
-        |concept: &str, mask: String| json!({ "concept": concept, "mode": "draw", "mask": mask, "units": 4 });
+    let stroke = |concept: &str, mask: String| json!({ "concept": concept, "mode": "draw", "mask": mask, "units": 4 });
     expect_error(
         "/api/v1/paint",
         json!({ "project": "tiny", "seed": 1, "strokes": [stroke("unicorn", quarter_mask())] }),

@@ -187,7 +187,11 @@ impl Latent {
 /// Unedited images by seed or id: one image answers `image/png`; several (or
 /// `Accept: application/json`) answer JSON with PNG data URLs.
 #[utoipa::path(post, path = "/api/v1/generate", request_body = GenerateRequest,
-    responses((status = 200, description = "image/png, or JSON", body = ImagesResponse), (status = 400, description = "bad input")))]
+    responses(
+        (status = 200, description = "One image as image/png; several, or with Accept: application/json, JSON",
+            content((ImagesResponse = "application/json"), (Vec<u8> = "image/png"))),
+        (status = 400, description = "bad input", body = ErrorBody),
+        (status = 503, description = "queue full", body = ErrorBody)))]
 pub async fn generate(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
@@ -486,7 +490,11 @@ pub struct PaintTiming {
 /// order, over `base_edit` when given. Answers `image/png`, or JSON (with the flattened
 /// `edit`) with `Accept: application/json`.
 #[utoipa::path(post, path = "/api/v1/paint", request_body = PaintRequest,
-    responses((status = 200, description = "image/png, or JSON", body = PaintResponse), (status = 400, description = "bad input"), (status = 503, description = "queue full")))]
+    responses(
+        (status = 200, description = "image/png; with Accept: application/json, JSON with the flattened edit",
+            content((PaintResponse = "application/json"), (Vec<u8> = "image/png"))),
+        (status = 400, description = "bad input", body = ErrorBody),
+        (status = 503, description = "queue full", body = ErrorBody)))]
 pub async fn paint(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
@@ -653,6 +661,41 @@ pub async fn paint(
     Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
 }
 
+/// Every error answer: `error` is the kind, `detail` names the field.
+#[derive(Serialize, ToSchema)]
+pub struct ErrorBody {
+    pub error: String,
+    pub detail: String,
+}
+
+/// The OpenAPI document, completed with what the derive cannot say: the loaded project
+/// names (an enum), that `id`/`seed` and `ids`/`seeds` exclude each other (`oneOf`), and
+/// the integer ranges the server accepts (ids up to 2²⁰, seeds any unsigned 64-bit).
+pub fn openapi_document(projects: &[&str]) -> serde_json::Value {
+    use serde_json::json;
+    use utoipa::OpenApi;
+    let mut doc = serde_json::to_value(ApiDoc::openapi()).unwrap_or_default();
+    let schemas = &mut doc["components"]["schemas"];
+    for (schema, one, other) in [
+        ("PaintRequest", "id", "seed"),
+        ("GenerateRequest", "ids", "seeds"),
+    ] {
+        let s = &mut schemas[schema];
+        s["properties"]["project"] = json!({ "type": "string", "enum": projects });
+        s["oneOf"] = json!([{ "required": [one] }, { "required": [other] }]);
+    }
+    let id =
+        json!({ "type": "integer", "format": "int64", "minimum": 0, "maximum": latent::MAX_ID });
+    let seed = json!({ "type": "integer", "format": "uint64", "minimum": 0, "maximum": u64::MAX });
+    schemas["PaintRequest"]["properties"]["id"] = id.clone();
+    schemas["PaintRequest"]["properties"]["seed"] = seed.clone();
+    schemas["GenerateRequest"]["properties"]["ids"] =
+        json!({ "type": "array", "items": id, "minItems": 1 });
+    schemas["GenerateRequest"]["properties"]["seeds"] =
+        json!({ "type": "array", "items": seed, "minItems": 1 });
+    doc
+}
+
 #[derive(utoipa::OpenApi)]
 #[openapi(
     info(
@@ -673,6 +716,7 @@ pub async fn paint(
         PaintTiming,
         FlatEdit,
         FlatUnit,
+        ErrorBody,
         StrokeMode
     ))
 )]
