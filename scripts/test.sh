@@ -7,5 +7,9 @@ source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 cd "$GANPAINT_ROOT"
 echo "== cargo test (release profile, shared with the server build)"
 cargo test --release
+echo "== Kubernetes manifests (offline schema check, kubernetes-validate from PyPI in the venv)"
+"$VENV/bin/python" -m pip show kubernetes-validate >/dev/null 2>&1 \
+  || "$VENV/bin/python" -m pip install -q kubernetes-validate
+"$VENV/bin/kubernetes-validate" -k 1.30.0 --strict "$GANPAINT_ROOT"/deploy/kubernetes/*.yaml
 echo "== browser tests"
 "$GANPAINT_ROOT/scripts/e2e.sh"
