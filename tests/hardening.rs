@@ -407,41 +407,6 @@ async fn every_error_answer_is_json_with_the_right_status() {
     }
 }
 
-/// Item 14: a full queue's 503s are counted in `/metrics`.
-#[tokio::test(flavor = "multi_thread")]
-async fn overload_is_counted_in_metrics() {
-    let state = state_with(|c| {
-        c.queue_depth = 1;
-        c.max_batch = 1;
-    });
-    let ablations: Vec<Value> = (0..16)
-        .map(|u| json!({ "layer": "layer4", "unit": u, "value": 5.0 }))
-        .collect();
-    let body = json!({ "project": "tiny", "ids": (0..64).collect::<Vec<_>>(), "interventions": [{ "ablations": ablations }] });
-    let tasks: Vec<_> = (0..40)
-        .map(|_| {
-            let (state, body) = (state.clone(), body.clone());
-            tokio::spawn(async move { post(state, "/api/generate", &body, true).await.0 })
-        })
-        .collect();
-    let mut refused = 0;
-    for task in tasks {
-        if task.await.unwrap() == StatusCode::SERVICE_UNAVAILABLE {
-            refused += 1;
-        }
-    }
-    assert!(
-        refused > 0,
-        "40 simultaneous requests never filled a queue of 1"
-    );
-    let (_, _, text) = get(state, "/metrics").await;
-    let text = String::from_utf8(text).unwrap();
-    assert!(
-        text.contains(&format!("ganpaint_overloaded_total {refused}")),
-        "{text}"
-    );
-}
-
 /// A copy of the tiny project's data folder, so a test can change its cache freely.
 fn private_data_dir(name: &str) -> std::path::PathBuf {
     let source = common::tiny_data_dir().join("tiny");

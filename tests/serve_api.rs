@@ -474,7 +474,7 @@ async fn health_and_metrics() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_full_queue_answers_503_with_retry_after() {
+async fn a_full_queue_answers_503_with_retry_after_and_is_counted() {
     let state = state_with(|c| {
         c.queue_depth = 1;
         c.max_batch = 1;
@@ -511,6 +511,13 @@ async fn a_full_queue_answers_503_with_retry_after() {
     assert!(
         overloaded > 0,
         "40 simultaneous requests never filled a queue of 1"
+    );
+    // Issue 13.14: each 503 is counted (and logged at most once per interval).
+    let (_, _, text) = call(state, Request::get("/metrics").body(Body::empty()).unwrap()).await;
+    let text = String::from_utf8(text).unwrap();
+    assert!(
+        text.contains(&format!("ganpaint_overloaded_total {overloaded}")),
+        "{text}"
     );
 }
 
