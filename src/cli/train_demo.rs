@@ -59,7 +59,7 @@ enum What {
 struct GrowArgs {
     #[arg(long)]
     run: PathBuf,
-    /// The new resolution: twice the run's. A run already there is left as it is.
+    /// The new resolution: twice the run's. A run already there (or past it) is left as it is.
     #[arg(long)]
     to: i64,
     /// Width of the new resolution's blocks.
@@ -327,7 +327,7 @@ pub fn run(args: TrainDemoArgs) -> anyhow::Result<()> {
                     trainer.settings.batch,
                     trainer.step + a.fade_steps
                 ),
-                None => println!("{} is at {}x{} already", a.run.display(), a.to, a.to),
+                None => println!("{} is at {}x{} or past it already", a.run.display(), a.to, a.to),
             }
             Ok(())
         }

@@ -239,7 +239,8 @@ fn split_layer(g: &ProgGan) -> String {
 /// resolution, fading the new blocks in over `fade_steps` steps; `batch` may change with
 /// it (Progressive GAN lowers the batch as the resolution grows). Returns the grown
 /// trainer, already saved; the checkpoint at the old resolution is kept beside it.
-/// A run already at `to`² is left as it is (`Ok(None)`), so scripts can repeat the call.
+/// A run already at `to`² or past it is left as it is (`Ok(None)`), so scripts can
+/// repeat the call.
 pub fn grow_run(
     dir: &Path,
     to: i64,
@@ -257,8 +258,8 @@ pub fn grow_run(
         })?)
         .with_context(|| format!("reading {}", state_path.display()))?;
     let from = state.settings.resolution();
-    if from == to {
-        tracing::info!(resolution = to, dir = %dir.display(), "the run is at this resolution already");
+    if from >= to {
+        tracing::info!(resolution = from, to, dir = %dir.display(), "the run is at this resolution or past it already");
         return Ok(None);
     }
     if to != 2 * from {
