@@ -1,24 +1,32 @@
 #!/usr/bin/env bash
-# Rebuilds the bundled demo from scratch (hours on a 2-core CPU; minutes on a GPU):
-# trains (or resumes) the generator and the segmenter, exports them to models/, dissects
-# layer4 into dissect/demo, and prints the quality figures. The shipped files came from
-# exactly these commands; models/provenance.json records the step count used.
+# Rebuilds the bundled demo (days on a 2-core CPU; well under an hour on a GPU), resuming
+# from what the repository holds: trains the generator and the segmenter, exports them to
+# models/, dissects into dissect/demo, and prints the quality figures.
 #
-# The generator trains narrow (cheap) until WIDEN_AT, is widened at 16² and above with
-# `train-demo widen` (same outputs, more room for small details), trains on to EMA_AT, and
-# from there keeps a shorter moving average of G (β 0.99 instead of 0.998: the long average
-# of a generator that moves this fast drew buildings about a fifth too small), and from
-# LR_AT on halves the learning rate, so that G swings less between checkpoints, and halves
-# it again from LR2_AT. From KEEP_FROM to GAN_STEPS every checkpoint keeps its live and EMA
-# generators, and `train-demo pick` ships the one closest to the rendered scenes on a
-# validation split (ids and scenes from 100000 on), not on the figures eval-demo reports.
+# Stage A (64²; done, kept for reproduction): the generator trains narrow (cheap) until
+# WIDEN_AT, is widened at 16² and above with `train-demo widen` (same outputs, more room for
+# small details), trains on to EMA_AT, and from there keeps a shorter moving average of G
+# (β 0.99 instead of 0.998: the long average of a generator that moves this fast drew
+# buildings about a fifth too small), and from LR_AT on halves the learning rate, so that G
+# swings less between checkpoints, and halves it again from LR2_AT. From KEEP_FROM to
+# GAN_STEPS every checkpoint keeps its live and EMA generators, and `train-demo pick`
+# chooses the one closest to the rendered scenes on a validation split (ids and scenes from
+# 100000 on), not on the figures eval-demo reports. That 64² generator is stage B's start.
 #
-#   scripts/make_demo.sh [GAN_STEPS=25000] [RUN_DIR=runs]
+# Stage B (to 256², Progressive GAN growing): a new run adopts the 64² generator (G and its
+# average start as it; a fresh D trains alone first), then grows to 128² and to 256², each
+# new resolution faded in over FADE steps and then trained on. Its resumable state is
+# committed under models/train (f16 G, G's average and D, and state.json; see
+# models/README.md): when RUN_B is missing, it is restored from there, and stage A is
+# skipped. Each command below resumes where the run stands, so the script can be run again
+# and again, for example after a session's training ends.
+#
+#   scripts/make_demo.sh [RUN_DIR=runs]
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 "$GANPAINT_ROOT/scripts/setup.sh"
 cd "$GANPAINT_ROOT"
-STEPS="${1:-25000}"
+STEPS=25000
 WIDEN_AT=15000
 EMA_AT=16400
 LR_AT=17600
@@ -26,29 +34,56 @@ LR2_AT=20400
 KEEP_FROM=23000
 NARROW=256,256,64,32,16
 WIDE=256,256,128,64,32
-RUNS="${2:-runs}"
+RUNS="${1:-runs}"
 BIN=./target/release/ganpaint
 export OMP_WAIT_POLICY=PASSIVE
 
-# widen keeps the narrow checkpoint under this name, which marks the run as widened.
-if [ ! -f "$RUNS/demo-gan/checkpoint-step$WIDEN_AT-${NARROW//,/_}.safetensors" ]; then
-  $BIN train-demo gan --run "$RUNS/demo-gan" --steps "$WIDEN_AT" --bf16 --seed 1 \
-    --channels "$NARROW" --checkpoint-every 200 --sample-every 250
-  $BIN train-demo widen --run "$RUNS/demo-gan" --channels "$WIDE"
+STAGE_A="$RUNS/demo-gan/picked-64.safetensors"
+RUN_B="$RUNS/demo-256"
+
+# Stage B's state travels in the repository; a run folder restored from it resumes.
+if [ ! -f "$RUN_B/state.json" ] && [ -f models/train/state.json ]; then
+  mkdir -p "$RUN_B"
+  cp models/train/state.json models/train/*.safetensors "$RUN_B/"
 fi
-$BIN train-demo gan --run "$RUNS/demo-gan" --steps "$EMA_AT" --bf16 --seed 1 \
-  --channels "$WIDE" --checkpoint-every 200 --sample-every 250
-$BIN train-demo gan --run "$RUNS/demo-gan" --steps "$LR_AT" --bf16 --seed 1 \
-  --channels "$WIDE" --ema-beta 0.99 --checkpoint-every 200 --sample-every 250
-$BIN train-demo gan --run "$RUNS/demo-gan" --steps "$LR2_AT" --bf16 --seed 1 \
-  --channels "$WIDE" --ema-beta 0.99 --lr 0.001 --checkpoint-every 200 --sample-every 250
-$BIN train-demo gan --run "$RUNS/demo-gan" --steps "$STEPS" --bf16 --seed 1 \
-  --channels "$WIDE" --ema-beta 0.99 --lr 0.0005 --keep-from "$KEEP_FROM" \
-  --checkpoint-every 200 --sample-every 250
-[ -f models/demo_segmenter.safetensors ] || \
-  $BIN train-demo segmenter --out models/demo_segmenter.safetensors --steps 1500 --seed 1
-$BIN train-demo pick --run "$RUNS/demo-gan" --out models/demo_generator.safetensors \
-  --first-sample 100000 --samples 3000
+
+if [ ! -f "$RUN_B/state.json" ]; then
+  # ---- Stage A: the 64² generator.
+  # widen keeps the narrow checkpoint under this name, which marks the run as widened.
+  if [ ! -f "$RUNS/demo-gan/checkpoint-step$WIDEN_AT-${NARROW//,/_}.safetensors" ]; then
+    $BIN train-demo gan --run "$RUNS/demo-gan" --steps "$WIDEN_AT" --bf16 --seed 1 \
+      --channels "$NARROW" --checkpoint-every 200 --sample-every 250
+    $BIN train-demo widen --run "$RUNS/demo-gan" --channels "$WIDE"
+  fi
+  $BIN train-demo gan --run "$RUNS/demo-gan" --steps "$EMA_AT" --bf16 --seed 1 \
+    --channels "$WIDE" --checkpoint-every 200 --sample-every 250
+  $BIN train-demo gan --run "$RUNS/demo-gan" --steps "$LR_AT" --bf16 --seed 1 \
+    --channels "$WIDE" --ema-beta 0.99 --checkpoint-every 200 --sample-every 250
+  $BIN train-demo gan --run "$RUNS/demo-gan" --steps "$LR2_AT" --bf16 --seed 1 \
+    --channels "$WIDE" --ema-beta 0.99 --lr 0.001 --checkpoint-every 200 --sample-every 250
+  $BIN train-demo gan --run "$RUNS/demo-gan" --steps "$STEPS" --bf16 --seed 1 \
+    --channels "$WIDE" --ema-beta 0.99 --lr 0.0005 --keep-from "$KEEP_FROM" \
+    --checkpoint-every 200 --sample-every 250
+  [ -f models/demo_segmenter.safetensors ] || \
+    $BIN train-demo segmenter --out models/demo_segmenter.safetensors --steps 1500 --seed 1
+  $BIN train-demo pick --run "$RUNS/demo-gan" --out "$STAGE_A" \
+    --first-sample 100000 --samples 3000
+
+  # ---- Stage B starts: G from stage A, a fresh D trained alone for 300 steps.
+  $BIN train-demo adopt --run "$RUN_B" --generator "$STAGE_A" --d-steps 300 --batch 32 \
+    --bf16 --lr 0.001 --ema-beta 0.99 --seed 1
+fi
+
+# ---- Stage B: 128², 16 channels, batch 16, faded in over 1500 steps.
+GROW128_STEPS=20000
+$BIN train-demo grow --run "$RUN_B" --to 128 --channels 16 --fade-steps 1500 --batch 16
+$BIN train-demo gan --run "$RUN_B" --steps "$GROW128_STEPS" --bf16 --seed 1 --batch 16 \
+  --channels 256,256,128,64,32,16 --checkpoint-every 200 --sample-every 250
+$BIN train-demo snapshot --run "$RUN_B" --out models/train
+
+# ---- The bundle. Until stage B's generator is picked and shipped (with a segmenter,
+# dissection and figures at its resolution), the bundled generator is stage A's pick.
+if [ -f "$STAGE_A" ]; then cp "$STAGE_A" models/demo_generator.safetensors; fi
 $BIN dissect --out dissect/demo --samples 2000 --causal-samples 64
 $BIN eval-edits --project dissect/demo --samples 100
 $BIN eval-demo --out out/eval-demo

@@ -350,3 +350,107 @@ fn eval_edits_prints_one_json_line_with_the_figures_per_concept() {
         "a table comes first"
     );
 }
+
+#[test]
+fn dissect_ace_adds_learned_edits_that_eval_edits_paints_with() {
+    let fx = Fixture::new("ace");
+    let project = fx.path("project");
+    ganpaint(&args(
+        &["dissect", "--out", &project, "--no-images"],
+        &fx.common(8),
+    ));
+    let printed = ganpaint(
+        &[
+            "dissect",
+            "ace",
+            &project,
+            "--concepts",
+            "sky",
+            "--steps",
+            "3",
+            "--batch",
+            "2",
+            "--l1",
+            "0",
+            "--device",
+            "cpu",
+        ]
+        .map(String::from),
+    );
+    assert!(printed.contains("sky"), "{printed}");
+    let json: Value =
+        serde_json::from_slice(&std::fs::read(Path::new(&project).join("dissect.json")).unwrap())
+            .unwrap();
+    let rankings = json["layers"][0]["rankings"].as_array().unwrap();
+    for name in ["sky-ace-draw", "sky-ace-remove"] {
+        let ranking = rankings
+            .iter()
+            .find(|r| r["name"] == name)
+            .unwrap_or_else(|| panic!("{name} missing"));
+        let scores = ranking["score"].as_array().unwrap();
+        assert_eq!(scores.len(), 16, "one weight per unit of layer4");
+        assert!(scores
+            .iter()
+            .all(|s| (-1.0..=0.0).contains(&s.as_f64().unwrap())));
+    }
+    // The IoU rankings are kept, and a second run replaces (not repeats) the learned ones.
+    assert!(rankings.iter().any(|r| r["name"] == "sky-iou"));
+    ganpaint(
+        &[
+            "dissect",
+            "ace",
+            &project,
+            "--concepts",
+            "sky",
+            "--steps",
+            "2",
+            "--batch",
+            "2",
+            "--device",
+            "cpu",
+        ]
+        .map(String::from),
+    );
+    let json: Value =
+        serde_json::from_slice(&std::fs::read(Path::new(&project).join("dissect.json")).unwrap())
+            .unwrap();
+    let count = json["layers"][0]["rankings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["name"] == "sky-ace-draw")
+        .count();
+    assert_eq!(count, 1);
+
+    let printed = ganpaint(
+        &[
+            "eval-edits",
+            "--project",
+            &project,
+            "--samples",
+            "2",
+            "--batch",
+            "2",
+            "--concepts",
+            "sky",
+            "--ranking",
+            "iou,ace",
+            "--device",
+            "cpu",
+        ]
+        .map(String::from),
+    );
+    let reports: Vec<Value> = printed
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let names: Vec<&str> = reports
+        .iter()
+        .map(|r| r["ranking"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, vec!["iou", "ace"]);
+    for report in &reports {
+        assert_eq!(report["concepts"]["sky"]["samples"], 2);
+    }
+}

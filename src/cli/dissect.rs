@@ -44,6 +44,9 @@ enum DissectCommand {
     Merge(MergeArgs),
     /// Add causal rankings (which units draw or remove each concept) to a dissection.
     Causal(super::dissect_causal::CausalArgs),
+    /// Learn optimized interventions (one weight per unit, per concept and mode) and add
+    /// them to a dissection as `<concept>-ace-draw` / `-ace-remove` rankings.
+    Ace(super::dissect_ace::AceArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -126,6 +129,7 @@ pub fn run(args: DissectArgs) -> anyhow::Result<()> {
     match args.command {
         Some(DissectCommand::Merge(merge)) => run_merge(merge),
         Some(DissectCommand::Causal(causal)) => super::dissect_causal::run(causal),
+        Some(DissectCommand::Ace(ace)) => super::dissect_ace::run(ace),
         None => run_dissect(args.run),
     }
 }

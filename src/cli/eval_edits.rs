@@ -1,13 +1,15 @@
 //! `ganpaint eval-edits`: the causal check of a dissection (see
-//! [`crate::dissect::causal`]). Prints a table, then one JSON line
-//! `{"concepts": {"<concept>": {"draw_gain", "remove_cut", "far_change", "samples", "remove_samples"}}}`.
+//! [`crate::dissect::causal`]). For each way of choosing units (`--ranking`: by IoU, by
+//! causal effect, or the learned weights of optimized interventions) it prints a table,
+//! then one JSON line `{"ranking": "…", "concepts": {"<concept>": {"draw_gain",
+//! "remove_cut", "far_change", "samples", "remove_samples"}}}`.
 
 use std::path::PathBuf;
 
 use anyhow::Context;
 
 use crate::dissect::causal::EditEval;
-use crate::dissect::output::read_project;
+use crate::dissect::output::{read_project, UnitChoice};
 use crate::model::DeviceChoice;
 
 use super::dissect::{load_project_models, ProjectModels};
@@ -53,10 +55,36 @@ pub struct EvalEditsArgs {
     batch: usize,
     #[arg(long, value_enum, default_value_t = DeviceChoice::Auto)]
     device: DeviceChoice,
-    /// Paint each concept's top units by IoU even when the dissection has causal
-    /// rankings (by default draw and remove use theirs, as the server does).
-    #[arg(long)]
-    iou_ranking: bool,
+    /// How strokes choose their units, one report each: `iou` (top units by IoU),
+    /// `causal` (top units by causal effect for the mode, else IoU), `ace` (the learned
+    /// weights of `dissect ace`, else as causal; skipped when the dissection has none).
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "causal,ace")]
+    ranking: Vec<RankingArg>,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum RankingArg {
+    Iou,
+    Causal,
+    Ace,
+}
+
+impl RankingArg {
+    fn choice(self) -> UnitChoice {
+        match self {
+            RankingArg::Iou => UnitChoice::Iou,
+            RankingArg::Causal => UnitChoice::Causal,
+            RankingArg::Ace => UnitChoice::Optimized,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            RankingArg::Iou => "iou",
+            RankingArg::Causal => "causal",
+            RankingArg::Ace => "ace",
+        }
+    }
 }
 
 pub fn run(args: EvalEditsArgs) -> anyhow::Result<()> {
@@ -95,64 +123,85 @@ pub fn run(args: EvalEditsArgs) -> anyhow::Result<()> {
         args.concepts.clone()
     };
     tracing::info!(generator = %generator_path.display(), layer = %layer_name, ?concepts, samples = args.samples, "evaluating edits");
-    let eval = EditEval {
-        generator: &generator,
-        segmenter: segmenter.as_ref(),
-        layer,
-        concepts,
-        samples: args.samples,
-        first_id: args.first_id,
-        units: args.units,
-        quantile: args.quantile,
-        strength: args.strength,
-        seed: args.seed,
-        batch: args.batch,
-        causal_ranking: !args.iou_ranking,
-    };
-    let bar = super::progress_bar(args.samples, "paint and segment");
-    let started = std::time::Instant::now();
-    let report = eval.run(&mut |n| bar.inc(n))?;
-    bar.finish();
-    println!(
-        "{:<10} | {:>7} {:>7} {:>9} | {:>7} {:>7} {:>7} {:>10} | {:>8} {:>8} {:>10}",
-        "concept",
-        "before",
-        "drawn",
-        "draw_gain",
-        "present",
-        "before",
-        "removed",
-        "remove_cut",
-        "far draw",
-        "far rm",
-        "far_change"
-    );
-    for (concept, e) in &report.concepts {
-        let cut = e.remove_cut.map_or("-".to_string(), |c| format!("{c:.3}"));
-        println!(
-            "{concept:<10} | {:>7.3} {:>7.3} {:>+9.3} | {:>7} {:>7.3} {:>7.3} {cut:>10} | {:>8.4} {:>8.4} {:>10.4}",
-            e.draw_before,
-            e.draw_after,
-            e.draw_gain,
-            e.remove_samples,
-            e.remove_before,
-            e.remove_after,
-            e.far_change_draw,
-            e.far_change_remove,
-            e.far_change
+    let has_learned = layer.rankings.iter().any(|r| {
+        concepts.contains(&r.concept)
+            && (r.metric == crate::dissect::optimize::DRAW_METRIC
+                || r.metric == crate::dissect::optimize::REMOVE_METRIC)
+    });
+    for ranking in &args.ranking {
+        if *ranking == RankingArg::Ace && !has_learned {
+            eprintln!(
+                "ace: the dissection has no learned edits for these concepts (run `ganpaint dissect ace`); skipped"
+            );
+            continue;
+        }
+        let eval = EditEval {
+            generator: &generator,
+            segmenter: segmenter.as_ref(),
+            layer,
+            concepts: concepts.clone(),
+            samples: args.samples,
+            first_id: args.first_id,
+            units: args.units,
+            quantile: args.quantile,
+            strength: args.strength,
+            seed: args.seed,
+            batch: args.batch,
+            choice: ranking.choice(),
+        };
+        let bar = super::progress_bar(
+            args.samples,
+            &format!("paint and segment ({})", ranking.name()),
         );
+        let started = std::time::Instant::now();
+        let report = eval.run(&mut |n| bar.inc(n))?;
+        bar.finish();
+        println!(
+            "{:<10} | {:>5} {:>7} {:>7} {:>9} | {:>7} {:>7} {:>7} {:>10} | {:>8} {:>8} {:>10}",
+            "concept",
+            "units",
+            "before",
+            "drawn",
+            "draw_gain",
+            "present",
+            "before",
+            "removed",
+            "remove_cut",
+            "far draw",
+            "far rm",
+            "far_change"
+        );
+        for (concept, e) in &report.concepts {
+            let cut = e.remove_cut.map_or("-".to_string(), |c| format!("{c:.3}"));
+            println!(
+                "{concept:<10} | {:>5} {:>7.3} {:>7.3} {:>+9.3} | {:>7} {:>7.3} {:>7.3} {cut:>10} | {:>8.4} {:>8.4} {:>10.4}",
+                e.units.len(),
+                e.draw_before,
+                e.draw_after,
+                e.draw_gain,
+                e.remove_samples,
+                e.remove_before,
+                e.remove_after,
+                e.far_change_draw,
+                e.far_change_remove,
+                e.far_change
+            );
+        }
+        println!(
+            "shares are of the region's pixels; `present` samples (share ≥ {}) are the ones removed from",
+            crate::dissect::causal::PRESENT_SHARE
+        );
+        println!(
+            "({} samples, 3×3-cell regions of {layer_name}, units by {}: at most {} at the {} level, {:.1} s)",
+            args.samples,
+            ranking.name(),
+            args.units,
+            args.quantile,
+            started.elapsed().as_secs_f64()
+        );
+        let mut json = serde_json::to_value(&report)?;
+        json["ranking"] = ranking.name().into();
+        println!("{}", serde_json::to_string(&json)?);
     }
-    println!(
-        "shares are of the region's pixels; `present` samples (share ≥ {}) are the ones removed from",
-        crate::dissect::causal::PRESENT_SHARE
-    );
-    println!(
-        "({} samples, 3×3-cell regions of {layer_name}, top {} units at the {} level, {:.1} s)",
-        args.samples,
-        args.units,
-        args.quantile,
-        started.elapsed().as_secs_f64()
-    );
-    println!("{}", serde_json::to_string(&report)?);
     Ok(())
 }

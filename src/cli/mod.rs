@@ -2,6 +2,7 @@
 
 mod bench;
 mod dissect;
+mod dissect_ace;
 mod dissect_causal;
 mod eval_demo;
 mod eval_edits;

@@ -5,6 +5,9 @@
 //! ganpaint train-demo widen --run runs/demo-gan --channels 256,256,64,64,32  # same function, more room
 //! ganpaint train-demo export --run runs/demo-gan --out models/demo_generator.safetensors
 //! ganpaint train-demo pick --run runs/demo-gan --out models/demo_generator.safetensors  # kept ones
+//! ganpaint train-demo adopt --run runs/demo-256 --generator models/demo_generator.safetensors
+//! ganpaint train-demo grow --run runs/demo-256 --to 128 --channels 16   # fade a new resolution in
+//! ganpaint train-demo snapshot --run runs/demo-256 --out models/train   # compact, resumable
 //! ```
 
 use std::path::PathBuf;
@@ -12,7 +15,10 @@ use std::path::PathBuf;
 use anyhow::Context;
 
 use crate::cli::eval_demo::{check_split, load_segmenter};
-use crate::demo::gan::{write_compact, GanRun, GanSettings, Retune, KEPT_DIR};
+use crate::demo::gan::{
+    write_compact, write_compact_state, GanRun, GanSettings, GanTrainer, Retune, KEPT_DIR,
+};
+use crate::demo::grow::{adopt_generator, grow_run};
 use crate::demo::pick::pick;
 use crate::demo::scene::CLASSES;
 use crate::demo::segmenter::{heldout_iou, SegmenterRun};
@@ -38,6 +44,70 @@ enum What {
     /// Choose among a run's kept generators (`gan --keep-from`) on a validation split, and
     /// write the chosen one as a compact model.
     Pick(PickArgs),
+    /// Give a GAN run twice its resolution, Progressive GAN style: a new block in G and in D,
+    /// faded in over `--fade-steps` steps; then resume it with `train-demo gan`.
+    Grow(GrowArgs),
+    /// Start a new GAN run from a finished generator (G and its average start as it; a
+    /// fresh D trains alone first), for when the run that made it is gone.
+    Adopt(AdoptArgs),
+    /// Write what a run needs to resume, compactly (f16 G, G's average and D, one file each,
+    /// and state.json; no Adam moments), to a folder that is itself a resumable run.
+    Snapshot(SnapshotArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct GrowArgs {
+    #[arg(long)]
+    run: PathBuf,
+    /// The new resolution: twice the run's. A run already there (or past it) is left as it is.
+    #[arg(long)]
+    to: i64,
+    /// Width of the new resolution's blocks.
+    #[arg(long)]
+    channels: i64,
+    /// Steps over which the new blocks fade in (α from 0 to 1).
+    #[arg(long, default_value_t = 1000)]
+    fade_steps: i64,
+    /// A new batch size from here on (Progressive GAN lowers it as the resolution grows).
+    #[arg(long)]
+    batch: Option<i64>,
+}
+
+#[derive(clap::Args, Debug)]
+struct AdoptArgs {
+    /// The new run's folder (must not hold a run).
+    #[arg(long)]
+    run: PathBuf,
+    /// The generator to start from.
+    #[arg(long, default_value = "models/demo_generator.safetensors")]
+    generator: PathBuf,
+    /// Steps the fresh discriminator trains alone before G moves.
+    #[arg(long, default_value_t = 300)]
+    d_steps: i64,
+    #[arg(long, default_value_t = 32)]
+    batch: i64,
+    #[arg(long, default_value_t = 0.002)]
+    lr: f64,
+    #[arg(long, default_value_t = 0.1)]
+    r1_gamma: f64,
+    #[arg(long, default_value_t = 4)]
+    r1_every: i64,
+    #[arg(long, default_value_t = 0.99)]
+    ema_beta: f64,
+    #[arg(long, default_value_t = false)]
+    bf16: bool,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    #[arg(long, value_enum, default_value_t = DeviceChoice::Auto)]
+    device: DeviceChoice,
+}
+
+#[derive(clap::Args, Debug)]
+struct SnapshotArgs {
+    #[arg(long)]
+    run: PathBuf,
+    #[arg(long, default_value = "models/train")]
+    out: PathBuf,
 }
 
 #[derive(clap::Args, Debug)]
@@ -242,6 +312,63 @@ pub fn run(args: TrainDemoArgs) -> anyhow::Result<()> {
             println!(
                 "{}",
                 serde_json::json!({"chosen": chosen.name, "score": chosen.score, "worst_class": chosen.worst_class, "out": a.out, "report": report})
+            );
+            Ok(())
+        }
+        What::Grow(a) => {
+            match grow_run(&a.run, a.to, a.channels, a.fade_steps, a.batch)? {
+                Some(trainer) => println!(
+                    "grew {} at step {} to {}x{} (channels {:?}, batch {}), fading in until step {}",
+                    a.run.display(),
+                    trainer.step,
+                    a.to,
+                    a.to,
+                    trainer.settings.channels,
+                    trainer.settings.batch,
+                    trainer.step + a.fade_steps
+                ),
+                None => println!("{} is at {}x{} or past it already", a.run.display(), a.to, a.to),
+            }
+            Ok(())
+        }
+        What::Adopt(a) => {
+            let settings = GanSettings {
+                z_dim: 0,
+                channels: Vec::new(),
+                batch: a.batch,
+                lr: a.lr,
+                r1_gamma: a.r1_gamma,
+                r1_every: a.r1_every,
+                ema_beta: a.ema_beta,
+                bf16: a.bf16,
+                seed: a.seed,
+            };
+            let trainer = adopt_generator(
+                &a.run,
+                &a.generator,
+                settings,
+                a.d_steps,
+                a.device.resolve()?,
+            )?;
+            println!(
+                "started {} from {} (channels {:?}); D trained alone for {} steps",
+                a.run.display(),
+                a.generator.display(),
+                trainer.settings.channels,
+                a.d_steps
+            );
+            Ok(())
+        }
+        What::Snapshot(a) => {
+            let trainer = GanTrainer::resume(&a.run, tch::Device::Cpu)?.ok_or_else(|| {
+                anyhow::anyhow!("{} holds no run (no state.json)", a.run.display())
+            })?;
+            write_compact_state(&trainer, &a.out)?;
+            println!(
+                "wrote the state of {} at step {} to {}",
+                a.run.display(),
+                trainer.step,
+                a.out.display()
             );
             Ok(())
         }

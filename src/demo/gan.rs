@@ -22,6 +22,7 @@ use serde::{Deserialize, Serialize};
 use tch::{nn, Device, Kind, Tensor};
 
 use super::data::SceneBatches;
+use super::grow::{Adoption, Fade, Growth};
 use super::nn::{copy_vars, ema_update, load_vars, Adam, EqLayer};
 use crate::model::{ProgGan, ProgGanConfig};
 
@@ -92,12 +93,24 @@ impl Discriminator {
 
     /// images: [N, 3, R, R] → realness logits [N] (f32).
     pub fn forward(&self, images: &Tensor) -> Tensor {
+        self.forward_faded(images, None)
+    }
+
+    /// As [`Self::forward`], while a new first block fades in (see [`super::grow`]):
+    /// `fade` is the kept input layer of the resolution below and the new block's weight
+    /// α; its output is blended with that layer's on the 2×-pooled images.
+    pub fn forward_faded(&self, images: &Tensor, fade: Option<(&EqLayer, f64)>) -> Tensor {
         let act = |x: Tensor| crate::model::proggan::leaky_relu(&x).expect("leaky relu");
+        let pool = |x: &Tensor| x.avg_pool2d([2, 2], [2, 2], [0, 0], false, true, None::<i64>);
         let mut x = act(self.from_rgb.forward(images));
-        for (conv0, conv1) in &self.blocks {
+        for (index, (conv0, conv1)) in self.blocks.iter().enumerate() {
             x = act(conv0.forward(&x));
             x = act(conv1.forward(&x));
-            x = x.avg_pool2d([2, 2], [2, 2], [0, 0], false, true, None::<i64>);
+            x = pool(&x);
+            if let (0, Some((from_rgb, alpha))) = (index, fade) {
+                let old = act(from_rgb.forward(&pool(images)));
+                x = old * (1.0 - alpha) + x * alpha;
+            }
         }
         let x = minibatch_stddev(&x, 4);
         let x = act(self.final_conv.forward(&x));
@@ -147,6 +160,12 @@ pub struct GanTrainer {
     pub widenings: Vec<Widening>,
     /// Carried from `state.json`: settings changed on resume.
     pub changes: Vec<SettingChange>,
+    /// Carried from `state.json`: every growth of the run's resolution, oldest first.
+    pub growths: Vec<Growth>,
+    /// Carried from `state.json`: the generator the run started from, if adopted.
+    pub origin: Option<Adoption>,
+    /// The old resolution's blocks while a new one fades in.
+    pub fade: Option<Fade>,
     compute_kind: Kind,
 }
 
@@ -177,6 +196,9 @@ impl GanTrainer {
             step: 0,
             widenings: Vec::new(),
             changes: Vec::new(),
+            growths: Vec::new(),
+            origin: None,
+            fade: None,
             compute_kind,
         }
     }
@@ -186,30 +208,61 @@ impl GanTrainer {
             .to_kind(self.compute_kind)
     }
 
+    /// G's images for `z` (its moving average's when `ema`), blended with the old
+    /// resolution's while a new one fades in.
+    pub fn generate(&self, z: &Tensor, ema: bool) -> Tensor {
+        let g = if ema { &self.g_ema } else { &self.g };
+        match &self.fade {
+            Some(fade) => fade.generate(g, ema, self.step, z),
+            None => g.forward(z).expect("generator forward"),
+        }
+    }
+
+    fn critic(&self, images: &Tensor) -> Tensor {
+        let fade = self.fade.as_ref().map(|f| f.discriminator_path(self.step));
+        self.d.forward_faded(images, fade)
+    }
+
     /// One D update and one G update. `reals`: [N, 3, R, R] in [-1, 1], f32.
     pub fn train_step(&mut self, reals: &Tensor) -> StepLosses {
+        let do_r1 = self.settings.r1_every > 0 && self.step % self.settings.r1_every == 0;
+        let mut losses = self.d_step(reals, do_r1);
+        losses.g_loss = self.g_step(reals.size()[0]);
+        self.step += 1;
+        if self
+            .fade
+            .as_ref()
+            .is_some_and(|f| !f.growth.fading(self.step))
+        {
+            tracing::info!(
+                step = self.step,
+                "fade complete: the old resolution's blocks are dropped"
+            );
+            self.fade = None;
+        }
+        losses
+    }
+
+    /// One D update (with the lazy R1 penalty on reals when `do_r1`); G does not move.
+    pub fn d_step(&mut self, reals: &Tensor, do_r1: bool) -> StepLosses {
         let n = reals.size()[0];
         let reals = reals.to_device(self.g.device()).to_kind(self.compute_kind);
         let mut losses = StepLosses {
             step: self.step,
             ..Default::default()
         };
-
-        // Discriminator.
         self.opt_d.zero_grad();
-        let fakes = tch::no_grad(|| {
-            self.g
-                .forward(&self.sample_z(n))
-                .expect("generator forward")
-        });
-        let do_r1 = self.settings.r1_every > 0 && self.step % self.settings.r1_every == 0;
+        if let Some(fade) = self.fade.as_mut() {
+            fade.zero_grad();
+        }
+        let fakes = tch::no_grad(|| self.generate(&self.sample_z(n), false));
         let reals = if do_r1 {
             reals.detach().set_requires_grad(true)
         } else {
             reals
         };
-        let real_logits = self.d.forward(&reals);
-        let fake_logits = self.d.forward(&fakes);
+        let real_logits = self.critic(&reals);
+        let fake_logits = self.critic(&fakes);
         let mut d_loss =
             (-&real_logits).softplus().mean(Kind::Float) + fake_logits.softplus().mean(Kind::Float);
         if do_r1 {
@@ -225,30 +278,34 @@ impl GanTrainer {
         }
         d_loss.backward();
         self.opt_d.update();
+        if let Some(fade) = self.fade.as_mut() {
+            fade.update_d();
+        }
         losses.d_loss = d_loss.double_value(&[]);
         losses.real_score = real_logits.mean(Kind::Float).double_value(&[]);
         losses.fake_score = fake_logits.mean(Kind::Float).double_value(&[]);
+        losses
+    }
 
-        // Generator.
+    /// One G update on `n` fresh latents, then the moving average; returns G's loss.
+    fn g_step(&mut self, n: i64) -> f64 {
         self.opt_g.zero_grad();
         self.opt_d.zero_grad();
-        let fakes = self
-            .g
-            .forward(&self.sample_z(n))
-            .expect("generator forward");
-        let g_loss = (-self.d.forward(&fakes)).softplus().mean(Kind::Float);
+        if let Some(fade) = self.fade.as_mut() {
+            fade.zero_grad();
+        }
+        let fakes = self.generate(&self.sample_z(n), false);
+        let g_loss = (-self.critic(&fakes)).softplus().mean(Kind::Float);
         g_loss.backward();
         self.opt_g.update();
         self.opt_d.zero_grad();
-        losses.g_loss = g_loss.double_value(&[]);
-
-        ema_update(
-            self.g_ema.var_store(),
-            self.g.var_store(),
-            self.settings.ema_beta,
-        );
-        self.step += 1;
-        losses
+        let beta = self.settings.ema_beta;
+        if let Some(fade) = self.fade.as_mut() {
+            fade.update_g(beta);
+            fade.zero_grad();
+        }
+        ema_update(self.g_ema.var_store(), self.g.var_store(), beta);
+        g_loss.double_value(&[])
     }
 
     /// Every tensor of the run by name: `g.*`, `g_ema.*`, `d.*` and both Adam states.
@@ -267,11 +324,15 @@ impl GanTrainer {
         }
         tensors.extend(self.opt_g.state("adam_g"));
         tensors.extend(self.opt_d.state("adam_d"));
+        if let Some(fade) = &self.fade {
+            tensors.extend(fade.tensors());
+        }
         tensors
     }
 
     /// A trainer at `step` whose every tensor comes from `tensors` (as
     /// [`Self::checkpoint_tensors`] names them).
+    /// A run without growths; see [`Self::load_checkpoint`] for one that has them.
     pub fn from_checkpoint(
         settings: GanSettings,
         step: i64,
@@ -279,19 +340,46 @@ impl GanTrainer {
         device: Device,
     ) -> anyhow::Result<Self> {
         let mut trainer = GanTrainer::new(settings, device);
-        load_vars(trainer.g.var_store(), "g.", tensors)?;
-        load_vars(trainer.g_ema.var_store(), "g_ema.", tensors)?;
-        load_vars(&trainer.d_vs, "d.", tensors)?;
-        trainer.opt_g.load_state("adam_g", tensors, step)?;
-        trainer.opt_d.load_state("adam_d", tensors, step)?;
-        trainer.step = step;
+        trainer.load_checkpoint(step, tensors)?;
         Ok(trainer)
+    }
+
+    /// Loads every tensor of the run at `step` (set `growths` first: a growth still
+    /// fading at `step` brings back its [`Fade`]). A checkpoint without Adam moments
+    /// (a compact state, see [`write_compact_state`]) starts the optimizers afresh.
+    pub fn load_checkpoint(
+        &mut self,
+        step: i64,
+        tensors: &BTreeMap<String, Tensor>,
+    ) -> anyhow::Result<()> {
+        load_vars(self.g.var_store(), "g.", tensors)?;
+        load_vars(self.g_ema.var_store(), "g_ema.", tensors)?;
+        load_vars(&self.d_vs, "d.", tensors)?;
+        if tensors.keys().any(|k| k.starts_with("adam_g.")) {
+            self.opt_g.load_state("adam_g", tensors, step)?;
+            self.opt_d.load_state("adam_d", tensors, step)?;
+        } else {
+            tracing::info!(
+                step,
+                "no Adam moments in the checkpoint: the optimizers start afresh"
+            );
+        }
+        self.step = step;
+        self.fade = match self.growths.last().filter(|g| g.fading(step)) {
+            Some(growth) => {
+                let mut fade = Fade::new(growth.clone(), &self.settings, self.g.device());
+                fade.set_lr(self.settings.lr);
+                fade.load(tensors, step)?;
+                Some(fade)
+            }
+            None => None,
+        };
+        Ok(())
     }
 
     /// D's realness logits for images [N, 3, R, R] (in the training dtype).
     pub fn discriminate(&self, images: &Tensor) -> Tensor {
-        self.d
-            .forward(&images.to_device(self.g.device()).to_kind(self.compute_kind))
+        self.critic(&images.to_device(self.g.device()).to_kind(self.compute_kind))
     }
 
     /// Applies the settings `retune` asks for from this step on, recording each change.
@@ -311,6 +399,9 @@ impl GanTrainer {
             self.settings.lr = lr;
             self.opt_g.lr = lr;
             self.opt_d.lr = lr;
+            if let Some(fade) = self.fade.as_mut() {
+                fade.set_lr(lr);
+            }
         }
         if let Some(beta) = retune.ema_beta.filter(|&v| v != self.settings.ema_beta) {
             record("ema_beta", self.settings.ema_beta, beta);
@@ -331,19 +422,24 @@ impl GanTrainer {
         let tmp = dir.join("checkpoint.safetensors.tmp");
         Tensor::write_safetensors(&tensors, &tmp)?;
         std::fs::rename(&tmp, dir.join("checkpoint.safetensors"))?;
-        let state = RunState {
-            step: self.step,
-            settings: self.settings.clone(),
-            widenings: self.widenings.clone(),
-            changes: self.changes.clone(),
-        };
         std::fs::write(
             dir.join("state.json"),
-            serde_json::to_string_pretty(&state)?,
+            serde_json::to_string_pretty(&self.run_state())?,
         )?;
         self.g_ema
             .save_safetensors(&dir.join("generator_ema.safetensors"))?;
         Ok(())
+    }
+
+    pub(crate) fn run_state(&self) -> RunState {
+        RunState {
+            step: self.step,
+            settings: self.settings.clone(),
+            widenings: self.widenings.clone(),
+            changes: self.changes.clone(),
+            growths: self.growths.clone(),
+            origin: self.origin.clone(),
+        }
     }
 
     /// Keeps this step's live and EMA generators, compact, as `dir/kept/step-NNNNNN-live`
@@ -369,14 +465,23 @@ impl GanTrainer {
         let state: RunState = serde_json::from_str(&std::fs::read_to_string(&state_path)?)
             .with_context(|| format!("reading {}", state_path.display()))?;
         let ckpt = dir.join("checkpoint.safetensors");
-        let tensors: BTreeMap<String, Tensor> = Tensor::read_safetensors(&ckpt)
-            .with_context(|| format!("reading {}", ckpt.display()))?
-            .into_iter()
-            .collect();
-        let mut trainer = GanTrainer::from_checkpoint(state.settings, state.step, &tensors, device)
-            .with_context(|| format!("loading {}", ckpt.display()))?;
+        let (tensors, source) = if ckpt.exists() {
+            let tensors: BTreeMap<String, Tensor> = Tensor::read_safetensors(&ckpt)
+                .with_context(|| format!("reading {}", ckpt.display()))?
+                .into_iter()
+                .collect();
+            (tensors, ckpt)
+        } else {
+            (read_compact_state(dir)?, dir.to_path_buf())
+        };
+        let mut trainer = GanTrainer::new(state.settings, device);
         trainer.widenings = state.widenings;
         trainer.changes = state.changes;
+        trainer.growths = state.growths;
+        trainer.origin = state.origin;
+        trainer
+            .load_checkpoint(state.step, &tensors)
+            .with_context(|| format!("loading {}", source.display()))?;
         Ok(Some(trainer))
     }
 }
@@ -391,6 +496,12 @@ pub(crate) struct RunState {
     /// Every change of a training setting on resume, oldest first.
     #[serde(default)]
     pub changes: Vec<SettingChange>,
+    /// Every growth of the resolution (see [`super::grow`]), oldest first.
+    #[serde(default)]
+    pub growths: Vec<Growth>,
+    /// The generator the run started from, when it did not start from random weights.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<Adoption>,
 }
 
 /// A training setting changed when the run was resumed at `step`.
@@ -512,8 +623,7 @@ impl GanRun {
                 }
             }
             if trainer.step % self.sample_every == 0 || trainer.step == self.steps {
-                write_sample_grid(
-                    &trainer.g_ema,
+                trainer.write_sample_grid(
                     &self.dir.join(format!("samples-{:06}.png", trainer.step)),
                 )?;
             }
@@ -523,14 +633,66 @@ impl GanRun {
     }
 }
 
-/// An 8×8 grid of ids 0..64 from `g`.
-pub fn write_sample_grid(g: &ProgGan, path: &Path) -> anyhow::Result<()> {
-    let _guard = tch::no_grad_guard();
-    let ids: Vec<u64> = (0..64).collect();
-    let z = g.z_for_ids(&ids)?;
-    let images = crate::imageio::to_rgb_images(&g.forward(&z)?)?;
-    crate::imageio::write_png(&crate::imageio::grid(&images, 8), path)?;
+impl GanTrainer {
+    /// An 8×8 grid of ids 0..64 from the moving average of G (blended while fading).
+    pub fn write_sample_grid(&self, path: &Path) -> anyhow::Result<()> {
+        let _guard = tch::no_grad_guard();
+        let ids: Vec<u64> = (0..64).collect();
+        let z = self.g_ema.z_for_ids(&ids)?;
+        let images = self.generate(&z, true).to_kind(Kind::Float);
+        let images = crate::imageio::to_rgb_images(&images)?;
+        crate::imageio::write_png(&crate::imageio::grid(&images, 8), path)?;
+        Ok(())
+    }
+}
+
+/// The files of a compact run state (see [`write_compact_state`]), each holding the
+/// tensors of the checkpoint names that start with one of its prefixes.
+const COMPACT_FILES: [(&str, &[&str]); 3] = [
+    ("g.safetensors", &["g.", "g_fade."]),
+    ("g_ema.safetensors", &["g_ema.", "g_ema_fade."]),
+    ("d.safetensors", &["d.", "d_fade."]),
+];
+
+/// Writes what a run needs to resume, compactly, into `out`: G, its moving average and D
+/// (with any fade blocks) in f16, one file each, and `state.json`. Adam's moments are left
+/// out; a run resumed from this starts its optimizers afresh. `out` is itself a run
+/// folder that [`GanTrainer::resume`] reads, so it can be copied to a new machine and
+/// trained on.
+pub fn write_compact_state(trainer: &GanTrainer, out: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(out)?;
+    let tensors = trainer.checkpoint_tensors();
+    for (file, prefixes) in COMPACT_FILES {
+        let part: Vec<(String, Tensor)> = tensors
+            .iter()
+            .filter(|(name, _)| prefixes.iter().any(|p| name.starts_with(p)))
+            .map(|(name, t)| (name.clone(), t.to_kind(Kind::Half)))
+            .collect();
+        let path = out.join(file);
+        let tmp = out.join(format!("{file}.tmp"));
+        Tensor::write_safetensors(&part, &tmp)?;
+        std::fs::rename(&tmp, &path)?;
+    }
+    std::fs::write(
+        out.join("state.json"),
+        serde_json::to_string_pretty(&trainer.run_state())?,
+    )?;
     Ok(())
+}
+
+/// Reads the tensors [`write_compact_state`] wrote (widened to f32 when loaded).
+fn read_compact_state(dir: &Path) -> anyhow::Result<BTreeMap<String, Tensor>> {
+    let mut tensors = BTreeMap::new();
+    for (file, _) in COMPACT_FILES {
+        let path = dir.join(file);
+        tensors.extend(Tensor::read_safetensors(&path).with_context(|| {
+            format!(
+                "reading {} (no checkpoint.safetensors either)",
+                path.display()
+            )
+        })?);
+    }
+    Ok(tensors)
 }
 
 #[cfg(test)]

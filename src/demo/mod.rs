@@ -6,6 +6,7 @@
 pub mod data;
 pub mod eval;
 pub mod gan;
+pub mod grow;
 pub mod nn;
 pub mod pick;
 pub mod scene;

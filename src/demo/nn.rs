@@ -149,9 +149,12 @@ impl Adam {
         }
     }
 
-    /// Moments as named tensors (`<prefix>.m.<name>`, `<prefix>.v.<name>`) for a checkpoint.
+    /// Moments as named tensors (`<prefix>.m.<name>`, `<prefix>.v.<name>`) and the
+    /// optimizer's own step count (`<prefix>.step`) for a checkpoint. The step count is
+    /// not always the run's: the optimizer starts afresh when a run grows or resumes
+    /// without moments, and its bias correction must know.
     pub fn state(&self, prefix: &str) -> Vec<(String, Tensor)> {
-        let mut out = Vec::new();
+        let mut out = vec![(format!("{prefix}.step"), Tensor::from(self.step))];
         for (i, (name, _)) in self.params.iter().enumerate() {
             out.push((format!("{prefix}.m.{name}"), self.m[i].shallow_clone()));
             out.push((format!("{prefix}.v.{name}"), self.v[i].shallow_clone()));
@@ -159,6 +162,8 @@ impl Adam {
         out
     }
 
+    /// Loads what [`Self::state`] wrote. A checkpoint from before the step count was
+    /// stored takes `step` (the run's).
     pub fn load_state(
         &mut self,
         prefix: &str,
@@ -175,7 +180,9 @@ impl Adam {
                 slot.f_copy_(saved)?;
             }
         }
-        self.step = step;
+        self.step = tensors
+            .get(&format!("{prefix}.step"))
+            .map_or(step, |t| t.int64_value(&[]));
         Ok(())
     }
 }

@@ -40,6 +40,13 @@ pub fn widen_run(dir: &Path, channels: &[i64]) -> anyhow::Result<GanTrainer> {
             )
         })?)
         .with_context(|| format!("reading {}", state_path.display()))?;
+    if let Some(growth) = state.growths.last().filter(|g| g.fading(state.step)) {
+        bail!(
+            "the run is still fading in {0}x{0} (until step {1}); widen it after the fade",
+            growth.to,
+            growth.step + growth.fade_steps
+        );
+    }
     let old_channels = state.settings.channels.clone();
     check_widths(&old_channels, channels)?;
     let ckpt = dir.join("checkpoint.safetensors");
@@ -54,6 +61,9 @@ pub fn widen_run(dir: &Path, channels: &[i64]) -> anyhow::Result<GanTrainer> {
     let widened = widen_tensors(&old, &settings)?;
     let mut trainer = GanTrainer::from_checkpoint(settings, state.step, &widened, Device::Cpu)?;
     trainer.widenings = state.widenings.clone();
+    trainer.changes = state.changes.clone();
+    trainer.growths = state.growths.clone();
+    trainer.origin = state.origin.clone();
     trainer.widenings.push(Widening {
         step: state.step,
         from: old_channels.clone(),
@@ -122,6 +132,10 @@ pub fn widen_tensors(
     let fresh = GanTrainer::new(settings.clone(), Device::Cpu);
     let mut out = BTreeMap::new();
     for (name, template) in fresh.checkpoint_tensors() {
+        if name.ends_with(".step") {
+            // Adam's step count carries over as it is: left out, the run's step is used.
+            continue;
+        }
         let source = old
             .get(&name)
             .ok_or_else(|| anyhow::anyhow!("checkpoint lacks `{name}`"))?

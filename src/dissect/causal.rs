@@ -4,11 +4,14 @@
 //! For each sample (image ids `first_id..first_id + samples`) a 3×3-cell region of the
 //! layer grid is drawn at random (a deterministic generator seeded by `seed`; the same
 //! regions for every concept). The stroke mask is that region at image resolution, and
-//! the edit goes through [`crate::edit::paint_planes`], [`EditPlanes::apply`] and
+//! the edit goes through [`crate::edit::intervention_planes`] (the per-stroke planes that
+//! [`crate::edit::paint_planes`] composes), [`EditPlanes::apply`] and
 //! [`ProgGan::forward_from`], exactly as the server paints. For each concept:
 //!
-//! - **draw**: the concept's top `units` units (by IoU) are set to `strength ×` their
-//!   level at `quantile` (0.99) inside the region. `draw_gain` is the mean over samples of
+//! - **draw**: the concept's units ([`ProjectLayer::stroke_edits`]: the top `units` by
+//!   IoU or causal effect, or an optimized intervention's weighted units) are set to
+//!   `strength ×` their level at `quantile` (0.99) inside the region (with alpha = the
+//!   learned weight, for an optimized intervention). `draw_gain` is the mean over samples of
 //!   (share after − share before), where share is the fraction of the region's
 //!   segmentation pixels labeled as the concept.
 //! - **remove**: the same units are set to 0 inside the region, on the samples where the
@@ -28,9 +31,9 @@ use serde::Serialize;
 use tch::Tensor;
 
 use super::collect::{latents, segment_images};
-use super::output::ProjectLayer;
+use super::output::{ProjectLayer, UnitChoice};
 use super::DissectError;
-use crate::edit::{paint_planes, EditPlanes, ResolvedStroke, StrokeMode};
+use crate::edit::{intervention_planes, EditPlanes, Pooling, StrokeMode, UnitEdit};
 use crate::model::{latent::RandomState, ProgGan};
 use crate::segment::Segmenter;
 
@@ -54,9 +57,9 @@ pub struct EditEval<'a> {
     pub strength: f32,
     pub seed: u64,
     pub batch: usize,
-    /// Paint with the causal rankings ([`super::ace`]) when the dissection has them,
-    /// instead of the IoU ranking.
-    pub causal_ranking: bool,
+    /// Which units paint (see [`ProjectLayer::stroke_edits`]): by IoU, by causal effect,
+    /// or with learned weights ([`super::optimize`]).
+    pub choice: UnitChoice,
 }
 
 /// One concept's figures.
@@ -206,19 +209,22 @@ impl SampleMaps<'_> {
 }
 
 impl EditEval<'_> {
-    /// Edits `features` (`[n, C, H, W]`) with one stroke per sample and segments the result.
+    /// Edits `features` (`[n, C, H, W]`) with `edits` under one stroke mask per sample
+    /// (max-pooled to the grid, as the server pools a stroke) and segments the result.
     fn paint_and_segment(
         &self,
         features: &Tensor,
-        strokes: Vec<ResolvedStroke>,
+        edits: &[UnitEdit],
+        masks: &[&Tensor],
     ) -> Result<Vec<i64>, DissectError> {
         let device = self.generator.device();
         let layer = self.layer.layer.as_str();
         let shape = self.generator.layer_shape(layer)?;
-        let mut alphas = Vec::with_capacity(strokes.len());
-        let mut values = Vec::with_capacity(strokes.len());
-        for stroke in strokes {
-            let planes = paint_planes(layer, shape, std::slice::from_ref(&stroke), device)?;
+        let mut alphas = Vec::with_capacity(masks.len());
+        let mut values = Vec::with_capacity(masks.len());
+        for mask in masks {
+            let planes =
+                intervention_planes(layer, shape, edits, Some(mask), Pooling::Max, device)?;
             alphas.push(planes.alpha);
             values.push(planes.value);
         }
@@ -246,22 +252,21 @@ impl EditEval<'_> {
                     labels.join(", ")
                 ))
             })? as i64;
-            let pick = |metric: &str| {
-                if self.causal_ranking {
-                    self.layer.top_units_by(concept, metric, self.units)
-                } else {
-                    self.layer.top_units(concept, self.units)
-                }
+            let edits = |mode: StrokeMode| {
+                self.layer.stroke_edits(
+                    concept,
+                    mode,
+                    self.units,
+                    self.strength,
+                    self.quantile,
+                    self.choice,
+                )
             };
-            let draw_units = pick(super::ace::DRAW_METRIC)?;
-            let draw_levels = self.layer.levels_for(&draw_units, self.quantile)?;
-            let remove_units = pick(super::ace::REMOVE_METRIC)?;
-            let remove_levels = vec![0.0; remove_units.len()];
             plans.push((
                 concept.clone(),
                 class,
-                (draw_units, draw_levels),
-                (remove_units, remove_levels),
+                edits(StrokeMode::Draw)?,
+                edits(StrokeMode::Remove)?,
             ));
         }
         let all_regions = regions(self.samples, grid, self.seed);
@@ -290,25 +295,10 @@ impl EditEval<'_> {
                     before: &before[i * per..(i + 1) * per],
                 })
                 .collect();
-            for ((_, class, draw_plan, remove_plan), tally) in plans.iter().zip(&mut tallies) {
-                let stroke = |mode: StrokeMode, i: usize| {
-                    let (units, levels) = match mode {
-                        StrokeMode::Draw => draw_plan,
-                        StrokeMode::Remove => remove_plan,
-                    };
-                    ResolvedStroke {
-                        units: units.clone(),
-                        levels: levels.clone(),
-                        mode,
-                        strength: self.strength,
-                        mask: masks[i].shallow_clone(),
-                    }
-                };
+            for ((_, class, draw_edits, remove_edits), tally) in plans.iter().zip(&mut tallies) {
                 // Draw, on every sample.
-                let strokes = (0..chunk.len())
-                    .map(|i| stroke(StrokeMode::Draw, i))
-                    .collect();
-                let after = self.paint_and_segment(&features, strokes)?;
+                let all: Vec<&Tensor> = masks.iter().collect();
+                let after = self.paint_and_segment(&features, draw_edits, &all)?;
                 for (i, map) in maps.iter().enumerate() {
                     let after_i = &after[i * per..(i + 1) * per];
                     tally.draw_samples += 1;
@@ -329,11 +319,8 @@ impl EditEval<'_> {
                     Tensor::f_from_slice(&present.iter().map(|&i| i as i64).collect::<Vec<_>>())?
                         .f_to_device(features.device())?;
                 let subset = features.f_index_select(0, &index)?;
-                let strokes = present
-                    .iter()
-                    .map(|&i| stroke(StrokeMode::Remove, i))
-                    .collect();
-                let after = self.paint_and_segment(&subset, strokes)?;
+                let present_masks: Vec<&Tensor> = present.iter().map(|&i| &masks[i]).collect();
+                let after = self.paint_and_segment(&subset, remove_edits, &present_masks)?;
                 for (k, &i) in present.iter().enumerate() {
                     let map = &maps[i];
                     let after_i = &after[k * per..(k + 1) * per];
@@ -353,7 +340,8 @@ impl EditEval<'_> {
         let concepts = plans
             .into_iter()
             .zip(tallies)
-            .map(|((concept, _, (units, _), _), t)| {
+            .map(|((concept, _, draw_edits, _), t)| {
+                let units = draw_edits.iter().map(|e| e.unit).collect();
                 let n = t.draw_samples.max(1) as f64;
                 let r = t.remove_samples.max(1) as f64;
                 let effect = ConceptEffect {

@@ -87,6 +87,7 @@ pub mod ace;
 pub mod causal;
 pub mod collect;
 pub mod npz;
+pub mod optimize;
 pub mod output;
 pub mod quantile;
 pub mod report;

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use super::quantile::{layer_sketches_from_bytes, layer_sketches_to_bytes, QuantileSketch};
 use super::stats::{LayerCounts, TopSamples};
 use super::{read_file, write_file, DissectError, Settings, Shard, IOU_THRESHOLD, LEVEL_QUANTILES};
+use crate::edit::{StrokeMode, UnitEdit};
 
 pub const STATS_FILE: &str = "stats.json";
 pub const LEVELS_FILE: &str = "levels.json";
@@ -473,6 +474,17 @@ pub struct ProjectLayer {
     pub levels: LevelTable,
 }
 
+/// Which units (and weights) a stroke paints with: see [`ProjectLayer::stroke_edits`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UnitChoice {
+    /// The top units by IoU with the concept.
+    Iou,
+    /// The top units by causal effect for the stroke's mode, else by IoU.
+    Causal,
+    /// The learned weights of an optimized intervention, else as `Causal`.
+    Optimized,
+}
+
 #[derive(Clone, Debug)]
 pub struct ConceptRanking {
     pub concept: String,
@@ -720,6 +732,68 @@ impl ProjectLayer {
         }
     }
 
+    /// The unit edits (alpha and value per unit) a stroke of `mode` for `concept` makes:
+    ///
+    /// - [`UnitChoice::Optimized`], where the dissection has learned weights for the
+    ///   concept and mode (`<concept>-ace-<mode>`, see [`super::optimize`]): the units
+    ///   of weight at least [`super::optimize::MIN_WEIGHT`], heaviest first, at most `k`,
+    ///   each with `alpha` = its weight;
+    /// - else [`UnitChoice::Causal`] and up: the top `k` units of the causal ranking for
+    ///   the mode, else of the IoU ranking, each with `alpha` = 1.
+    ///
+    /// Draw values are `strength ×` the unit's level at `quantile`; remove values are 0.
+    pub fn stroke_edits(
+        &self,
+        concept: &str,
+        mode: StrokeMode,
+        k: usize,
+        strength: f32,
+        quantile: f64,
+        choice: UnitChoice,
+    ) -> Result<Vec<UnitEdit>, DissectError> {
+        let (causal_metric, ace_metric) = match mode {
+            StrokeMode::Draw => (super::ace::DRAW_METRIC, super::optimize::DRAW_METRIC),
+            StrokeMode::Remove => (super::ace::REMOVE_METRIC, super::optimize::REMOVE_METRIC),
+        };
+        let learned = (choice == UnitChoice::Optimized)
+            .then(|| {
+                self.rankings
+                    .iter()
+                    .find(|r| r.concept == concept && r.metric == ace_metric)
+            })
+            .flatten();
+        let weighted: Vec<(i64, f32)> = match learned {
+            Some(ranking) => ranking
+                .units
+                .iter()
+                .map(|&u| (u, -ranking.scores[u as usize] as f32))
+                .take_while(|&(_, w)| w >= super::optimize::MIN_WEIGHT)
+                .take(k)
+                .collect(),
+            None => {
+                let units = match choice {
+                    UnitChoice::Iou => self.top_units(concept, k)?,
+                    _ => self.top_units_by(concept, causal_metric, k)?,
+                };
+                units.into_iter().map(|u| (u, 1.0)).collect()
+            }
+        };
+        let units: Vec<i64> = weighted.iter().map(|&(u, _)| u).collect();
+        let levels = self.levels_for(&units, quantile)?;
+        Ok(weighted
+            .into_iter()
+            .zip(levels)
+            .map(|((unit, alpha), level)| UnitEdit {
+                unit,
+                alpha,
+                value: match mode {
+                    StrokeMode::Draw => strength * level,
+                    StrokeMode::Remove => 0.0,
+                },
+            })
+            .collect())
+    }
+
     /// Each unit's level at `quantile` (see [`LevelTable::level`]).
     pub fn levels_for(&self, units: &[i64], quantile: f64) -> Result<Vec<f32>, DissectError> {
         units
@@ -830,6 +904,65 @@ mod tests {
         assert_eq!(json.layers[0].units[1].iou_label, "sky");
         assert!(!json.layers[0].units[2].interp);
         assert_eq!(unit0.top[0].imgnum, 4);
+    }
+
+    #[test]
+    fn strokes_paint_with_learned_weights_else_causal_else_iou() {
+        let dir = std::env::temp_dir().join(format!("ganpaint-edits-{}", std::process::id()));
+        let stats = stats();
+        let mut json = dissect_json("demo", &stats).unwrap();
+        json.layers[0].rankings.push(Ranking {
+            name: "tree-causal-draw".into(),
+            concept: "tree".into(),
+            metric: "causal-draw".into(),
+            score: vec![0.0, -0.5, -0.1],
+        });
+        json.layers[0].rankings.push(Ranking {
+            name: "tree-ace-draw".into(),
+            concept: "tree".into(),
+            metric: "ace-draw".into(),
+            score: vec![-0.25, -0.01, -0.75],
+        });
+        write_json(&dir.join(DISSECT_FILE), &json).unwrap();
+        write_levels(&dir, &stats).unwrap();
+        let layer = read_project(&dir).unwrap().layers.remove(0);
+        let level = |u: i64| layer.levels_for(&[u], 0.99).unwrap()[0];
+        let edits = |mode, choice| {
+            layer
+                .stroke_edits("tree", mode, 3, 2.0, 0.99, choice)
+                .unwrap()
+        };
+        // Learned: units of weight ≥ MIN_WEIGHT, heaviest first, alpha = weight.
+        assert_eq!(
+            edits(StrokeMode::Draw, UnitChoice::Optimized),
+            vec![
+                UnitEdit {
+                    unit: 2,
+                    alpha: 0.75,
+                    value: 2.0 * level(2)
+                },
+                UnitEdit {
+                    unit: 0,
+                    alpha: 0.25,
+                    value: 2.0 * level(0)
+                },
+            ]
+        );
+        // No learned removal: the causal ranking's mode, then IoU, with alpha 1.
+        let remove = edits(StrokeMode::Remove, UnitChoice::Optimized);
+        assert_eq!(
+            remove.iter().map(|e| e.unit).collect::<Vec<_>>(),
+            vec![0, 1, 2]
+        );
+        assert!(remove.iter().all(|e| e.alpha == 1.0 && e.value == 0.0));
+        let causal = edits(StrokeMode::Draw, UnitChoice::Causal);
+        assert_eq!(
+            causal.iter().map(|e| e.unit).collect::<Vec<_>>(),
+            vec![1, 2, 0]
+        );
+        let iou = edits(StrokeMode::Draw, UnitChoice::Iou);
+        assert_eq!(iou[0].unit, 0);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -132,6 +132,11 @@ impl Segmenter for DemoSegmenter {
         Ok(self.forward(&images).contiguous())
     }
 
+    fn differentiable_scores(&self, images: &Tensor) -> Result<Tensor, SegmentError> {
+        let images = crate::model::proggan::channels_last(&images.to_device(self.vs.device()))?;
+        Ok(self.forward(&images).contiguous())
+    }
+
     fn labels(&self) -> &[String] {
         &self.labels
     }

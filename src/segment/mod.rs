@@ -31,6 +31,11 @@ pub trait Segmenter {
     /// images `[N, 3, H, W]` in `[-1, 1]` → class scores `[N, C, h, w]`.
     fn scores(&self, images: &Tensor) -> Result<Tensor, SegmentError>;
 
+    /// As [`Self::scores`], but keeping autograd's graph (where the caller's grad mode is
+    /// on), so that an edit upstream can be optimized through the segmenter (see
+    /// [`crate::dissect::optimize`]). The segmenter's own weights stay as they are.
+    fn differentiable_scores(&self, images: &Tensor) -> Result<Tensor, SegmentError>;
+
     /// Concept names, one per score channel.
     fn labels(&self) -> &[String];
 
@@ -85,6 +90,9 @@ pub(crate) mod testing {
         fn scores(&self, images: &Tensor) -> Result<Tensor, SegmentError> {
             let red = images.narrow(1, 0, 1);
             Ok(Tensor::cat(&[red.neg(), red], 1))
+        }
+        fn differentiable_scores(&self, images: &Tensor) -> Result<Tensor, SegmentError> {
+            self.scores(images)
         }
         fn labels(&self) -> &[String] {
             &self.0

@@ -44,6 +44,10 @@ impl Segmenter for TorchScriptSegmenter {
         Ok(self.module.forward_ts(&[images.to_device(self.device)])?)
     }
 
+    fn differentiable_scores(&self, images: &Tensor) -> Result<Tensor, SegmentError> {
+        self.scores(images)
+    }
+
     fn labels(&self) -> &[String] {
         &self.labels
     }

@@ -1,0 +1,219 @@
+//! `ganpaint dissect ace DIR`: learns optimized interventions ([`crate::dissect::optimize`])
+//! for a finished dissection, one per concept and mode, and writes them into
+//! `DIR/dissect.json` as rankings `<concept>-ace-draw` and `<concept>-ace-remove` (score
+//! `−weight`), replacing earlier ones. Painting (the server, the UI, `eval-edits`) uses
+//! their weights when they are there. The file is edited as JSON, so every other field
+//! stays as it was.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use serde_json::Value;
+
+use crate::dissect::optimize::{OptimizeEdit, DRAW_METRIC, REMOVE_METRIC};
+use crate::dissect::output::{read_project, DISSECT_FILE};
+use crate::edit::StrokeMode;
+use crate::model::DeviceChoice;
+
+use super::dissect::{load_project_models, ProjectModels};
+
+#[derive(clap::Args, Debug)]
+pub struct AceArgs {
+    /// A finished dissection folder (dissect.json and levels.json).
+    pub dir: PathBuf,
+    /// Layers to learn edits for (default: every layer of the dissection).
+    #[arg(long)]
+    pub layer: Vec<String>,
+    /// Concepts, comma-separated (default: every ranked concept the segmenter knows).
+    #[arg(long, value_delimiter = ',')]
+    pub concepts: Vec<String>,
+    /// Optimization steps per concept and mode.
+    #[arg(long, default_value_t = 300)]
+    pub steps: usize,
+    /// Images per step.
+    #[arg(long, default_value_t = 8)]
+    pub batch: usize,
+    #[arg(long, default_value_t = 0.02)]
+    pub lr: f64,
+    /// L1 penalty per unit at full weight (larger: fewer units).
+    #[arg(long, default_value_t = 0.004)]
+    pub l1: f64,
+    /// Weight of the mean squared pixel change outside the brush.
+    #[arg(long, default_value_t = 1.0)]
+    pub outside: f64,
+    /// First image id; the default keeps clear of the dissection's, the causal rankings'
+    /// and eval-edits' ids.
+    #[arg(long, default_value_t = 2_000_000)]
+    pub first_id: u64,
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Generator (default: the dissection's, else the bundled one).
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// Segmenter (default: the dissection's, else the bundled one).
+    #[arg(long)]
+    pub segmenter: Option<PathBuf>,
+    /// A TorchScript segmenter's labels (default: labels.json beside it).
+    #[arg(long)]
+    pub segmenter_labels: Option<PathBuf>,
+    #[arg(long, value_enum, default_value_t = DeviceChoice::Auto)]
+    pub device: DeviceChoice,
+}
+
+pub fn run(args: AceArgs) -> anyhow::Result<()> {
+    let device = args.device.resolve()?;
+    let project = read_project(&args.dir)
+        .with_context(|| format!("reading the dissection in {}", args.dir.display()))?;
+    let ProjectModels {
+        mut generator,
+        segmenter,
+        ..
+    } = load_project_models(
+        &project,
+        args.model.as_deref(),
+        "--model",
+        args.segmenter.as_deref(),
+        args.segmenter_labels.as_deref(),
+        device,
+    )?;
+    // Only the edit's weights learn.
+    generator.var_store_mut().freeze();
+    let path = args.dir.join(DISSECT_FILE);
+    let mut json: Value = serde_json::from_slice(
+        &std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?,
+    )?;
+    let labels = segmenter.labels().to_vec();
+    let layers: Vec<_> = project
+        .layers
+        .iter()
+        .filter(|l| args.layer.is_empty() || args.layer.contains(&l.layer))
+        .collect();
+    if layers.is_empty() {
+        anyhow::bail!(
+            "--layer {:?}: the dissection has {}",
+            args.layer,
+            project
+                .layers
+                .iter()
+                .map(|l| l.layer.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    let started = std::time::Instant::now();
+    for layer in layers {
+        let concepts: Vec<(String, i64)> = if args.concepts.is_empty() {
+            layer
+                .concepts()
+                .into_iter()
+                .filter_map(|c| {
+                    labels
+                        .iter()
+                        .position(|l| l == c)
+                        .map(|i| (c.to_string(), i as i64))
+                })
+                .collect()
+        } else {
+            args.concepts
+                .iter()
+                .map(|c| {
+                    labels
+                        .iter()
+                        .position(|l| l == c)
+                        .map(|i| (c.clone(), i as i64))
+                        .with_context(|| {
+                            format!(
+                                "--concepts: `{c}` is not one of the segmenter's labels ({})",
+                                labels.join(", ")
+                            )
+                        })
+                })
+                .collect::<anyhow::Result<_>>()?
+        };
+        let levels: Vec<f32> = (0..layer.units)
+            .map(|u| layer.levels.level(u, 0.99).unwrap_or(0.0))
+            .collect();
+        let total = (concepts.len() * 2 * args.steps) as u64;
+        eprintln!(
+            "{}: learning {} edits ({} concepts × draw, remove) of {} steps × {} images each",
+            layer.layer,
+            concepts.len() * 2,
+            concepts.len(),
+            args.steps,
+            args.batch
+        );
+        let bar = super::progress_bar(total, &format!("ace {}", layer.layer));
+        let mut rankings = Vec::new();
+        println!(
+            "{}: {:<8} {:<7} {:>6} {:>13} {:>7}  top units (weight)",
+            layer.layer, "concept", "mode", "units", "p(region)", "images"
+        );
+        for (concept, class) in &concepts {
+            for mode in [StrokeMode::Draw, StrokeMode::Remove] {
+                let learned = OptimizeEdit {
+                    generator: &generator,
+                    segmenter: segmenter.as_ref(),
+                    layer: &layer.layer,
+                    levels: &levels,
+                    concept,
+                    class: *class,
+                    mode,
+                    steps: args.steps,
+                    batch: args.batch,
+                    lr: args.lr,
+                    l1: args.l1,
+                    outside: args.outside,
+                    first_id: args.first_id,
+                    seed: args.seed,
+                }
+                .run(&mut |n| bar.inc(n))?;
+                let units = learned.units();
+                let top: Vec<String> = units
+                    .iter()
+                    .take(6)
+                    .map(|(u, w)| format!("{u} ({w:.2})"))
+                    .collect();
+                bar.suspend(|| {
+                    println!(
+                        "{}  {concept:<8} {:<7} {:>6} {:>6.3}→{:<6.3} {:>7}  {}",
+                        " ".repeat(layer.layer.len()),
+                        format!("{mode:?}").to_lowercase(),
+                        units.len(),
+                        learned.region_prob_start,
+                        learned.region_prob_end,
+                        learned.images,
+                        top.join(", ")
+                    )
+                });
+                tracing::info!(layer = %layer.layer, concept, ?mode, units = units.len(), start = learned.region_prob_start, end = learned.region_prob_end, "learned edit");
+                rankings.push(learned.ranking());
+            }
+        }
+        bar.finish();
+        let entry = json["layers"]
+            .as_array_mut()
+            .and_then(|all| all.iter_mut().find(|l| l["layer"] == layer.layer.as_str()))
+            .context("dissect.json lacks the layer it was read with")?;
+        let list = entry["rankings"]
+            .as_array_mut()
+            .context("dissect.json layer without rankings")?;
+        let learned_concepts: Vec<&str> = concepts.iter().map(|(c, _)| c.as_str()).collect();
+        list.retain(|r| {
+            let metric = r["metric"].as_str().unwrap_or_default();
+            let concept = r["concept"].as_str().unwrap_or_default();
+            !((metric == DRAW_METRIC || metric == REMOVE_METRIC)
+                && learned_concepts.contains(&concept))
+        });
+        for ranking in &rankings {
+            list.push(serde_json::to_value(ranking)?);
+        }
+    }
+    std::fs::write(&path, serde_json::to_string_pretty(&json)? + "\n")
+        .with_context(|| format!("writing {}", path.display()))?;
+    println!(
+        "optimized interventions: {:.1} s; wrote {}",
+        started.elapsed().as_secs_f64(),
+        path.display()
+    );
+    Ok(())
+}

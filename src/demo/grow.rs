@@ -1,0 +1,659 @@
+//! Growing a GAN run to twice its resolution, the Progressive GAN way (Karras et al. 2018,
+//! section 2 and figure 2), and adopting a finished generator into a new run.
+//!
+//! [`grow_run`] adds one resolution `2R` to both networks of a run at `R`:
+//!
+//! - G gets a block pair `layer{2L+1}` (nearest ×2, 3×3 conv) and `layer{2L+2}`, and a new
+//!   output block `output_2Rx2R`. `layer1..layer2L` keep their names and shapes, so
+//!   `layer4` stays the same 8×8 layer and the dissection keeps its vocabulary.
+//! - D gets a new `from_rgb` at `2R` and a block (two 3×3 convs and a 2× average pool) in
+//!   front of the blocks it had.
+//!
+//! For `fade_steps` steps the new blocks are faded in while α goes linearly from 0 to 1:
+//!
+//! ```text
+//! G(z)  = (1 − α) · up₂(toRGB_R(h_R)) + α · toRGB_2R(block_2R(h_R))     h_R: G's last activation at R
+//! D(x)  = D_rest((1 − α) · act(fromRGB_R(pool₂(x))) + α · block_2R(act(fromRGB_2R(x))))
+//! ```
+//!
+//! `toRGB_R` (G's old output block) and `fromRGB_R` (D's old input layer) are kept, with
+//! their Adam moments, in a [`Fade`] beside the networks and go on training. At α = 0 both
+//! networks compute exactly what they computed before growing (a test checks it), so the
+//! new blocks enter without a shock. Once α reaches 1 the kept blocks are dropped and the
+//! run is a plain Progressive GAN at `2R` that serves like any other.
+//!
+//! [`adopt_generator`] starts a run from a finished generator file (for example the
+//! bundled one) when the run that made it is gone: G and its moving average start as that
+//! generator, and a fresh D is trained alone for a few hundred steps, so that G's first
+//! gradients come from a discriminator that has learned something.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use anyhow::{bail, Context};
+use serde::{Deserialize, Serialize};
+use tch::{nn, Device, Kind, Tensor};
+
+use super::data::SceneBatches;
+use super::gan::{GanSettings, GanTrainer, RunState};
+use super::nn::{ema_update, load_vars, Adam, EqLayer};
+use crate::model::proggan::pixel_norm;
+use crate::model::ProgGan;
+
+/// One growth of a run: at `step` the resolution went from `from` to `to`, and the new
+/// blocks were faded in over `fade_steps` steps.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Growth {
+    pub step: i64,
+    pub from: i64,
+    pub to: i64,
+    pub fade_steps: i64,
+    /// The batch before growing, when growing changed it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch_from: Option<i64>,
+}
+
+impl Growth {
+    /// The blend weight of the new blocks at `step`: 0 when grown, 1 after the fade.
+    pub fn alpha(&self, step: i64) -> f64 {
+        if self.fade_steps <= 0 {
+            return 1.0;
+        }
+        ((step - self.step) as f64 / self.fade_steps as f64).clamp(0.0, 1.0)
+    }
+
+    pub fn fading(&self, step: i64) -> bool {
+        self.alpha(step) < 1.0
+    }
+}
+
+/// Where a run began when it did not begin from random weights.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Adoption {
+    /// The generator file G and its moving average started from.
+    pub generator: String,
+    /// Steps a fresh D trained alone before G moved.
+    pub d_steps: i64,
+}
+
+/// G's output block as a layer of its own: `PixelNorm → conv1×1 (c → 3) → WScale(gain 1)`,
+/// exactly [`crate::model::proggan`]'s output block, under the same variable names.
+pub struct ToRgb {
+    weight: Tensor,
+    bias: Tensor,
+    scale: f64,
+}
+
+impl ToRgb {
+    fn new(path: nn::Path, channels: i64) -> Self {
+        let weight = (&path / "conv").var(
+            "weight",
+            &[3, channels, 1, 1],
+            nn::Init::Randn {
+                mean: 0.0,
+                stdev: 1.0,
+            },
+        );
+        let bias = (&path / "wscale").var("b", &[3], nn::Init::Const(0.0));
+        ToRgb {
+            weight,
+            bias,
+            scale: 1.0 / (channels as f64).sqrt(),
+        }
+    }
+
+    /// h: [N, c, R, R] → image [N, 3, R, R], in h's dtype.
+    fn forward(&self, h: &Tensor) -> Tensor {
+        let x = pixel_norm(h).expect("pixel norm");
+        let weight = self.weight.to_kind(x.kind());
+        let x = x.conv2d::<Tensor>(&weight, None, [1, 1], [0, 0], [1, 1], 1) * self.scale;
+        x + self.bias.to_kind(h.kind()).view([1, 3, 1, 1])
+    }
+}
+
+/// The blocks of the resolution a run grew from, kept while the new one fades in.
+pub struct Fade {
+    pub growth: Growth,
+    g_vs: nn::VarStore,
+    g_rgb: ToRgb,
+    g_ema_vs: nn::VarStore,
+    g_ema_rgb: ToRgb,
+    d_vs: nn::VarStore,
+    d_rgb: EqLayer,
+    opt_g: Adam,
+    opt_d: Adam,
+}
+
+impl Fade {
+    /// Fresh fade blocks for a run at `settings` (already grown) that grew by `growth`.
+    pub fn new(growth: Growth, settings: &GanSettings, device: Device) -> Self {
+        let old_channels = settings.channels[settings.channels.len() - 2];
+        let out = output_name(growth.from);
+        let g_vs = nn::VarStore::new(device);
+        let g_rgb = ToRgb::new(g_vs.root() / out.as_str(), old_channels);
+        let g_ema_vs = nn::VarStore::new(device);
+        let g_ema_rgb = ToRgb::new(g_ema_vs.root() / out.as_str(), old_channels);
+        let d_vs = nn::VarStore::new(device);
+        let d_rgb = EqLayer::conv(d_vs.root() / "from_rgb", 3, old_channels, 1);
+        let opt_g = Adam::new(&g_vs, settings.lr, 0.0, 0.99);
+        let opt_d = Adam::new(&d_vs, settings.lr, 0.0, 0.99);
+        Fade {
+            growth,
+            g_vs,
+            g_rgb,
+            g_ema_vs,
+            g_ema_rgb,
+            d_vs,
+            d_rgb,
+            opt_g,
+            opt_d,
+        }
+    }
+
+    pub fn alpha(&self, step: i64) -> f64 {
+        self.growth.alpha(step)
+    }
+
+    /// The blended image of G (or of its moving average, `ema`) at `step`.
+    pub fn generate(&self, g: &ProgGan, ema: bool, step: i64, z: &Tensor) -> Tensor {
+        let split = split_layer(g);
+        let h = g.features(z, &split).expect("generator prefix");
+        let new = g.forward_from(&split, &h).expect("generator suffix");
+        let rgb = if ema { &self.g_ema_rgb } else { &self.g_rgb };
+        let old = rgb.forward(&h);
+        let (r, kind) = (self.growth.to, new.kind());
+        let old = old.upsample_nearest2d([r, r], None, None).to_kind(kind);
+        let alpha = self.alpha(step);
+        old * (1.0 - alpha) + new * alpha
+    }
+
+    /// The kept input layer of D and the blend weight, for [`super::gan::Discriminator`].
+    pub fn discriminator_path(&self, step: i64) -> (&EqLayer, f64) {
+        (&self.d_rgb, self.alpha(step))
+    }
+
+    pub fn zero_grad(&mut self) {
+        self.opt_g.zero_grad();
+        self.opt_d.zero_grad();
+    }
+
+    pub fn update_d(&mut self) {
+        self.opt_d.update();
+    }
+
+    pub fn update_g(&mut self, ema_beta: f64) {
+        self.opt_g.update();
+        ema_update(&self.g_ema_vs, &self.g_vs, ema_beta);
+    }
+
+    pub fn set_lr(&mut self, lr: f64) {
+        self.opt_g.lr = lr;
+        self.opt_d.lr = lr;
+    }
+
+    /// Named tensors for a checkpoint: `g_fade.*`, `g_ema_fade.*`, `d_fade.*` and the
+    /// Adam moments `adam_g_fade.*`, `adam_d_fade.*`.
+    pub fn tensors(&self) -> Vec<(String, Tensor)> {
+        let mut out = Vec::new();
+        for (prefix, vs) in [
+            ("g_fade.", &self.g_vs),
+            ("g_ema_fade.", &self.g_ema_vs),
+            ("d_fade.", &self.d_vs),
+        ] {
+            out.extend(
+                vs.variables()
+                    .into_iter()
+                    .map(|(k, t)| (format!("{prefix}{k}"), t)),
+            );
+        }
+        out.extend(self.opt_g.state("adam_g_fade"));
+        out.extend(self.opt_d.state("adam_d_fade"));
+        out
+    }
+
+    /// Loads what [`Self::tensors`] wrote. Without Adam moments (a compact state), the
+    /// moments start from zero and warm up again.
+    pub fn load(&mut self, tensors: &BTreeMap<String, Tensor>, step: i64) -> anyhow::Result<()> {
+        load_vars(&self.g_vs, "g_fade.", tensors)?;
+        load_vars(&self.g_ema_vs, "g_ema_fade.", tensors)?;
+        load_vars(&self.d_vs, "d_fade.", tensors)?;
+        if tensors.keys().any(|k| k.starts_with("adam_g_fade.")) {
+            self.opt_g.load_state("adam_g_fade", tensors, step)?;
+            self.opt_d.load_state("adam_d_fade", tensors, step)?;
+        }
+        Ok(())
+    }
+}
+
+fn output_name(resolution: i64) -> String {
+    format!("output_{resolution}x{resolution}")
+}
+
+/// G's last layer at the resolution it grew from: `layer{2L}` of a generator now at
+/// `L + 1` resolutions.
+fn split_layer(g: &ProgGan) -> String {
+    format!("layer{}", 2 * (g.config().channels.len() - 1))
+}
+
+/// Grows the run in `dir` to `to`² (twice its resolution) with `channels` at the new
+/// resolution, fading the new blocks in over `fade_steps` steps; `batch` may change with
+/// it (Progressive GAN lowers the batch as the resolution grows). Returns the grown
+/// trainer, already saved; the checkpoint at the old resolution is kept beside it.
+/// A run already at `to`² or past it is left as it is (`Ok(None)`), so scripts can
+/// repeat the call.
+pub fn grow_run(
+    dir: &Path,
+    to: i64,
+    channels: i64,
+    fade_steps: i64,
+    batch: Option<i64>,
+) -> anyhow::Result<Option<GanTrainer>> {
+    let state_path = dir.join("state.json");
+    let state: RunState =
+        serde_json::from_str(&std::fs::read_to_string(&state_path).with_context(|| {
+            format!(
+                "reading {} (is this a GAN run folder?)",
+                state_path.display()
+            )
+        })?)
+        .with_context(|| format!("reading {}", state_path.display()))?;
+    let from = state.settings.resolution();
+    if from >= to {
+        tracing::info!(resolution = from, to, dir = %dir.display(), "the run is at this resolution or past it already");
+        return Ok(None);
+    }
+    if to != 2 * from {
+        bail!(
+            "--to {to}: the run is at {from}x{from}; it grows one resolution at a time, to {}",
+            2 * from
+        );
+    }
+    if let Some(last) = state.growths.last().filter(|g| g.fading(state.step)) {
+        bail!(
+            "the run is still fading in {}x{} (alpha {:.2} at step {}; the fade ends at step {}); \
+             train it to there first",
+            last.to,
+            last.to,
+            last.alpha(state.step),
+            state.step,
+            last.step + last.fade_steps
+        );
+    }
+    if channels < 1 || fade_steps < 0 {
+        bail!("--channels must be positive and --fade-steps 0 or more");
+    }
+    if let Some(b) = batch.filter(|&b| b < 1) {
+        bail!("--batch must be positive, got {b}");
+    }
+    let old = GanTrainer::resume(dir, Device::Cpu)?
+        .ok_or_else(|| anyhow::anyhow!("{} holds no checkpoint", dir.display()))?;
+    let mut settings = old.settings.clone();
+    settings.channels.push(channels);
+    if let Some(b) = batch {
+        settings.batch = b;
+    }
+    let growth = Growth {
+        step: old.step,
+        from,
+        to,
+        fade_steps,
+        batch_from: batch
+            .filter(|&b| b != old.settings.batch)
+            .map(|_| old.settings.batch),
+    };
+    let old_tensors: BTreeMap<String, Tensor> = old.checkpoint_tensors().into_iter().collect();
+    let grown = grow_tensors(&old_tensors, &settings, from)?;
+    let mut trainer = GanTrainer::new(settings, Device::Cpu);
+    trainer.widenings = old.widenings.clone();
+    trainer.changes = old.changes.clone();
+    trainer.origin = old.origin.clone();
+    trainer.growths = old.growths.clone();
+    trainer.growths.push(growth);
+    trainer.load_checkpoint(old.step, &grown)?;
+
+    // Keep the run as it was before growing, named by step and resolution.
+    let tag = format!("step{}-{from}", old.step);
+    for (name, kept) in [
+        (
+            "checkpoint.safetensors",
+            format!("checkpoint-{tag}.safetensors"),
+        ),
+        ("state.json", format!("state-{tag}.json")),
+    ] {
+        let source = dir.join(name);
+        if source.exists() {
+            std::fs::copy(&source, dir.join(kept))?;
+        }
+    }
+    trainer.save(dir)?;
+    tracing::info!(
+        step = trainer.step,
+        from,
+        to,
+        channels,
+        fade_steps,
+        "grew run"
+    );
+    Ok(Some(trainer))
+}
+
+/// Maps the tensors of a run at `from`² onto `settings` (one resolution more). Every old
+/// weight keeps its name and shape, except G's old output block and D's old `from_rgb`,
+/// which move to the fade ([`Fade::tensors`]' names); the new blocks start fresh (from a
+/// trainer seeded with the run's seed, so the result is deterministic). Adam's moments
+/// are left out: as in Progressive GAN, the optimizers start afresh at each resolution.
+fn grow_tensors(
+    old: &BTreeMap<String, Tensor>,
+    settings: &GanSettings,
+    from: i64,
+) -> anyhow::Result<BTreeMap<String, Tensor>> {
+    let _guard = tch::no_grad_guard();
+    let fresh = GanTrainer::new(settings.clone(), Device::Cpu);
+    let out_old = output_name(from);
+    let mut grown = BTreeMap::new();
+    for (name, template) in fresh.checkpoint_tensors() {
+        if name.starts_with("adam_") {
+            continue;
+        }
+        let tensor = match old.get(&name) {
+            // D's input layer is new at the new resolution: the old one moves to the fade.
+            Some(_) if name.starts_with("d.from_rgb.") => template.copy(),
+            Some(source) if source.size() == template.size() => source.to_kind(Kind::Float),
+            Some(source) => bail!(
+                "`{name}` is {:?} in the checkpoint but {:?} after growing",
+                source.size(),
+                template.size()
+            ),
+            None => template.copy(),
+        };
+        grown.insert(name, tensor);
+    }
+    let moved = [
+        ("g.", out_old.as_str(), "g_fade."),
+        ("g_ema.", out_old.as_str(), "g_ema_fade."),
+        ("d.", "from_rgb", "d_fade."),
+    ];
+    for (name, tensor) in old {
+        for (prefix, block, fade_prefix) in moved {
+            if let Some(rest) = name.strip_prefix(prefix) {
+                if rest.starts_with(&format!("{block}.")) {
+                    grown.insert(format!("{fade_prefix}{rest}"), tensor.to_kind(Kind::Float));
+                }
+            }
+        }
+    }
+    Ok(grown)
+}
+
+/// Starts a run in `dir` from the generator in `generator` (G and its moving average both
+/// start as it), with a fresh D trained alone on rendered scenes for `d_steps` steps.
+/// `settings.z_dim` and `settings.channels` are taken from the generator.
+pub fn adopt_generator(
+    dir: &Path,
+    generator: &Path,
+    mut settings: GanSettings,
+    d_steps: i64,
+    device: Device,
+) -> anyhow::Result<GanTrainer> {
+    if dir.join("state.json").exists() {
+        bail!(
+            "{} holds a run already; adopt starts a new one",
+            dir.display()
+        );
+    }
+    let model = ProgGan::load(generator, Device::Cpu)
+        .with_context(|| format!("loading {}", generator.display()))?;
+    settings.z_dim = model.z_dim();
+    settings.channels = model.config().channels.clone();
+    let mut trainer = GanTrainer::new(settings, device);
+    let weights: BTreeMap<String, Tensor> = model
+        .named_tensors()
+        .into_iter()
+        .flat_map(|(k, t)| {
+            [
+                (format!("g.{k}"), t.shallow_clone()),
+                (format!("g_ema.{k}"), t),
+            ]
+        })
+        .collect();
+    {
+        let _guard = tch::no_grad_guard();
+        load_vars(trainer.g.var_store(), "g.", &weights)?;
+        load_vars(trainer.g_ema.var_store(), "g_ema.", &weights)?;
+    }
+    trainer.origin = Some(Adoption {
+        generator: generator.display().to_string(),
+        d_steps,
+    });
+    std::fs::create_dir_all(dir)?;
+    let s = trainer.settings.clone();
+    let batches = SceneBatches::spawn(
+        s.seed ^ 0xad0b7,
+        0,
+        s.batch as usize,
+        s.resolution() as usize,
+    );
+    let bar = crate::cli::progress_bar(d_steps as u64, "train D alone");
+    for i in 0..d_steps {
+        let batch = batches.next()?;
+        let do_r1 = s.r1_every > 0 && i % s.r1_every == 0;
+        let losses = trainer.d_step(&batch.images, do_r1);
+        bar.inc(1);
+        if (i + 1) % 50 == 0 {
+            tracing::info!(
+                step = i + 1,
+                d = losses.d_loss,
+                real = losses.real_score,
+                fake = losses.fake_score,
+                "D alone"
+            );
+        }
+    }
+    bar.finish();
+    trainer.save(dir)?;
+    Ok(trainer)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::demo::gan::tests::tiny_settings;
+    use crate::demo::gan::write_compact_state;
+
+    fn temp_dir(name: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("ganpaint-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    fn max_diff(a: &Tensor, b: &Tensor) -> f64 {
+        (a - b).abs().max().double_value(&[])
+    }
+
+    fn images(size: i64) -> Tensor {
+        tch::manual_seed(5);
+        Tensor::rand([4, 3, size, size], (Kind::Float, Device::Cpu)) * 2.0 - 1.0
+    }
+
+    /// A tiny run with these widths, trained a few steps and saved in `dir`.
+    fn small_run(dir: &Path, channels: &[i64]) -> GanTrainer {
+        let settings = GanSettings {
+            channels: channels.to_vec(),
+            ..tiny_settings()
+        };
+        let size = settings.resolution();
+        let mut trainer = GanTrainer::new(settings, Device::Cpu);
+        for _ in 0..3 {
+            trainer.train_step(&images(size));
+        }
+        std::fs::create_dir_all(dir).unwrap();
+        trainer.save(dir).unwrap();
+        trainer
+    }
+
+    #[test]
+    fn a_grown_run_computes_what_it_did_until_the_new_blocks_fade_in() {
+        let dir = temp_dir("grow");
+        let small = small_run(&dir, &[16, 16, 8]);
+        let z = Tensor::randn([4, 16], (Kind::Float, Device::Cpu));
+        let reals = images(32);
+        let pooled = reals.avg_pool2d([2, 2], [2, 2], [0, 0], false, true, None::<i64>);
+        let (g_before, ema_before, d_before) = tch::no_grad(|| {
+            (
+                small.generate(&z, false),
+                small.generate(&z, true),
+                small.discriminate(&pooled),
+            )
+        });
+
+        let mut grown = grow_run(&dir, 32, 8, 4, Some(2)).unwrap().unwrap();
+        assert_eq!(grown.settings.channels, vec![16, 16, 8, 8]);
+        assert_eq!(grown.settings.batch, 2);
+        assert_eq!(grown.settings.resolution(), 32);
+        assert_eq!(grown.growths.len(), 1);
+        assert_eq!(grown.growths[0].batch_from, Some(4));
+        assert_eq!(grown.fade.as_ref().unwrap().alpha(grown.step), 0.0);
+        let up = |x: &Tensor| x.upsample_nearest2d([32, 32], None, None);
+        let (g_after, ema_after, d_after) = tch::no_grad(|| {
+            (
+                grown.generate(&z, false),
+                grown.generate(&z, true),
+                grown.discriminate(&reals),
+            )
+        });
+        assert_eq!(g_after.size(), vec![4, 3, 32, 32]);
+        assert!(max_diff(&up(&g_before), &g_after) < 1e-5, "G changed");
+        assert!(
+            max_diff(&up(&ema_before), &ema_after) < 1e-5,
+            "G_ema changed"
+        );
+        assert!(
+            max_diff(&d_before, &d_after) < 1e-4,
+            "D changed: {d_before} vs {d_after}"
+        );
+        // `layer1..layer6` kept their weights; the old run is kept beside the new one.
+        let weight = |t: &GanTrainer, key: &str| {
+            t.g.named_tensors()
+                .into_iter()
+                .find(|(k, _)| k == key)
+                .unwrap()
+                .1
+        };
+        assert!(weight(&small, "layer4.conv.weight").equal(&weight(&grown, "layer4.conv.weight")));
+        assert!(dir.join("checkpoint-step3-16.safetensors").exists());
+        assert!(dir.join("state-step3-16.json").exists());
+
+        // Half-way through the fade: the run resumes with its fade, blend and all.
+        for _ in 0..2 {
+            let losses = grown.train_step(&images(32).narrow(0, 0, 2));
+            assert!(losses.d_loss.is_finite() && losses.g_loss.is_finite());
+        }
+        assert_eq!(grown.fade.as_ref().unwrap().alpha(grown.step), 0.5);
+        grown.save(&dir).unwrap();
+        let resumed = GanTrainer::resume(&dir, Device::Cpu).unwrap().unwrap();
+        let same =
+            tch::no_grad(|| max_diff(&grown.generate(&z, true), &resumed.generate(&z, true)));
+        assert!(same < 1e-6, "resumed fade differs by {same}");
+        // Growing again mid-fade is refused; at the fade's end the old blocks go.
+        let err = grow_run(&dir, 64, 8, 4, None).err().unwrap().to_string();
+        assert!(err.contains("still fading"), "{err}");
+        for _ in 0..2 {
+            grown.train_step(&images(32).narrow(0, 0, 2));
+        }
+        assert!(grown.fade.is_none());
+        grown.save(&dir).unwrap();
+        assert!(
+            grow_run(&dir, 32, 8, 4, None).unwrap().is_none(),
+            "already 32²"
+        );
+        let err = grow_run(&dir, 128, 8, 4, None).err().unwrap().to_string();
+        assert!(err.contains("one resolution at a time"), "{err}");
+        // Once faded in, the exported generator is a plain ProgGan at 32².
+        let exported = ProgGan::load(&dir.join("generator_ema.safetensors"), Device::Cpu).unwrap();
+        assert_eq!(exported.resolution(), 32);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_compact_state_resumes_mid_fade_with_fresh_optimizers() {
+        let dir = temp_dir("compact");
+        small_run(&dir, &[16, 16, 8]);
+        let mut grown = grow_run(&dir, 32, 8, 10, None).unwrap().unwrap();
+        grown.train_step(&images(32));
+        let out = dir.join("state");
+        write_compact_state(&grown, &out).unwrap();
+        let mut names: Vec<String> = std::fs::read_dir(&out)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(
+            names,
+            [
+                "d.safetensors",
+                "g.safetensors",
+                "g_ema.safetensors",
+                "state.json"
+            ]
+        );
+        let stored = Tensor::read_safetensors(out.join("g.safetensors")).unwrap();
+        assert!(stored.iter().all(|(_, t)| t.kind() == Kind::Half));
+        assert!(stored
+            .iter()
+            .any(|(k, _)| k.starts_with("g_fade.output_16x16")));
+
+        let mut resumed = GanTrainer::resume(&out, Device::Cpu).unwrap().unwrap();
+        assert_eq!(resumed.step, grown.step);
+        assert_eq!(resumed.growths, grown.growths);
+        assert!(resumed.fade.is_some());
+        let z = Tensor::randn([2, 16], (Kind::Float, Device::Cpu));
+        let diff =
+            tch::no_grad(|| max_diff(&grown.generate(&z, true), &resumed.generate(&z, true)));
+        assert!(diff < 0.05, "f16 state differs by {diff}");
+        // Adam restarts from its own step 0 (so its bias correction is right) and trains.
+        let state: BTreeMap<String, Tensor> = resumed.checkpoint_tensors().into_iter().collect();
+        assert_eq!(state["adam_g.step"].int64_value(&[]), 0);
+        let losses = resumed.train_step(&images(32));
+        assert!(losses.d_loss.is_finite());
+        let state: BTreeMap<String, Tensor> = resumed.checkpoint_tensors().into_iter().collect();
+        assert_eq!(state["adam_g.step"].int64_value(&[]), 1);
+        assert_eq!(state["adam_g_fade.step"].int64_value(&[]), 1);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn an_adopted_run_starts_as_the_generator_with_a_trained_discriminator() {
+        let dir = temp_dir("adopt");
+        let small = small_run(&dir.join("source"), &[16, 16, 8, 8]);
+        let generator = dir.join("g.safetensors");
+        small.g_ema.save_safetensors(&generator).unwrap();
+        let settings = GanSettings {
+            z_dim: 0,
+            channels: Vec::new(),
+            ..tiny_settings()
+        };
+        let run = dir.join("run");
+        let adopted = adopt_generator(&run, &generator, settings.clone(), 2, Device::Cpu).unwrap();
+        assert_eq!(adopted.settings.channels, vec![16, 16, 8, 8]);
+        assert_eq!(adopted.settings.z_dim, 16);
+        assert_eq!(adopted.step, 0, "D's own steps are not GAN steps");
+        let z = Tensor::randn([3, 16], (Kind::Float, Device::Cpu));
+        let expected = tch::no_grad(|| small.g_ema.forward(&z).unwrap());
+        for ema in [false, true] {
+            let got = tch::no_grad(|| adopted.generate(&z, ema));
+            assert!(max_diff(&expected, &got) < 1e-6);
+        }
+        let state: BTreeMap<String, Tensor> = adopted.checkpoint_tensors().into_iter().collect();
+        assert_eq!(state["adam_d.step"].int64_value(&[]), 2, "D trained alone");
+        assert_eq!(state["adam_g.step"].int64_value(&[]), 0, "G did not move");
+        let resumed = GanTrainer::resume(&run, Device::Cpu).unwrap().unwrap();
+        assert_eq!(resumed.origin.as_ref().unwrap().d_steps, 2);
+        let err = adopt_generator(&run, &generator, settings, 2, Device::Cpu)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("holds a run already"), "{err}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
