@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Command B: set up (idempotent), then run every test: Rust unit and end-to-end tests,
-# then the browser tests of the bundled UI against the bundled demo project.
+# Command B: set up (idempotent), then run every test: Rust unit and end-to-end tests, a
+# bounded schemathesis run against the OpenAPI document (scripts/schemathesis.sh), then the
+# browser tests of the bundled UI against the bundled demo project.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 "$GANPAINT_ROOT/scripts/setup.sh"
@@ -11,5 +12,7 @@ echo "== Kubernetes manifests (offline schema check, kubernetes-validate from Py
 "$VENV/bin/python" -m pip show kubernetes-validate >/dev/null 2>&1 \
   || "$VENV/bin/python" -m pip install -q kubernetes-validate
 "$VENV/bin/kubernetes-validate" -k 1.30.0 --strict "$GANPAINT_ROOT"/deploy/kubernetes/*.yaml
+echo "== schemathesis against /api/openapi.json (bounded: at most about 3 minutes)"
+"$GANPAINT_ROOT/scripts/schemathesis.sh"
 echo "== browser tests"
 "$GANPAINT_ROOT/scripts/e2e.sh"
