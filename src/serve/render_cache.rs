@@ -6,12 +6,21 @@
 //! activations ([`SuffixActivations`]); the next request then recomputes only what its
 //! change reaches. Entries are evicted least recently used first once their bytes exceed
 //! the budget. The cache lives on the worker thread only, like every tensor.
+//!
+//! The process keeps freed memory for reuse ([`crate::model::keep_freed_memory`]), so
+//! evicted entries would stay resident: after every eighth of the budget evicted (at most
+//! [`RELEASE_EVERY_MAX`]), the cache hands free pages back
+//! ([`crate::model::release_freed_memory`]), which keeps the resident set within the
+//! budget plus what a forward pass and that much hold.
 
 use std::collections::HashMap;
 
 use tch::Tensor;
 
 use crate::model::SuffixActivations;
+
+/// The most evicted bytes that stay resident before they are handed back to the OS.
+pub const RELEASE_EVERY_MAX: usize = 32 << 20;
 
 /// Which render an entry belongs to: the exact bits of z, and the edited layer.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -47,6 +56,8 @@ pub struct RenderCache {
     budget_bytes: usize,
     used_bytes: usize,
     clock: u64,
+    /// Bytes evicted since free memory was last handed back.
+    evicted_unreleased: usize,
     entries: HashMap<RenderKey, (u64, usize, RenderEntry)>,
 }
 
@@ -56,6 +67,7 @@ impl RenderCache {
             budget_bytes,
             used_bytes: 0,
             clock: 0,
+            evicted_unreleased: 0,
             entries: HashMap::new(),
         }
     }
@@ -74,6 +86,12 @@ impl RenderCache {
 
     pub fn used_bytes(&self) -> usize {
         self.used_bytes
+    }
+
+    /// Evicted bytes after which free memory goes back to the OS: an eighth of the budget,
+    /// at most [`RELEASE_EVERY_MAX`].
+    fn release_every(&self) -> usize {
+        (self.budget_bytes / 8).min(RELEASE_EVERY_MAX)
     }
 
     /// Takes an entry out (the caller updates it and puts it back with [`Self::insert`]).
@@ -102,6 +120,17 @@ impl RenderCache {
                 .expect("over budget implies an entry");
             let (_, freed, _) = self.entries.remove(&oldest).expect("just found");
             self.used_bytes -= freed;
+            self.evicted_unreleased += freed;
+        }
+        if self.evicted_unreleased > 0 && self.evicted_unreleased >= self.release_every() {
+            let started = std::time::Instant::now();
+            crate::model::release_freed_memory();
+            tracing::debug!(
+                evicted_bytes = self.evicted_unreleased,
+                seconds = started.elapsed().as_secs_f64(),
+                "render cache: freed memory handed back"
+            );
+            self.evicted_unreleased = 0;
         }
         self.clock += 1;
         self.used_bytes += bytes;
