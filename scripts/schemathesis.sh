@@ -51,6 +51,8 @@ curl -fsS "$url/healthz" >/dev/null || { echo "schemathesis: no /healthz within 
 
 echo "== schemathesis $SCHEMATHESIS_VERSION against $url/api/openapi.json ($MAX_EXAMPLES examples per operation, at most $MAX_TIME s)"
 started=$SECONDS
+# From a scratch folder: schemathesis keeps its cache (.schemathesis/) in the current one.
+cd "$report"
 timeout --kill-after=10 "$((MAX_TIME + 30))" "$VENV/bin/schemathesis" run "$url/api/openapi.json" \
   --url "$url" \
   --checks not_a_server_error,status_code_conformance,content_type_conformance,response_headers_conformance,response_schema_conformance \
