@@ -64,7 +64,9 @@ pub fn init_tracing() {
         .try_init();
 }
 
-/// A progress bar on stderr for long CLI jobs.
+/// A progress bar on stderr for long CLI jobs. When stderr is not a terminal (a log file,
+/// a CI job, a Kubernetes pod), the bar cannot draw, so a plain progress line is logged
+/// instead every [`PLAIN_PROGRESS_EVERY`] while the job runs.
 pub fn progress_bar(len: u64, what: &str) -> indicatif::ProgressBar {
     let bar = indicatif::ProgressBar::new(len);
     bar.set_style(
@@ -75,5 +77,30 @@ pub fn progress_bar(len: u64, what: &str) -> indicatif::ProgressBar {
         .progress_chars("=> "),
     );
     bar.set_message(what.to_string());
+    use std::io::IsTerminal;
+    if !std::io::stderr().is_terminal() {
+        log_plain_progress(bar.downgrade(), what.to_string());
+    }
     bar
+}
+
+/// How often a bar that cannot draw logs a progress line.
+pub const PLAIN_PROGRESS_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Logs `what: pos/len (p%), elapsed, eta` for the bar until it finishes or is dropped.
+fn log_plain_progress(bar: indicatif::WeakProgressBar, what: String) {
+    std::thread::spawn(move || loop {
+        std::thread::sleep(PLAIN_PROGRESS_EVERY);
+        let Some(bar) = bar.upgrade() else { return };
+        if bar.is_finished() {
+            return;
+        }
+        let (pos, len) = (bar.position(), bar.length().unwrap_or(0));
+        tracing::info!(
+            "{what}: {pos}/{len} ({:.0}%), {:.0} s so far, about {:.0} s to go",
+            100.0 * pos as f64 / len.max(1) as f64,
+            bar.elapsed().as_secs_f64(),
+            bar.eta().as_secs_f64()
+        );
+    });
 }
