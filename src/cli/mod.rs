@@ -6,6 +6,7 @@ mod dissect_ace;
 mod dissect_causal;
 mod eval_demo;
 mod eval_edits;
+mod figure;
 mod generate;
 pub mod ids;
 mod serve;
@@ -34,6 +35,8 @@ pub enum Command {
     Dissect(dissect::DissectArgs),
     /// Causal check: paint each concept's top units and measure the segmented change.
     EvalEdits(eval_edits::EvalEditsArgs),
+    /// A before/after picture of drawing and removing concepts on a few images.
+    Figure(figure::FigureArgs),
     /// Measure the demo models: segmenter IoU, realism statistics, sample grids.
     EvalDemo(eval_demo::EvalDemoArgs),
     /// Train the bundled demo models on procedurally rendered scenes.
@@ -50,6 +53,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::EvalDemo(args) => eval_demo::run(args),
         Command::Dissect(args) => dissect::run(args),
         Command::EvalEdits(args) => eval_edits::run(args),
+        Command::Figure(args) => figure::run(args),
         Command::Bench(args) => bench::run(args),
     }
 }
