@@ -122,6 +122,13 @@ pub fn add_causal_rankings(
             seed: options.causal_seed,
             batch: options.causal_batch,
         };
+        eprintln!(
+            "causal {}: {} samples × 2 modes × {} units = {} single-unit renders and segmentations",
+            layer.layer,
+            options.causal_samples,
+            layer.units,
+            options.causal_samples * 2 * layer.units as u64
+        );
         let bar = super::progress_bar(options.causal_samples, &format!("causal {}", layer.layer));
         let table = effects.run(&mut |n| bar.inc(n))?;
         bar.finish();

@@ -6,6 +6,7 @@ mod dissect_ace;
 mod dissect_causal;
 mod eval_demo;
 mod eval_edits;
+mod figure;
 mod generate;
 pub mod ids;
 mod serve;
@@ -34,6 +35,8 @@ pub enum Command {
     Dissect(dissect::DissectArgs),
     /// Causal check: paint each concept's top units and measure the segmented change.
     EvalEdits(eval_edits::EvalEditsArgs),
+    /// A before/after picture of drawing and removing concepts on a few images.
+    Figure(figure::FigureArgs),
     /// Measure the demo models: segmenter IoU, realism statistics, sample grids.
     EvalDemo(eval_demo::EvalDemoArgs),
     /// Train the bundled demo models on procedurally rendered scenes.
@@ -50,6 +53,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::EvalDemo(args) => eval_demo::run(args),
         Command::Dissect(args) => dissect::run(args),
         Command::EvalEdits(args) => eval_edits::run(args),
+        Command::Figure(args) => figure::run(args),
         Command::Bench(args) => bench::run(args),
     }
 }
@@ -64,7 +68,9 @@ pub fn init_tracing() {
         .try_init();
 }
 
-/// A progress bar on stderr for long CLI jobs.
+/// A progress bar on stderr for long CLI jobs. When stderr is not a terminal (a log file,
+/// a CI job, a Kubernetes pod), the bar cannot draw, so a plain progress line is logged
+/// instead every [`PLAIN_PROGRESS_EVERY`] while the job runs.
 pub fn progress_bar(len: u64, what: &str) -> indicatif::ProgressBar {
     let bar = indicatif::ProgressBar::new(len);
     bar.set_style(
@@ -75,5 +81,30 @@ pub fn progress_bar(len: u64, what: &str) -> indicatif::ProgressBar {
         .progress_chars("=> "),
     );
     bar.set_message(what.to_string());
+    use std::io::IsTerminal;
+    if !std::io::stderr().is_terminal() {
+        log_plain_progress(bar.downgrade(), what.to_string());
+    }
     bar
+}
+
+/// How often a bar that cannot draw logs a progress line.
+pub const PLAIN_PROGRESS_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Logs `what: pos/len (p%), elapsed, eta` for the bar until it finishes or is dropped.
+fn log_plain_progress(bar: indicatif::WeakProgressBar, what: String) {
+    std::thread::spawn(move || loop {
+        std::thread::sleep(PLAIN_PROGRESS_EVERY);
+        let Some(bar) = bar.upgrade() else { return };
+        if bar.is_finished() {
+            return;
+        }
+        let (pos, len) = (bar.position(), bar.length().unwrap_or(0));
+        tracing::info!(
+            "{what}: {pos}/{len} ({:.0}%), {:.0} s so far, about {:.0} s to go",
+            100.0 * pos as f64 / len.max(1) as f64,
+            bar.elapsed().as_secs_f64(),
+            bar.eta().as_secs_f64()
+        );
+    });
 }

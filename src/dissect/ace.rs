@@ -243,6 +243,7 @@ mod tests {
         let stroke = ResolvedStroke {
             units: vec![unit],
             levels: vec![level],
+            alphas: vec![1.0],
             mode: StrokeMode::Draw,
             strength: 1.0,
             mask: Tensor::from_slice(&mask).view([side, side]),

@@ -176,12 +176,15 @@ pub enum StrokeMode {
     Remove,
 }
 
-/// A paint stroke, resolved to units: `units` are the concept's top units (best first)
-/// and `levels[i]` is unit `units[i]`'s draw level (its 0.99 activation quantile).
+/// A paint stroke, resolved to units: `units` are the concept's units (best first),
+/// `levels[i]` is unit `units[i]`'s draw level (its 0.99 activation quantile) and
+/// `alphas[i]` how far the stroke moves it there: 1 for a ranking's top units, the
+/// learned weight for an optimized intervention (see `dissect::optimize`).
 #[derive(Debug)]
 pub struct ResolvedStroke {
     pub units: Vec<i64>,
     pub levels: Vec<f32>,
+    pub alphas: Vec<f32>,
     pub mode: StrokeMode,
     pub strength: f32,
     /// `[h, w]` in [0, 1]; any resolution.
@@ -189,7 +192,8 @@ pub struct ResolvedStroke {
 }
 
 /// Turns strokes into one layer edit: each stroke is an intervention (draw: the units to
-/// `strength × level`; remove: to 0) under its max-pooled mask, composited in order.
+/// `strength × level`; remove: to 0; each with its alpha) under its max-pooled mask,
+/// composited in order.
 pub fn paint_planes(
     layer: &str,
     shape: (i64, i64, i64),
@@ -220,9 +224,10 @@ pub fn paint_planes_over(
             .units
             .iter()
             .zip(&stroke.levels)
-            .map(|(&unit, &level)| UnitEdit {
+            .zip(&stroke.alphas)
+            .map(|((&unit, &level), &alpha)| UnitEdit {
                 unit,
-                alpha: 1.0,
+                alpha,
                 value: match stroke.mode {
                     StrokeMode::Draw => stroke.strength * level,
                     StrokeMode::Remove => 0.0,
@@ -378,6 +383,7 @@ mod tests {
         let draw = || ResolvedStroke {
             units: vec![0, 2],
             levels: vec![3.0, 4.0],
+            alphas: vec![1.0, 1.0],
             mode: StrokeMode::Draw,
             strength: 1.0,
             mask: mask.shallow_clone(),
@@ -385,6 +391,7 @@ mod tests {
         let remove = ResolvedStroke {
             units: vec![2],
             levels: vec![4.0],
+            alphas: vec![1.0],
             mode: StrokeMode::Remove,
             strength: 1.0,
             mask: mask.shallow_clone(),

@@ -88,19 +88,21 @@ pub async fn projects(State(state): State<Arc<AppState>>) -> Json<Vec<ProjectInf
                                     .find(|&&(u, _)| u == unit)
                                     .map_or(0.0, |&(_, iou)| iou)
                             };
-                            let draw = l.paint_units(&c.concept, StrokeMode::Draw)?;
-                            let remove = l.paint_units(&c.concept, StrokeMode::Remove)?;
+                            let listed = |mode| {
+                                l.stroke_units(&c.concept, mode, 40)
+                                    .map(|units| units.into_iter().map(|(u, _)| u))
+                            };
+                            let draw = listed(StrokeMode::Draw)?;
+                            let remove = listed(StrokeMode::Remove)?;
                             Some(ConceptInfo {
                                 name: c.concept.clone(),
                                 units: draw
-                                    .into_iter()
-                                    .take(40)
                                     .map(|unit| UnitScore {
                                         unit,
                                         iou: iou_of(unit),
                                     })
                                     .collect(),
-                                remove_units: remove.into_iter().take(40).collect(),
+                                remove_units: remove.collect(),
                             })
                         })
                         .collect(),
@@ -526,20 +528,24 @@ pub async fn paint(
     let mut resolved = Vec::with_capacity(request.strokes.len());
     let mut used_units = Vec::new();
     for (i, stroke) in request.strokes.iter().enumerate() {
-        let concept_units = layer
-            .paint_units(&stroke.concept, stroke.mode)
-            .ok_or_else(|| {
-                let known: Vec<&str> = layer.concepts().map(|c| c.concept.as_str()).collect();
-                ApiError::bad(
-                    &format!("strokes[{i}].concept"),
-                    format!(
-                        "unknown concept `{}` at {layer_name}; known: {}",
-                        stroke.concept,
-                        known.join(", ")
-                    ),
-                )
-            })?;
-        let count = stroke.units.unwrap_or(DEFAULT_UNITS);
+        let unknown_concept = || {
+            let known: Vec<&str> = layer.concepts().map(|c| c.concept.as_str()).collect();
+            ApiError::bad(
+                &format!("strokes[{i}].concept"),
+                format!(
+                    "unknown concept `{}` at {layer_name}; known: {}",
+                    stroke.concept,
+                    known.join(", ")
+                ),
+            )
+        };
+        if layer.concept_units(&stroke.concept).is_none() {
+            return Err(unknown_concept());
+        }
+        // Left out, `units` is the default, or all of a smaller layer's units.
+        let count = stroke
+            .units
+            .unwrap_or(DEFAULT_UNITS.min(layer.channels as usize));
         if count == 0 || count > layer.channels as usize {
             return Err(ApiError::bad(
                 &format!("strokes[{i}].units"),
@@ -553,11 +559,12 @@ pub async fn paint(
                 "must be a number in [0, 10]",
             ));
         }
-        let units: Vec<i64> = concept_units
-            .iter()
-            .take(count)
-            .map(|&u| u as i64)
-            .collect();
+        let (units, alphas): (Vec<i64>, Vec<f32>) = layer
+            .stroke_units(&stroke.concept, stroke.mode, count)
+            .ok_or_else(unknown_concept)?
+            .into_iter()
+            .map(|(u, alpha)| (u as i64, alpha))
+            .unzip();
         let levels = units
             .iter()
             .map(|&u| {
@@ -567,7 +574,7 @@ pub async fn paint(
             })
             .collect::<Result<Vec<f32>, ApiError>>()?;
         used_units.push(units.clone());
-        resolved.push((units, levels, stroke.mode, strength));
+        resolved.push((units, levels, alphas, stroke.mode, strength));
     }
     let grid = (layer.height as usize, layer.width as usize);
     let dim = project.worker.config.z_dim as usize;
@@ -601,13 +608,16 @@ pub async fn paint(
     let strokes: Vec<StrokeSpec> = resolved
         .into_iter()
         .zip(pooled)
-        .map(|((units, levels, mode, strength), mask)| StrokeSpec {
-            units,
-            levels,
-            mode,
-            strength,
-            mask,
-        })
+        .map(
+            |((units, levels, alphas, mode, strength), mask)| StrokeSpec {
+                units,
+                levels,
+                alphas,
+                mode,
+                strength,
+                mask,
+            },
+        )
         .collect();
     let edits = if strokes.is_empty() && base.is_none() {
         Vec::new()

@@ -47,25 +47,24 @@ impl ProjectLayer {
             .filter(|r| r.metric == "iou")
     }
 
-    /// The units a stroke of `mode` paints for `concept`, best first: the causal ranking
-    /// for that mode (units that draw, or remove, the concept one at a time) when the
-    /// dissection has one, else the IoU ranking.
-    pub fn paint_units(&self, concept: &str, mode: crate::edit::StrokeMode) -> Option<Vec<usize>> {
-        let metric = match mode {
-            crate::edit::StrokeMode::Draw => crate::dissect::ace::DRAW_METRIC,
-            crate::edit::StrokeMode::Remove => crate::dissect::ace::REMOVE_METRIC,
-        };
+    /// The units (at most `k`, best first) and their alphas that a stroke of `mode`
+    /// paints for `concept`: the learned weights of an optimized intervention when the
+    /// dissection has one, else the causal ranking's top units for that mode, else the
+    /// IoU ranking's (see [`output::ProjectLayer::stroke_edits`]). `None` when the concept
+    /// is not ranked here.
+    pub fn stroke_units(
+        &self,
+        concept: &str,
+        mode: crate::edit::StrokeMode,
+        k: usize,
+    ) -> Option<Vec<(usize, f32)>> {
         // Paintable concepts are the IoU-ranked ones.
-        let by_iou = self.concept_units(concept)?;
-        let causal = self
+        self.concept_units(concept)?;
+        let edits = self
             .dissection
-            .rankings
-            .iter()
-            .find(|r| r.concept == concept && r.metric == metric);
-        Some(match causal {
-            Some(ranking) => ranking.units.iter().map(|&u| u as usize).collect(),
-            None => by_iou.into_iter().map(|(u, _)| u).collect(),
-        })
+            .stroke_edits(concept, mode, k, 1.0, 0.99, output::UnitChoice::Optimized)
+            .ok()?;
+        Some(edits.iter().map(|e| (e.unit as usize, e.alpha)).collect())
     }
 
     /// A concept's units, best first, with their IoU.

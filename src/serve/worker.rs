@@ -132,11 +132,13 @@ pub struct InterventionSpec {
     pub pooling: Pooling,
 }
 
-/// One paint stroke, already resolved to units and levels.
+/// One paint stroke, already resolved to units, levels and alphas (see
+/// [`edit::ResolvedStroke`]).
 #[derive(Clone, Debug)]
 pub struct StrokeSpec {
     pub units: Vec<i64>,
     pub levels: Vec<f32>,
+    pub alphas: Vec<f32>,
     pub mode: StrokeMode,
     pub strength: f32,
     pub mask: MaskData,
@@ -195,6 +197,7 @@ impl LayerEdit {
                         Ok(ResolvedStroke {
                             units: s.units.clone(),
                             levels: s.levels.clone(),
+                            alphas: s.alphas.clone(),
                             mode: s.mode,
                             strength: s.strength,
                             mask: s.mask.to_tensor()?,
