@@ -46,7 +46,7 @@ enum DissectCommand {
     Causal(super::dissect_causal::CausalArgs),
     /// Learn optimized interventions (one weight per unit, per concept and mode) and add
     /// them to a dissection as `<concept>-ace-draw` / `-ace-remove` rankings.
-    Ace(super::dissect_ace::AceArgs),
+    Ace(Box<super::dissect_ace::AceArgs>),
 }
 
 #[derive(clap::Args, Debug)]
@@ -129,7 +129,7 @@ pub fn run(args: DissectArgs) -> anyhow::Result<()> {
     match args.command {
         Some(DissectCommand::Merge(merge)) => run_merge(merge),
         Some(DissectCommand::Causal(causal)) => super::dissect_causal::run(causal),
-        Some(DissectCommand::Ace(ace)) => super::dissect_ace::run(ace),
+        Some(DissectCommand::Ace(ace)) => super::dissect_ace::run(*ace),
         None => run_dissect(args.run),
     }
 }
@@ -197,6 +197,40 @@ pub(crate) struct ProjectModels {
     pub generator: ProgGan,
     pub generator_path: PathBuf,
     pub segmenter: Box<dyn Segmenter>,
+}
+
+/// The flags of the commands that work on a finished dissection with its models
+/// (`dissect causal`, `dissect ace`).
+#[derive(clap::Args, Debug)]
+pub struct ProjectModelArgs {
+    /// Generator (default: the dissection's, else the bundled one).
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// Segmenter (default: the dissection's, else the bundled one).
+    #[arg(long)]
+    pub segmenter: Option<PathBuf>,
+    /// A TorchScript segmenter's labels (default: labels.json beside it).
+    #[arg(long)]
+    pub segmenter_labels: Option<PathBuf>,
+    #[arg(long, value_enum, default_value_t = DeviceChoice::Auto)]
+    pub device: DeviceChoice,
+}
+
+impl ProjectModelArgs {
+    /// The dissection's models, or the ones these flags give.
+    pub(crate) fn load(
+        &self,
+        project: &crate::dissect::output::Project,
+    ) -> anyhow::Result<ProjectModels> {
+        load_project_models(
+            project,
+            self.model.as_deref(),
+            "--model",
+            self.segmenter.as_deref(),
+            self.segmenter_labels.as_deref(),
+            self.device.resolve()?,
+        )
+    }
 }
 
 /// `model_flag` is the command's flag for `model`, for the message when the file is missing.

@@ -13,9 +13,8 @@ use serde_json::Value;
 use crate::dissect::optimize::{OptimizeEdit, DRAW_METRIC, REMOVE_METRIC};
 use crate::dissect::output::{read_project, DISSECT_FILE};
 use crate::edit::StrokeMode;
-use crate::model::DeviceChoice;
 
-use super::dissect::{load_project_models, ProjectModels};
+use super::dissect::{ProjectModelArgs, ProjectModels};
 
 #[derive(clap::Args, Debug)]
 pub struct AceArgs {
@@ -47,35 +46,18 @@ pub struct AceArgs {
     pub first_id: u64,
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
-    /// Generator (default: the dissection's, else the bundled one).
-    #[arg(long)]
-    pub model: Option<PathBuf>,
-    /// Segmenter (default: the dissection's, else the bundled one).
-    #[arg(long)]
-    pub segmenter: Option<PathBuf>,
-    /// A TorchScript segmenter's labels (default: labels.json beside it).
-    #[arg(long)]
-    pub segmenter_labels: Option<PathBuf>,
-    #[arg(long, value_enum, default_value_t = DeviceChoice::Auto)]
-    pub device: DeviceChoice,
+    #[command(flatten)]
+    pub models: ProjectModelArgs,
 }
 
 pub fn run(args: AceArgs) -> anyhow::Result<()> {
-    let device = args.device.resolve()?;
     let project = read_project(&args.dir)
         .with_context(|| format!("reading the dissection in {}", args.dir.display()))?;
     let ProjectModels {
         mut generator,
         segmenter,
         ..
-    } = load_project_models(
-        &project,
-        args.model.as_deref(),
-        "--model",
-        args.segmenter.as_deref(),
-        args.segmenter_labels.as_deref(),
-        device,
-    )?;
+    } = args.models.load(&project)?;
     // Only the edit's weights learn.
     generator.var_store_mut().freeze();
     let path = args.dir.join(DISSECT_FILE);

@@ -15,10 +15,10 @@ use serde_json::Value;
 use crate::dissect::ace::{UnitEffects, DRAW_METRIC, REMOVE_METRIC};
 use crate::dissect::output::{read_project, DissectJson, StatsFile, DISSECT_FILE};
 use crate::dissect::report::{write_report, ReportInfo};
-use crate::model::{DeviceChoice, ProgGan};
+use crate::model::ProgGan;
 use crate::segment::Segmenter;
 
-use super::dissect::{load_project_models, ProjectModels};
+use super::dissect::{ProjectModelArgs, ProjectModels};
 
 #[derive(clap::Args, Debug)]
 pub struct CausalArgs {
@@ -26,17 +26,8 @@ pub struct CausalArgs {
     pub dir: PathBuf,
     #[command(flatten)]
     pub options: CausalOptions,
-    /// Generator (default: the dissection's, else the bundled one).
-    #[arg(long)]
-    pub model: Option<PathBuf>,
-    /// Segmenter (default: the dissection's, else the bundled one).
-    #[arg(long)]
-    pub segmenter: Option<PathBuf>,
-    /// A TorchScript segmenter's labels (default: labels.json beside it).
-    #[arg(long)]
-    pub segmenter_labels: Option<PathBuf>,
-    #[arg(long, value_enum, default_value_t = DeviceChoice::Auto)]
-    pub device: DeviceChoice,
+    #[command(flatten)]
+    pub models: ProjectModelArgs,
 }
 
 /// How the causal effects are sampled (shared with `ganpaint dissect`).
@@ -58,21 +49,13 @@ pub struct CausalOptions {
 }
 
 pub fn run(args: CausalArgs) -> anyhow::Result<()> {
-    let device = args.device.resolve()?;
     let project = read_project(&args.dir)
         .with_context(|| format!("reading the dissection in {}", args.dir.display()))?;
     let ProjectModels {
         generator,
         segmenter,
         ..
-    } = load_project_models(
-        &project,
-        args.model.as_deref(),
-        "--model",
-        args.segmenter.as_deref(),
-        args.segmenter_labels.as_deref(),
-        device,
-    )?;
+    } = args.models.load(&project)?;
     add_causal_rankings(&args.dir, &generator, segmenter.as_ref(), &args.options)
 }
 

@@ -462,8 +462,7 @@ impl GanTrainer {
         if !state_path.exists() {
             return Ok(None);
         }
-        let state: RunState = serde_json::from_str(&std::fs::read_to_string(&state_path)?)
-            .with_context(|| format!("reading {}", state_path.display()))?;
+        let state = RunState::read(dir)?;
         let ckpt = dir.join("checkpoint.safetensors");
         let (tensors, source) = if ckpt.exists() {
             let tensors: BTreeMap<String, Tensor> = Tensor::read_safetensors(&ckpt)
@@ -483,6 +482,16 @@ impl GanTrainer {
             .load_checkpoint(state.step, &tensors)
             .with_context(|| format!("loading {}", source.display()))?;
         Ok(Some(trainer))
+    }
+}
+
+impl RunState {
+    /// Reads `dir/state.json`.
+    pub(crate) fn read(dir: &Path) -> anyhow::Result<Self> {
+        let path = dir.join("state.json");
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {} (is this a GAN run folder?)", path.display()))?;
+        serde_json::from_str(&text).with_context(|| format!("reading {}", path.display()))
     }
 }
 

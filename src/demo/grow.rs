@@ -248,15 +248,7 @@ pub fn grow_run(
     fade_steps: i64,
     batch: Option<i64>,
 ) -> anyhow::Result<Option<GanTrainer>> {
-    let state_path = dir.join("state.json");
-    let state: RunState =
-        serde_json::from_str(&std::fs::read_to_string(&state_path).with_context(|| {
-            format!(
-                "reading {} (is this a GAN run folder?)",
-                state_path.display()
-            )
-        })?)
-        .with_context(|| format!("reading {}", state_path.display()))?;
+    let state = RunState::read(dir)?;
     let from = state.settings.resolution();
     if from >= to {
         tracing::info!(resolution = from, to, dir = %dir.display(), "the run is at this resolution or past it already");

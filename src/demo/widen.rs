@@ -32,14 +32,7 @@ use super::gan::{GanSettings, GanTrainer, RunState, Widening};
 /// Returns the widened trainer, already saved.
 pub fn widen_run(dir: &Path, channels: &[i64]) -> anyhow::Result<GanTrainer> {
     let state_path = dir.join("state.json");
-    let state: RunState =
-        serde_json::from_str(&std::fs::read_to_string(&state_path).with_context(|| {
-            format!(
-                "reading {} (is this a GAN run folder?)",
-                state_path.display()
-            )
-        })?)
-        .with_context(|| format!("reading {}", state_path.display()))?;
+    let state = RunState::read(dir)?;
     if let Some(growth) = state.growths.last().filter(|g| g.fading(state.step)) {
         bail!(
             "the run is still fading in {0}x{0} (until step {1}); widen it after the fade",
