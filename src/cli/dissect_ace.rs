@@ -168,7 +168,11 @@ pub fn run(args: AceArgs) -> anyhow::Result<()> {
                     )
                 });
                 tracing::info!(layer = %layer.layer, concept, ?mode, units = units.len(), start = learned.region_prob_start, end = learned.region_prob_end, "learned edit");
-                rankings.push(learned.ranking());
+                // An edit that kept no unit would paint nothing: leave it out, and strokes
+                // keep the causal (or IoU) ranking.
+                if !units.is_empty() {
+                    rankings.push(learned.ranking());
+                }
             }
         }
         bar.finish();

@@ -737,7 +737,7 @@ impl ProjectLayer {
     /// - [`UnitChoice::Optimized`], where the dissection has learned weights for the
     ///   concept and mode (`<concept>-ace-<mode>`, see [`super::optimize`]): the units
     ///   of weight at least [`super::optimize::MIN_WEIGHT`], heaviest first, at most `k`,
-    ///   each with `alpha` = its weight;
+    ///   each with `alpha` = its weight (when there is at least one);
     /// - else [`UnitChoice::Causal`] and up: the top `k` units of the causal ranking for
     ///   the mode, else of the IoU ranking, each with `alpha` = 1.
     ///
@@ -762,15 +762,19 @@ impl ProjectLayer {
                     .find(|r| r.concept == concept && r.metric == ace_metric)
             })
             .flatten();
-        let weighted: Vec<(i64, f32)> = match learned {
-            Some(ranking) => ranking
+        let learned: Vec<(i64, f32)> = learned.map_or_else(Vec::new, |ranking| {
+            ranking
                 .units
                 .iter()
                 .map(|&u| (u, -ranking.scores[u as usize] as f32))
                 .take_while(|&(_, w)| w >= super::optimize::MIN_WEIGHT)
                 .take(k)
-                .collect(),
-            None => {
+                .collect()
+        });
+        // A learned edit without a unit heavy enough to paint is no edit at all.
+        let weighted: Vec<(i64, f32)> = match learned.is_empty() {
+            false => learned,
+            true => {
                 let units = match choice {
                     UnitChoice::Iou => self.top_units(concept, k)?,
                     _ => self.top_units_by(concept, causal_metric, k)?,
@@ -918,6 +922,12 @@ mod tests {
             score: vec![0.0, -0.5, -0.1],
         });
         json.layers[0].rankings.push(Ranking {
+            name: "tree-ace-remove".into(),
+            concept: "tree".into(),
+            metric: "ace-remove".into(),
+            score: vec![-0.01, 0.0, 0.0],
+        });
+        json.layers[0].rankings.push(Ranking {
             name: "tree-ace-draw".into(),
             concept: "tree".into(),
             metric: "ace-draw".into(),
@@ -948,7 +958,8 @@ mod tests {
                 },
             ]
         );
-        // No learned removal: the causal ranking's mode, then IoU, with alpha 1.
+        // A learned removal too light to paint, or none: the causal ranking's mode, then
+        // IoU, with alpha 1.
         let remove = edits(StrokeMode::Remove, UnitChoice::Optimized);
         assert_eq!(
             remove.iter().map(|e| e.unit).collect::<Vec<_>>(),

@@ -225,10 +225,15 @@ describe('never lose work', () => {
     try {
       // An older server: paint answers carry no `edit`, so requests cannot be chained.
       await page.route('**/api/v1/paint', async (route) => {
-        const response = await route.fetch();
+        let response;
+        try {
+          response = await route.fetch();
+        } catch {
+          return; // the page navigated away, or closed, while this request was in flight
+        }
         const body = await response.json();
         delete body.edit;
-        await route.fulfill({ response, json: body });
+        await route.fulfill({ response, json: body }).catch(() => {});
       });
       // 70 strokes with one setting merge into one stroke over the union of their masks.
       const concept = info.layer.concepts[0].name;
@@ -261,6 +266,7 @@ describe('never lose work', () => {
       assert.equal(await historyCount(page), 70);
       assert.match(page.url(), /strokes=/);
     } finally {
+      await page.unrouteAll({ behavior: 'ignoreErrors' });
       await close();
     }
   });
