@@ -382,11 +382,14 @@ fn dissect_ace_adds_learned_edits_that_eval_edits_paints_with() {
         serde_json::from_slice(&std::fs::read(Path::new(&project).join("dissect.json")).unwrap())
             .unwrap();
     let rankings = json["layers"][0]["rankings"].as_array().unwrap();
-    for name in ["sky-ace-draw", "sky-ace-remove"] {
-        let ranking = rankings
-            .iter()
-            .find(|r| r["name"] == name)
-            .unwrap_or_else(|| panic!("{name} missing"));
+    // Removal learns only where the concept is (the untrained segmenter may label no sky),
+    // and an edit that kept no unit is left out; drawing always learns here (no L1).
+    assert!(rankings.iter().any(|r| r["name"] == "sky-ace-draw"));
+    assert!(printed.contains("remove"), "{printed}");
+    for ranking in rankings
+        .iter()
+        .filter(|r| r["metric"] == "ace-draw" || r["metric"] == "ace-remove")
+    {
         let scores = ranking["score"].as_array().unwrap();
         assert_eq!(scores.len(), 16, "one weight per unit of layer4");
         assert!(scores
