@@ -424,6 +424,38 @@ fn dissect_ace_adds_learned_edits_that_eval_edits_paints_with() {
         .filter(|r| r["name"] == "sky-ace-draw")
         .count();
     assert_eq!(count, 1);
+    // Learning one mode leaves the other mode's edit as it was.
+    let before = json["layers"][0]["rankings"].clone();
+    ganpaint(
+        &[
+            "dissect",
+            "ace",
+            &project,
+            "--concepts",
+            "sky",
+            "--modes",
+            "remove",
+            "--steps",
+            "1",
+            "--batch",
+            "2",
+            "--device",
+            "cpu",
+        ]
+        .map(String::from),
+    );
+    let json: Value =
+        serde_json::from_slice(&std::fs::read(Path::new(&project).join("dissect.json")).unwrap())
+            .unwrap();
+    let draw = |rankings: &Value| {
+        rankings
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["name"] == "sky-ace-draw")
+            .cloned()
+    };
+    assert_eq!(draw(&json["layers"][0]["rankings"]), draw(&before));
 
     let printed = ganpaint(
         &[

@@ -26,6 +26,9 @@ pub struct AceArgs {
     /// Concepts, comma-separated (default: every ranked concept the segmenter knows).
     #[arg(long, value_delimiter = ',')]
     pub concepts: Vec<String>,
+    /// Modes to learn, comma-separated.
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "draw,remove")]
+    pub modes: Vec<ModeArg>,
     /// Optimization steps per concept and mode.
     #[arg(long, default_value_t = 300)]
     pub steps: usize,
@@ -48,6 +51,22 @@ pub struct AceArgs {
     pub seed: u64,
     #[command(flatten)]
     pub models: ProjectModelArgs,
+}
+
+/// A stroke mode on the command line.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ModeArg {
+    Draw,
+    Remove,
+}
+
+impl ModeArg {
+    fn mode(self) -> StrokeMode {
+        match self {
+            ModeArg::Draw => StrokeMode::Draw,
+            ModeArg::Remove => StrokeMode::Remove,
+        }
+    }
 }
 
 pub fn run(args: AceArgs) -> anyhow::Result<()> {
@@ -115,12 +134,13 @@ pub fn run(args: AceArgs) -> anyhow::Result<()> {
         let levels: Vec<f32> = (0..layer.units)
             .map(|u| layer.levels.level(u, 0.99).unwrap_or(0.0))
             .collect();
-        let total = (concepts.len() * 2 * args.steps) as u64;
+        let total = (concepts.len() * args.modes.len() * args.steps) as u64;
         eprintln!(
-            "{}: learning {} edits ({} concepts × draw, remove) of {} steps × {} images each",
+            "{}: learning {} edits ({} concepts × {} modes) of {} steps × {} images each",
             layer.layer,
-            concepts.len() * 2,
+            concepts.len() * args.modes.len(),
             concepts.len(),
+            args.modes.len(),
             args.steps,
             args.batch
         );
@@ -131,7 +151,7 @@ pub fn run(args: AceArgs) -> anyhow::Result<()> {
             layer.layer, "concept", "mode", "units", "p(region)", "images"
         );
         for (concept, class) in &concepts {
-            for mode in [StrokeMode::Draw, StrokeMode::Remove] {
+            for mode in args.modes.iter().map(|m| m.mode()) {
                 let learned = OptimizeEdit {
                     generator: &generator,
                     segmenter: segmenter.as_ref(),
@@ -183,12 +203,20 @@ pub fn run(args: AceArgs) -> anyhow::Result<()> {
         let list = entry["rankings"]
             .as_array_mut()
             .context("dissect.json layer without rankings")?;
+        // Replace what this run learned (its concepts, in its modes), keep the rest.
         let learned_concepts: Vec<&str> = concepts.iter().map(|(c, _)| c.as_str()).collect();
+        let learned_metrics: Vec<&str> = args
+            .modes
+            .iter()
+            .map(|mode| match mode.mode() {
+                StrokeMode::Draw => DRAW_METRIC,
+                StrokeMode::Remove => REMOVE_METRIC,
+            })
+            .collect();
         list.retain(|r| {
             let metric = r["metric"].as_str().unwrap_or_default();
             let concept = r["concept"].as_str().unwrap_or_default();
-            !((metric == DRAW_METRIC || metric == REMOVE_METRIC)
-                && learned_concepts.contains(&concept))
+            !(learned_metrics.contains(&metric) && learned_concepts.contains(&concept))
         });
         for ranking in &rankings {
             list.push(serde_json::to_value(ranking)?);
