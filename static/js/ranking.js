@@ -2,7 +2,8 @@
 // per concept, the units a draw stroke takes (`units`) and a remove stroke takes
 // (`remove_units`), in order; the dissection's rankings (`/api/rankings`: `{name,
 // metric, scores}`, score = −value per unit, lower is better) say why. The server takes
-// `<concept>-causal-<mode>` when the dissection has it, else `<concept>-iou`; the panel
+// the learned weights of `<concept>-ace-<mode>` (an optimized intervention) when the
+// dissection has them, else `<concept>-causal-<mode>`, else `<concept>-iou`; the panel
 // names whichever ranking orders the units as the server does. Pure: no DOM.
 
 /** What a ranking's metric measures, for people. */
@@ -10,6 +11,8 @@ export function metricLabel(metric, mode) {
   if (metric === 'iou') return 'IoU with the concept';
   if (metric === 'causal-draw') return 'causal effect: share of a region that becomes the concept when the unit is drawn';
   if (metric === 'causal-remove') return 'causal effect: share of the concept a region loses when the unit is removed';
+  if (metric === 'ace-draw') return 'learned weight: how far a draw stroke moves the unit to its level (optimized with the others)';
+  if (metric === 'ace-remove') return 'learned weight: how far a remove stroke moves the unit to 0 (optimized with the others)';
   return `${metric} (${mode})`;
 }
 
@@ -20,7 +23,7 @@ export function metricLabel(metric, mode) {
  */
 export function strokeRanking(concept, mode, rankings) {
   const order = mode === 'remove' ? concept.remove_units : concept.units.map((u) => u.unit);
-  const candidates = [`${concept.name}-causal-${mode}`, `${concept.name}-iou`];
+  const candidates = [`${concept.name}-ace-${mode}`, `${concept.name}-causal-${mode}`, `${concept.name}-iou`];
   for (const name of candidates) {
     const ranking = rankings.find((r) => r.name === name);
     if (!ranking || !Array.isArray(ranking.scores)) continue;

@@ -106,6 +106,13 @@ test('the units panel names the ranking whose order the server uses', () => {
   assert.equal(remove.name, null);
   const removeByIou = strokeRanking({ ...concept, remove_units: [1, 3] }, 'remove', rankings);
   assert.equal(removeByIou.name, 'tree-iou');
+  // An optimized intervention's learned weights come first when the server takes them,
+  // ties (weights of 1) in the server's order.
+  const learned = [0, -1, 0, -1, -0.5, -0.01];
+  const withAce = [...rankings, { name: 'tree-ace-draw', metric: 'ace-draw', scores: learned }];
+  const drawAce = strokeRanking({ ...concept, units: [1, 3, 4].map((unit) => ({ unit, iou: 0 })) }, 'draw', withAce);
+  assert.equal(drawAce.name, 'tree-ace-draw');
+  assert.deepEqual(drawAce.units.map((u) => u.score), [1, 1, 0.5]);
 });
 
 test('a recipe is the paint request, with 64-bit seeds exact', () => {
