@@ -199,6 +199,46 @@ pub(crate) struct ProjectModels {
     pub segmenter: Box<dyn Segmenter>,
 }
 
+/// The dissection layer's ranked concepts that the segmenter labels, with their classes.
+pub(crate) fn labeled_concepts(
+    layer: &crate::dissect::output::ProjectLayer,
+    labels: &[String],
+) -> Vec<(String, i64)> {
+    layer
+        .concepts()
+        .into_iter()
+        .filter_map(|c| {
+            labels
+                .iter()
+                .position(|l| l == c)
+                .map(|class| (c.to_string(), class as i64))
+        })
+        .collect()
+}
+
+/// The segmenter's class for each concept named by `flag`, or a message naming the flag.
+pub(crate) fn concept_classes(
+    concepts: &[String],
+    labels: &[String],
+    flag: &str,
+) -> anyhow::Result<Vec<(String, i64)>> {
+    concepts
+        .iter()
+        .map(|c| {
+            labels
+                .iter()
+                .position(|l| l == c)
+                .map(|class| (c.clone(), class as i64))
+                .with_context(|| {
+                    format!(
+                        "{flag}: `{c}` is not one of the segmenter's labels ({})",
+                        labels.join(", ")
+                    )
+                })
+        })
+        .collect()
+}
+
 /// The flags of the commands that work on a finished dissection with its models
 /// (`dissect causal`, `dissect ace`).
 #[derive(clap::Args, Debug)]

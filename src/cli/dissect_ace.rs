@@ -14,7 +14,7 @@ use crate::dissect::optimize::{OptimizeEdit, DRAW_METRIC, REMOVE_METRIC};
 use crate::dissect::output::{read_project, DISSECT_FILE};
 use crate::edit::StrokeMode;
 
-use super::dissect::{ProjectModelArgs, ProjectModels};
+use super::dissect::{concept_classes, labeled_concepts, ProjectModelArgs, ProjectModels};
 
 #[derive(clap::Args, Debug)]
 pub struct AceArgs {
@@ -103,33 +103,10 @@ pub fn run(args: AceArgs) -> anyhow::Result<()> {
     }
     let started = std::time::Instant::now();
     for layer in layers {
-        let concepts: Vec<(String, i64)> = if args.concepts.is_empty() {
-            layer
-                .concepts()
-                .into_iter()
-                .filter_map(|c| {
-                    labels
-                        .iter()
-                        .position(|l| l == c)
-                        .map(|i| (c.to_string(), i as i64))
-                })
-                .collect()
+        let concepts = if args.concepts.is_empty() {
+            labeled_concepts(layer, &labels)
         } else {
-            args.concepts
-                .iter()
-                .map(|c| {
-                    labels
-                        .iter()
-                        .position(|l| l == c)
-                        .map(|i| (c.clone(), i as i64))
-                        .with_context(|| {
-                            format!(
-                                "--concepts: `{c}` is not one of the segmenter's labels ({})",
-                                labels.join(", ")
-                            )
-                        })
-                })
-                .collect::<anyhow::Result<_>>()?
+            concept_classes(&args.concepts, &labels, "--concepts")?
         };
         let levels: Vec<f32> = (0..layer.units)
             .map(|u| layer.levels.level(u, 0.99).unwrap_or(0.0))

@@ -18,7 +18,7 @@ use crate::dissect::report::{write_report, ReportInfo};
 use crate::model::ProgGan;
 use crate::segment::Segmenter;
 
-use super::dissect::{ProjectModelArgs, ProjectModels};
+use super::dissect::{labeled_concepts, ProjectModelArgs, ProjectModels};
 
 #[derive(clap::Args, Debug)]
 pub struct CausalArgs {
@@ -77,17 +77,7 @@ pub fn add_causal_rankings(
     )?;
     let started = std::time::Instant::now();
     for layer in &project.layers {
-        let labels = segmenter.labels();
-        let concepts: Vec<(String, i64)> = layer
-            .concepts()
-            .into_iter()
-            .filter_map(|c| {
-                labels
-                    .iter()
-                    .position(|l| l == c)
-                    .map(|class| (c.to_string(), class as i64))
-            })
-            .collect();
+        let concepts = labeled_concepts(layer, segmenter.labels());
         if concepts.is_empty() {
             continue;
         }

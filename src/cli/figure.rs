@@ -19,7 +19,7 @@ use crate::dissect::output::{read_project, UnitChoice};
 use crate::edit::{intervention_planes, Pooling, StrokeMode};
 use crate::model::DeviceChoice;
 
-use super::dissect::{load_project_models, ProjectModels};
+use super::dissect::{concept_classes, load_project_models, ProjectModels};
 
 #[derive(clap::Args, Debug)]
 pub struct FigureArgs {
@@ -67,22 +67,10 @@ pub fn run(args: FigureArgs) -> anyhow::Result<()> {
         ..
     } = load_project_models(&project, None, "--project", None, None, device)?;
     let labels = segmenter.labels().to_vec();
-    let classes: Vec<i64> = args
-        .concepts
-        .iter()
-        .map(|c| {
-            labels
-                .iter()
-                .position(|l| l == c)
-                .map(|i| i as i64)
-                .with_context(|| {
-                    format!(
-                        "--concepts: `{c}` is not one of the segmenter's labels ({})",
-                        labels.join(", ")
-                    )
-                })
-        })
-        .collect::<anyhow::Result<_>>()?;
+    let classes: Vec<i64> = concept_classes(&args.concepts, &labels, "--concepts")?
+        .into_iter()
+        .map(|(_, class)| class)
+        .collect();
     let name = layer.layer.as_str();
     let (_, gh, gw) = generator.layer_shape(name)?;
     let grid = (gh, gw);

@@ -7,7 +7,7 @@ import { readFile } from 'node:fs/promises';
 import { after, before, describe, test } from 'node:test';
 
 import {
-  BASE_URL, changeInsideOutside, collectErrors, meanChange, openBrowser, openEditor,
+  BASE_URL, changeInsideOutside, collectErrors, decodeInPage, meanChange, openBrowser, openEditor,
   paintWithMouse, paintWithTouch, pngSize, readImage, renderCount, screenshot, waitForRender,
 } from './helpers.mjs';
 
@@ -154,17 +154,7 @@ describe('GANPaint in a desktop browser', () => {
     const size = pngSize(bytes);
     assert.deepEqual(size, { width: resolution, height: resolution });
     // It decodes, and it is what the canvas shows.
-    const decoded = await page.evaluate(async (base64) => {
-      const image = new Image();
-      image.src = `data:image/png;base64,${base64}`;
-      await image.decode();
-      const canvas = document.createElement('canvas');
-      canvas.width = image.naturalWidth;
-      canvas.height = image.naturalHeight;
-      const ctx = canvas.getContext('2d');
-      ctx.drawImage(image, 0, 0);
-      return Array.from(ctx.getImageData(0, 0, canvas.width, canvas.height).data);
-    }, bytes.toString('base64'));
+    const decoded = await decodeInPage(page, `data:image/png;base64,${bytes.toString('base64')}`);
     assert.deepEqual(decoded, (await readImage(page)).data);
   });
 
