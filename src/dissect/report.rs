@@ -273,6 +273,70 @@ fn bar_chart(summaries: &[ConceptSummary]) -> String {
     svg
 }
 
+/// With several layers, a table comparing them: per concept, the best IoU each layer
+/// reaches (and its unit), the best layer marked; then each layer's interpretable units.
+/// Empty for a single layer (its own section says it all).
+fn layer_comparison(dissect: &DissectJson) -> String {
+    if dissect.layers.len() < 2 {
+        return String::new();
+    }
+    let per_layer: Vec<Vec<ConceptSummary>> =
+        dissect.layers.iter().map(concept_summaries).collect();
+    // Concepts in the order of their best IoU over all layers.
+    let mut concepts: Vec<(&str, f64)> = Vec::new();
+    for summary in per_layer.iter().flatten() {
+        match concepts.iter_mut().find(|(c, _)| *c == summary.concept) {
+            Some((_, best)) => *best = best.max(summary.best_iou),
+            None => concepts.push((summary.concept, summary.best_iou)),
+        }
+    }
+    concepts.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(b.0)));
+    let mut html = String::from(
+        "<h2>Layers compared</h2>\n<p>Best unit IoU per concept at each layer (the best layer in bold), then how many units have IoU &gt; ",
+    );
+    let _ = write!(
+        html,
+        "{} with some concept.</p>\n<table class=\"num\" id=\"layers\"><tr><th>concept</th>",
+        super::IOU_THRESHOLD
+    );
+    for layer in &dissect.layers {
+        let _ = write!(
+            html,
+            "<th>{} ({}×{})</th>",
+            esc(&layer.layer),
+            layer.shape[1],
+            layer.shape[2]
+        );
+    }
+    html.push_str("</tr>\n");
+    for (concept, best) in &concepts {
+        let _ = write!(html, "<tr><td>{}</td>", esc(concept));
+        for summaries in &per_layer {
+            match summaries.iter().find(|s| s.concept == *concept) {
+                Some(s) if s.best_iou == *best => {
+                    let _ = write!(
+                        html,
+                        "<td><b>{:.3}</b> (unit {})</td>",
+                        s.best_iou, s.best_unit
+                    );
+                }
+                Some(s) => {
+                    let _ = write!(html, "<td>{:.3} (unit {})</td>", s.best_iou, s.best_unit);
+                }
+                None => html.push_str("<td>–</td>"),
+            }
+        }
+        html.push_str("</tr>\n");
+    }
+    html.push_str("<tr><td>interpretable units</td>");
+    for layer in &dissect.layers {
+        let interpretable = layer.units.iter().filter(|u| u.interp).count();
+        let _ = write!(html, "<td>{interpretable} of {}</td>", layer.units.len());
+    }
+    html.push_str("</tr>\n</table>\n");
+    html
+}
+
 /// Everything the report states besides the dissection itself.
 pub struct ReportInfo {
     /// Whether strips were written (the report links them).
@@ -320,6 +384,7 @@ img{{image-rendering:pixelated;display:block}}
         quantile = s.quantile,
         time = esc(&timing_text(stats)),
     );
+    html.push_str(&layer_comparison(dissect));
     for layer in &dissect.layers {
         let summaries = concept_summaries(layer);
         let levels = stats.layer(&layer.layer)?.levels.as_ref();
@@ -470,6 +535,84 @@ mod tests {
         assert_eq!(out.get_pixel(3, 0).0, [55, 55, 55]); // outside, inactive: dimmed
         let warm = out.get_pixel(0, 0).0; // outside, near the threshold: heat blended in
         assert!(warm[0] > 55 && warm[2] < 55, "{warm:?}");
+    }
+
+    use super::super::output::DissectLayer;
+
+    fn layer(name: &str, grid: i64, ious: &[(&str, &[f64])], interp: &[bool]) -> DissectLayer {
+        DissectLayer {
+            layer: name.into(),
+            shape: [interp.len() as i64, grid, grid],
+            units: interp
+                .iter()
+                .enumerate()
+                .map(|(unit, &interp)| super::super::output::DissectUnit {
+                    unit,
+                    iou: 0.0,
+                    iou_label: "tree".into(),
+                    iou_cat: "object".into(),
+                    iou_labelnum: 1,
+                    level: 1.0,
+                    interp,
+                    top: Vec::new(),
+                })
+                .collect(),
+            rankings: ious
+                .iter()
+                .map(|(concept, ious)| super::super::output::Ranking {
+                    name: format!("{concept}-iou"),
+                    concept: concept.to_string(),
+                    metric: "iou".into(),
+                    score: ious.iter().map(|v| -v).collect(),
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn layers_are_compared_per_concept_with_the_best_layer_marked() {
+        let mut dissect = DissectJson {
+            netname: "t".into(),
+            settings: serde_json::from_value(serde_json::json!({
+                "model": "m", "segmenter": "s", "layers": ["layer1", "layer4"],
+                "samples": 8, "seed": 0, "quantile": 0.99, "batch": 8, "sketch_capacity": 64
+            }))
+            .unwrap(),
+            quantile_threshold: 0.99,
+            iou_threshold: 0.04,
+            layers: vec![layer(
+                "layer1",
+                4,
+                &[("tree", &[0.01, 0.03]), ("sky", &[0.2, 0.1])],
+                &[false, false],
+            )],
+        };
+        // One layer: nothing to compare.
+        assert_eq!(layer_comparison(&dissect), "");
+        dissect.layers.push(layer(
+            "layer4",
+            8,
+            &[("tree", &[0.05, 0.12, 0.02])],
+            &[true, true, false],
+        ));
+        let html = layer_comparison(&dissect);
+        assert!(
+            html.contains("<th>layer1 (4×4)</th><th>layer4 (8×8)</th>"),
+            "{html}"
+        );
+        // sky is best overall, so first; only layer1 has it.
+        assert!(
+            html.contains("<tr><td>sky</td><td><b>0.200</b> (unit 0)</td><td>–</td></tr>"),
+            "{html}"
+        );
+        assert!(
+            html.contains(
+                "<tr><td>tree</td><td>0.030 (unit 1)</td><td><b>0.120</b> (unit 1)</td></tr>"
+            ),
+            "{html}"
+        );
+        assert!(html.find("<td>sky</td>") < html.find("<td>tree</td>"));
+        assert!(html.contains("<td>0 of 2</td><td>2 of 3</td>"), "{html}");
     }
 
     #[test]
