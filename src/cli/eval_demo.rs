@@ -89,6 +89,10 @@ pub fn run(args: EvalDemoArgs) -> anyhow::Result<()> {
             r.generated_share, r.rendered_share, r.generated_presence, r.rendered_presence
         );
     }
+    println!(
+        "sharpness (mean luminance gradient): generated {:.4}, rendered {:.4}, ratio {:.3}",
+        report.generated_sharpness, report.rendered_sharpness, report.sharpness_ratio
+    );
     for miss in realism_misses(&report.realism) {
         println!("realism bar missed: {miss}");
     }

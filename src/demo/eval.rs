@@ -43,8 +43,48 @@ pub struct EvalReport {
     pub segmenter_miou: f64,
     pub segmenter_iou: BTreeMap<String, Option<f64>>,
     pub realism: BTreeMap<String, ClassRealism>,
+    /// Mean gradient magnitude of the generated images over that of the rendered scenes
+    /// (same resolution, same count): below 1, the generator blurs.
+    pub sharpness_ratio: f64,
+    pub generated_sharpness: f64,
+    pub rendered_sharpness: f64,
     pub grid: PathBuf,
     pub rendered_grid: PathBuf,
+}
+
+/// The mean gradient magnitude of images ([N, 3, H, W] in [-1, 1]), accumulated over
+/// batches: per pixel, the length of the (horizontal, vertical) forward differences of
+/// the luminance, over the pixels that have both neighbours.
+#[derive(Clone, Debug, Default)]
+struct Sharpness {
+    sum: f64,
+    pixels: f64,
+}
+
+impl Sharpness {
+    fn add(&mut self, images: &Tensor) {
+        let (n, _, h, w) = images.size4().expect("[N, 3, H, W] images");
+        if h < 2 || w < 2 {
+            return;
+        }
+        let weights = Tensor::from_slice(&[0.299f32, 0.587, 0.114]).view([1, 3, 1, 1]);
+        let luma = (images.to_kind(Kind::Float) * weights).sum_dim_intlist(
+            [1i64].as_slice(),
+            true,
+            Kind::Float,
+        );
+        let dx = luma.narrow(3, 1, w - 1) - luma.narrow(3, 0, w - 1);
+        let dy = luma.narrow(2, 1, h - 1) - luma.narrow(2, 0, h - 1);
+        let dx = dx.narrow(2, 0, h - 1);
+        let dy = dy.narrow(3, 0, w - 1);
+        let magnitude = (dx.square() + dy.square()).sqrt();
+        self.sum += magnitude.sum(Kind::Double).double_value(&[]);
+        self.pixels += (n * (h - 1) * (w - 1)) as f64;
+    }
+
+    fn mean(&self) -> f64 {
+        self.sum / self.pixels.max(1.0)
+    }
 }
 
 /// A class counts as present in an image when it covers at least this share of it, so
@@ -128,6 +168,7 @@ const REALISM_SCENES_FROM: u64 = 1_000_000;
 pub struct RenderedSide {
     key: (u64, u64, usize),
     stats: ShareStats,
+    sharpness: Sharpness,
     grid: Vec<image::RgbImage>,
 }
 
@@ -159,6 +200,7 @@ impl EvalDemo<'_> {
             Some(side) if side.key == key => side,
             _ => {
                 let mut stats = ShareStats::new(classes);
+                let mut sharpness = Sharpness::default();
                 let mut grid = Vec::new();
                 let bar = crate::cli::progress_bar(self.samples, "eval rendered scenes");
                 for chunk in ids.chunks(50) {
@@ -167,6 +209,7 @@ impl EvalDemo<'_> {
                         .map(|&i| heldout_seed(REALISM_SCENES_FROM + i))
                         .collect();
                     let renders = render_batch(&seeds, size);
+                    sharpness.add(&renders.images);
                     stats.add(
                         &self
                             .segmenter
@@ -180,15 +223,22 @@ impl EvalDemo<'_> {
                 }
                 bar.finish();
                 grid.truncate(64);
-                RenderedSide { key, stats, grid }
+                RenderedSide {
+                    key,
+                    stats,
+                    sharpness,
+                    grid,
+                }
             }
         };
         let mut generated = ShareStats::new(classes);
+        let mut generated_sharpness = Sharpness::default();
         let mut first_generated = Vec::new();
         let bar = crate::cli::progress_bar(self.samples, "eval generated samples");
         for chunk in ids.chunks(50) {
             let z = self.generator.z_for_ids(chunk)?;
             let images = self.generator.forward(&z)?.to_device(Device::Cpu);
+            generated_sharpness.add(&images);
             generated.add(&self.segmenter.segment(&images)?.to_device(Device::Cpu));
             if first_generated.len() < 64 {
                 first_generated.extend(crate::imageio::to_rgb_images(&images)?);
@@ -214,6 +264,8 @@ impl EvalDemo<'_> {
                 )
             })
             .collect();
+        let rendered_sharpness = side.sharpness.mean();
+        let generated_sharpness = generated_sharpness.mean();
         *rendered = Some(side);
         let segmenter_iou = labels
             .iter()
@@ -224,6 +276,9 @@ impl EvalDemo<'_> {
             segmenter_miou: miou,
             segmenter_iou,
             realism,
+            sharpness_ratio: generated_sharpness / rendered_sharpness.max(f64::MIN_POSITIVE),
+            generated_sharpness,
+            rendered_sharpness,
             grid,
             rendered_grid,
         })
@@ -279,6 +334,35 @@ mod tests {
     use super::*;
     use crate::demo::gan::tests::tiny_settings;
     use crate::segment::testing::RedSegmenter;
+
+    #[test]
+    fn sharpness_is_the_mean_luminance_gradient_and_blur_lowers_it() {
+        // A vertical edge: 0 left of column 2, 1 from it (all channels, so luminance 1).
+        let mut edge = Tensor::zeros([1, 3, 4, 4], (Kind::Float, Device::Cpu));
+        let _ = edge.narrow(3, 2, 2).fill_(1.0);
+        let mut s = Sharpness::default();
+        s.add(&edge);
+        // 3×3 pixels have both neighbours; in each of the 3 rows one crosses the edge.
+        assert!((s.mean() - 3.0 / 9.0).abs() < 1e-6, "{}", s.mean());
+        // A flat image adds pixels but no gradient.
+        s.add(&Tensor::ones([1, 3, 4, 4], (Kind::Float, Device::Cpu)));
+        assert!((s.mean() - 3.0 / 18.0).abs() < 1e-6, "{}", s.mean());
+        // Blurring a random image (2× down, then up) lowers its sharpness.
+        tch::manual_seed(3);
+        let noise = Tensor::rand([2, 3, 16, 16], (Kind::Float, Device::Cpu)) * 2.0 - 1.0;
+        let blurred = noise
+            .avg_pool2d([2, 2], [2, 2], [0, 0], false, true, None::<i64>)
+            .upsample_bilinear2d([16, 16], false, None, None);
+        let (mut sharp, mut soft) = (Sharpness::default(), Sharpness::default());
+        sharp.add(&noise);
+        soft.add(&blurred);
+        assert!(
+            soft.mean() < 0.7 * sharp.mean(),
+            "{} vs {}",
+            soft.mean(),
+            sharp.mean()
+        );
+    }
 
     #[test]
     fn shares_and_presence_count_pixels_per_image() {
