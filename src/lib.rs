@@ -10,6 +10,8 @@
 //!   Every consumer (the CLI, the server, dissection and the benchmark) runs this one
 //!   implementation.
 //! - [`imageio`] turns generator output into pixels and PNGs.
+//! - [`progress`] gives long jobs their progress bars (or plain progress lines in logs),
+//!   for every room that runs them.
 //! - [`cli`] is the command line; the binary's `main` only dispatches to it.
 
 pub mod cli;
@@ -18,5 +20,6 @@ pub mod dissect;
 pub mod edit;
 pub mod imageio;
 pub mod model;
+pub mod progress;
 pub mod segment;
 pub mod serve;

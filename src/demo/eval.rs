@@ -202,7 +202,7 @@ impl EvalDemo<'_> {
                 let mut stats = ShareStats::new(classes);
                 let mut sharpness = Sharpness::default();
                 let mut grid = Vec::new();
-                let bar = crate::cli::progress_bar(self.samples, "eval rendered scenes");
+                let bar = crate::progress::progress_bar(self.samples, "eval rendered scenes");
                 for chunk in ids.chunks(50) {
                     let seeds: Vec<u64> = chunk
                         .iter()
@@ -234,7 +234,7 @@ impl EvalDemo<'_> {
         let mut generated = ShareStats::new(classes);
         let mut generated_sharpness = Sharpness::default();
         let mut first_generated = Vec::new();
-        let bar = crate::cli::progress_bar(self.samples, "eval generated samples");
+        let bar = crate::progress::progress_bar(self.samples, "eval generated samples");
         for chunk in ids.chunks(50) {
             let z = self.generator.z_for_ids(chunk)?;
             let images = self.generator.forward(&z)?.to_device(Device::Cpu);

@@ -594,7 +594,7 @@ impl GanRun {
             s.batch as usize,
             resolution,
         );
-        let bar = crate::cli::progress_bar(self.steps as u64, "train gan");
+        let bar = crate::progress::progress_bar(self.steps as u64, "train gan");
         bar.set_position(trainer.step.min(self.steps) as u64);
         let mut log = std::fs::OpenOptions::new()
             .create(true)

@@ -425,7 +425,7 @@ pub fn adopt_generator(
         s.batch as usize,
         s.resolution() as usize,
     );
-    let bar = crate::cli::progress_bar(d_steps as u64, "train D alone");
+    let bar = crate::progress::progress_bar(d_steps as u64, "train D alone");
     for i in 0..d_steps {
         let batch = batches.next()?;
         let do_r1 = s.r1_every > 0 && i % s.r1_every == 0;

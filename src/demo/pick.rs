@@ -87,7 +87,7 @@ pub fn pick(
     device: Device,
 ) -> anyhow::Result<Pick> {
     let paths = kept_generators(run)?;
-    let bar = crate::cli::progress_bar(paths.len() as u64, "pick");
+    let bar = crate::progress::progress_bar(paths.len() as u64, "pick");
     let mut candidates = Vec::new();
     // The rendered scenes are the same for every candidate: segment them once.
     let mut rendered = None;

@@ -49,7 +49,7 @@ impl SegmenterRun {
         let model = DemoSegmenter::new(device);
         let mut adam = Adam::new(model.var_store(), self.lr, 0.9, 0.999);
         let batches = SceneBatches::spawn(self.seed ^ 0x5e6, 0, self.batch, self.size);
-        let bar = crate::cli::progress_bar(self.steps as u64, "train segmenter");
+        let bar = crate::progress::progress_bar(self.steps as u64, "train segmenter");
         for step in 0..self.steps {
             // Cosine decay to 5% of the initial rate.
             let progress = step as f64 / self.steps as f64;
