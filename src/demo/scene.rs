@@ -29,24 +29,10 @@
 
 use std::f32::consts::PI;
 
-/// Names of the label values, indexed by label. Sky is 0 because it is the background: every
-/// pixel nothing else claims is sky.
-///
-/// - `sky`: open sky, including the glow around a low sun.
-/// - `cloud`: clouds, wherever they are at least half opaque.
-/// - `grass`: the ground, including cast shadows on it.
-/// - `tree`: tree crowns and trunks, and the band of distant woods on the horizon.
-/// - `brick`: every masonry wall: church bodies, gables, towers, the drums under domes, battlements
-///   and door surrounds, whether brick, stone or plastered.
-/// - `dome`: domes of every profile, with their lanterns and crosses.
-/// - `door`: doors.
-/// - `window`: windows, rose windows and belfry openings.
-/// - `roof`: pitched roofs, gable trims and spires; kept apart from `brick` so that `brick`
-///   stays a texture concept.
-/// - `path`: the path leading up to a church door.
-pub const CLASSES: &[&str] = &[
-    "sky", "cloud", "grass", "tree", "brick", "dome", "door", "window", "roof", "path",
-];
+/// Names of the label values, indexed by label (defined beside the segmenter that
+/// labels them, [`crate::segment::demo::CLASSES`], so that the segmenter needs nothing
+/// from this room).
+pub use crate::segment::demo::CLASSES;
 
 /// Smallest side `render` accepts; below it doors and windows fall under a pixel.
 pub const MIN_SIZE: usize = 32;

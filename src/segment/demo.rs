@@ -16,7 +16,26 @@ use tch::nn::{self, Module};
 use tch::{Device, Tensor};
 
 use super::{SegmentError, Segmenter};
-use crate::demo::scene::CLASSES;
+
+/// Names of the label values of the demo world's scenes (`crate::demo::scene`), indexed
+/// by label. Sky is 0 because it is the background: every
+/// pixel nothing else claims is sky.
+///
+/// - `sky`: open sky, including the glow around a low sun.
+/// - `cloud`: clouds, wherever they are at least half opaque.
+/// - `grass`: the ground, including cast shadows on it.
+/// - `tree`: tree crowns and trunks, and the band of distant woods on the horizon.
+/// - `brick`: every masonry wall: church bodies, gables, towers, the drums under domes, battlements
+///   and door surrounds, whether brick, stone or plastered.
+/// - `dome`: domes of every profile, with their lanterns and crosses.
+/// - `door`: doors.
+/// - `window`: windows, rose windows and belfry openings.
+/// - `roof`: pitched roofs, gable trims and spires; kept apart from `brick` so that `brick`
+///   stays a texture concept.
+/// - `path`: the path leading up to a church door.
+pub const CLASSES: &[&str] = &[
+    "sky", "cloud", "grass", "tree", "brick", "dome", "door", "window", "roof", "path",
+];
 
 fn conv_block(p: nn::Path, cin: i64, cout: i64) -> nn::Sequential {
     let cfg = nn::ConvConfig {
