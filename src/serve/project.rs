@@ -741,6 +741,123 @@ mod tests {
     }
 
     #[test]
+    fn normalize_equals_gandissect_on_its_own_quantiles_file() {
+        // The fixture of src/dissect/npz.rs (scripts/make_npz_fixture.py). Expected: its
+        // RunningQuantile state run through `_weighted_summary` and `normalize` op for op
+        // in PyTorch 2 / numpy 2 (torch.sort, f32 torch.cumsum of the weights,
+        // numpy.interp, torch.tensor(..., dtype=torch.float).clamp_(0, 1)), printed with
+        // `.tolist()`.
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/gandissect/layer4/quantiles.npz");
+        let n = QuantileNormalizer::read(&path).unwrap();
+        let xs: [f32; 13] = [
+            -3.5, -2.0, -0.7, -0.06857, 0.0, 0.3, 0.95, 1.5, 2.2049733, 2.5, 3.1, 4.0, 6.0,
+        ];
+        let expected: [[f64; 13]; 6] = [
+            [
+                0.0,
+                0.018680552020668983,
+                0.2786453366279602,
+                0.5000007748603821,
+                0.5236981511116028,
+                0.6287418603897095,
+                0.8193138837814331,
+                0.9299550652503967,
+                0.9900000095367432,
+                0.9988113045692444,
+                1.0,
+                1.0,
+                1.0,
+            ],
+            [
+                0.0,
+                0.0,
+                0.0,
+                0.0,
+                0.0,
+                0.05033661052584648,
+                0.5000577569007874,
+                0.8328260779380798,
+                0.9196961522102356,
+                0.9588075876235962,
+                0.9689362645149231,
+                0.9837144017219543,
+                1.0,
+            ],
+            [
+                0.0,
+                0.0,
+                0.07567543536424637,
+                0.24050328135490417,
+                0.2557656466960907,
+                0.3145633041858673,
+                0.4640295207500458,
+                0.6707401275634766,
+                0.8863603472709656,
+                0.9160581827163696,
+                1.0,
+                1.0,
+                1.0,
+            ],
+            [
+                0.0,
+                0.0,
+                0.0,
+                0.10507769137620926,
+                0.1726691573858261,
+                0.3834027051925659,
+                0.7565154433250427,
+                0.8763887882232666,
+                0.9602072238922119,
+                0.9649887084960938,
+                0.987323522567749,
+                1.0,
+                1.0,
+            ],
+            [
+                0.0,
+                0.0,
+                0.0,
+                0.0,
+                0.0,
+                0.0,
+                0.014816422946751118,
+                0.16894865036010742,
+                0.5870682597160339,
+                0.7905942797660828,
+                0.933449387550354,
+                1.0,
+                1.0,
+            ],
+            [
+                0.0,
+                0.0,
+                0.17070679366588593,
+                0.5267921090126038,
+                0.5345509648323059,
+                0.5665936470031738,
+                0.5685701370239258,
+                0.570579469203949,
+                0.6402879953384399,
+                0.7745330333709717,
+                0.9640322327613831,
+                1.0,
+                1.0,
+            ],
+        ];
+        assert_eq!(n.units(), 6);
+        for (unit, row) in expected.iter().enumerate() {
+            for (&x, &q) in xs.iter().zip(row) {
+                assert_eq!(
+                    n.normalize(unit, x).map(f64::from),
+                    Some(q),
+                    "unit {unit}, x {x}"
+                );
+            }
+        }
+    }
+
+    #[test]
     fn level_zero_extends_the_saved_extremes() {
         // gandissect saves extremes without level 0's samples; -5 lies below them.
         let n = QuantileNormalizer::from_state(&RunningQuantileState {
