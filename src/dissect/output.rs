@@ -626,7 +626,11 @@ pub fn read_project(dir: &Path) -> Result<Project, DissectError> {
         };
         // A dissect.json made only for serving may list no units: then the levels (the
         // layer's quantile sketch, or levels.json) say how many there are.
-        let units = if units == 0 { levels.levels.len() } else { units };
+        let units = if units == 0 {
+            levels.levels.len()
+        } else {
+            units
+        };
         if levels.levels.len() != units {
             return Err(DissectError::Format {
                 path: levels_path.display().to_string(),
