@@ -590,7 +590,7 @@ pub fn read_project(dir: &Path) -> Result<Project, DissectError> {
             {
                 Some(npz_path) => {
                     let table = super::npz::read_gandissect_quantiles(&npz_path)?;
-                    if table.levels.len() != units {
+                    if units != 0 && table.levels.len() != units {
                         return Err(DissectError::Format {
                             path: npz_path.display().to_string(),
                             what: super::npz::QUANTILES_WHAT.into(),
@@ -623,6 +623,13 @@ pub fn read_project(dir: &Path) -> Result<Project, DissectError> {
                     }
                 }
             },
+        };
+        // A dissect.json made only for serving may list no units: then the levels (the
+        // layer's quantile sketch, or levels.json) say how many there are.
+        let units = if units == 0 {
+            levels.levels.len()
+        } else {
+            units
         };
         if levels.levels.len() != units {
             return Err(DissectError::Format {

@@ -103,7 +103,9 @@ pub async fn units(
     let query = parse_query(&state, &raw)?;
     let (project, layer) = project_and_layer(&state, &query)?;
     let prefix = state.data_url(project);
-    let res: Vec<Value> = (0..layer.channels as usize)
+    // The units the dissection lists (none, in a dissect.json made only for serving).
+    let listed = layer.dissection.unit_labels.len();
+    let res: Vec<Value> = (0..listed)
         .map(|unit| {
             json!({
                 "unit": unit,
@@ -593,8 +595,11 @@ async fn run_activations(
     Ok((project, request.masks, output))
 }
 
-/// Per layer and unit: max and mask-weighted mean activation over the masked cells of all
-/// images (one mask per image, or one mask for all), with their quantiles.
+/// Per layer and unit, as GAN Dissection answers: `max`, the largest activation × the
+/// mask max-pooled to the layer's grid, over every cell of every image (so cells outside
+/// the mask count as 0, and a masked answer is never negative); `mean`, the mean
+/// activation weighted by the mask mean-pooled to the grid; and their quantiles. One mask
+/// per image, or one mask for all; without masks, every cell counts fully.
 pub async fn features(
     State(state): State<Arc<AppState>>,
     AppJson(body): AppJson<Value>,
@@ -604,6 +609,55 @@ pub async fn features(
     let res =
         super::off_runtime(move || feature_stats(&state, &project, &masks, &output)).await??;
     Ok(wrap(body, res))
+}
+
+/// One layer's activations `[n, c, cells]` with each image's cell weights.
+struct MaskedActivations<'a> {
+    values: &'a [f32],
+    channels: usize,
+    cells: usize,
+    /// Per image: the mask max-pooled (for `max`) and mean-pooled (for `mean`) to the
+    /// grid, each `cells` long.
+    masks: Vec<(Vec<f32>, Vec<f32>)>,
+}
+
+impl MaskedActivations<'_> {
+    /// Per unit: `max` over images and cells of `activation · max-pooled mask` (0, not
+    /// −0, where that is a masked-out cell), and `sum(activation · mean-pooled mask) /
+    /// sum(mean-pooled mask)` (0 for an empty mask).
+    fn max_and_mean(&self) -> (Vec<f32>, Vec<f32>) {
+        let (c, cells) = (self.channels, self.cells);
+        let mut max = vec![f32::NEG_INFINITY; c];
+        let mut weighted = vec![0f64; c];
+        let mut weight_total = 0f64;
+        for (image, (max_mask, mean_mask)) in self.masks.iter().enumerate() {
+            weight_total += mean_mask.iter().map(|&v| v as f64).sum::<f64>();
+            for unit in 0..c {
+                let base = (image * c + unit) * cells;
+                let row = &self.values[base..base + cells];
+                for cell in 0..cells {
+                    let a = row[cell];
+                    max[unit] = max[unit].max(a * max_mask[cell]);
+                    weighted[unit] += (a * mean_mask[cell]) as f64;
+                }
+            }
+        }
+        let max = max
+            .into_iter()
+            .map(|m| if m.is_finite() { m + 0.0 } else { 0.0 })
+            .collect();
+        let mean = weighted
+            .iter()
+            .map(|&s| {
+                if weight_total > 0.0 {
+                    (s / weight_total) as f32
+                } else {
+                    0.0
+                }
+            })
+            .collect();
+        (max, mean)
+    }
 }
 
 /// `/api/features`' payload, computed off the runtime.
@@ -623,7 +677,7 @@ fn feature_stats(
             ),
         ));
     }
-    // Each mask, pooled (mean) once to the grid of every layer asked for.
+    // Each mask, pooled once to the grid of every layer asked for.
     let grids: Vec<(usize, usize)> = output
         .layers
         .iter()
@@ -639,42 +693,26 @@ fn feature_stats(
     for (k, (layer_name, shape, values)) in output.layers.iter().enumerate() {
         let layer = state.layer(project, layer_name)?;
         let [_, c, h, w] = *shape;
-        let (c, h, w) = (c as usize, h as usize, w as usize);
-        let mut max = vec![f32::NEG_INFINITY; c];
-        let mut weighted = vec![0f64; c];
-        let mut weight_total = 0f64;
-        for image in 0..n {
-            let weights: Vec<f32> = match pooled.get(if pooled.len() == 1 { 0 } else { image }) {
-                Some(grids) => grids[k].pooled(Pooling::Mean),
-                None => vec![1.0; h * w],
-            };
-            weight_total += weights.iter().map(|&v| v as f64).sum::<f64>();
-            for unit in 0..c {
-                let base = (image * c + unit) * h * w;
-                for cell in 0..h * w {
-                    let a = values[base + cell];
-                    if weights[cell] > 0.0 {
-                        max[unit] = max[unit].max(a);
-                    }
-                    weighted[unit] += (a * weights[cell]) as f64;
-                }
-            }
+        let cells = (h * w) as usize;
+        let masks = (0..n)
+            .map(
+                |image| match pooled.get(if pooled.len() == 1 { 0 } else { image }) {
+                    Some(grids) => (
+                        grids[k].pooled(Pooling::Max),
+                        grids[k].pooled(Pooling::Mean),
+                    ),
+                    None => (vec![1.0; cells], vec![1.0; cells]),
+                },
+            )
+            .collect();
+        let (max, mean) = MaskedActivations {
+            values,
+            channels: c as usize,
+            cells,
+            masks,
         }
-        let mean: Vec<f32> = weighted
-            .iter()
-            .map(|&s| {
-                if weight_total > 0.0 {
-                    (s / weight_total) as f32
-                } else {
-                    0.0
-                }
-            })
-            .collect();
-        let max: Vec<f32> = max
-            .into_iter()
-            .map(|m| if m.is_finite() { m } else { 0.0 })
-            .collect();
-        let quantile = |values: &[f32]| -> Vec<f64> {
+        .max_and_mean();
+        let quantile = |values: &[f32]| -> Vec<f32> {
             values
                 .iter()
                 .enumerate()
@@ -689,7 +727,8 @@ fn feature_stats(
     Ok(Value::Object(res))
 }
 
-/// Per layer, per image: C×H×W activations mapped to u8 by their quantile (0 → 0, 1 → 255).
+/// Per layer, per image: C×H×W activations as bytes of their quantile
+/// ([`featuremap_byte`]).
 pub async fn featuremaps(
     State(state): State<Arc<AppState>>,
     AppJson(body): AppJson<Value>,
@@ -698,6 +737,13 @@ pub async fn featuremaps(
     let state = state.clone();
     let res = super::off_runtime(move || feature_maps(&state, &project, &output)).await??;
     Ok(wrap(body, res))
+}
+
+/// A quantile as `/api/featuremaps` sends it, GAN Dissection's
+/// `q.clamp(0, 1).mul(255).byte()`: the product in f32, truncated (254.99 is 254).
+pub(crate) fn featuremap_byte(q: f32) -> u8 {
+    // `as` truncates toward zero, and NaN becomes 0.
+    (q.clamp(0.0, 1.0) * 255.0) as u8
 }
 
 /// `/api/featuremaps`' payload, computed off the runtime.
@@ -719,9 +765,7 @@ fn feature_maps(
                     .map(|y| {
                         (0..w)
                             .map(|x| {
-                                let v = values[base + y * w + x];
-                                let q = layer.quantile_of(unit, v);
-                                (q * 255.0).round().clamp(0.0, 255.0) as u8
+                                featuremap_byte(layer.quantile_of(unit, values[base + y * w + x]))
                             })
                             .collect()
                     })
@@ -733,4 +777,81 @@ fn feature_maps(
         res.insert(layer_name.clone(), json!(images));
     }
     Ok(Value::Object(res))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn featuremap_bytes_truncate_as_gandissect() {
+        // torch: q.clamp(0, 1).mul(255).byte(), in f32.
+        let cases: [(f32, u8); 10] = [
+            (0.0, 0),
+            (1.0, 255),
+            (-0.2, 0),
+            (1.5, 255),
+            (f32::NAN, 0),
+            // 0.05 · 255 = 12.75: 12, where rounding gave 13.
+            (0.05, 12),
+            // 0.5 · 255 = 127.5: 127, where rounding gave 128.
+            (0.5, 127),
+            // 0.99996 · 255 = 254.9898: 254, where rounding gave 255.
+            (0.99996, 254),
+            // 0.8f32 · 255 is 204.00000304 in f64, 204.0 in f32.
+            (0.8, 204),
+            // The largest f32 below 1: 254.99998, still 254.
+            (1.0 - f32::EPSILON / 2.0, 254),
+        ];
+        for (q, byte) in cases {
+            assert_eq!(featuremap_byte(q), byte, "q = {q}");
+        }
+    }
+
+    #[test]
+    fn feature_max_counts_masked_out_cells_as_zero() {
+        // One image, three units, four cells; the mask covers cells 0 and 1 fully (max
+        // pooled 1, 1, 0, 0) and cell 1 half (mean pooled 1, .5, 0, 0). GAN Dissection:
+        //   max  = (feature * max_pooled).view(n, c, -1).max(2)[0].max(0)[0]
+        //   mean = (feature * mean_pooled).view(n, c, -1).sum(2).sum(0) / mean_pooled.sum()
+        let values = [
+            -1.0, -2.0, 3.0, -4.0, // unit 0: masked cells are negative, cell 2 is not
+            -1.0, -2.0, -3.0, -4.0, // unit 1: every cell negative
+            5.0, -2.0, 7.0, 1.0, // unit 2: 7 lies outside the mask
+        ];
+        let stats = MaskedActivations {
+            values: &values,
+            channels: 3,
+            cells: 4,
+            masks: vec![(vec![1.0, 1.0, 0.0, 0.0], vec![1.0, 0.5, 0.0, 0.0])],
+        };
+        let (max, mean) = stats.max_and_mean();
+        assert_eq!(max, vec![0.0, 0.0, 5.0]);
+        assert!(max.iter().all(|m| m.is_sign_positive()), "{max:?}");
+        assert_eq!(mean, vec![-2.0 / 1.5, -2.0 / 1.5, 4.0 / 1.5]);
+
+        // Without a mask every cell counts: the max may be negative.
+        let all = MaskedActivations {
+            values: &values,
+            channels: 3,
+            cells: 4,
+            masks: vec![(vec![1.0; 4], vec![1.0; 4])],
+        };
+        assert_eq!(all.max_and_mean().0, vec![3.0, -1.0, 7.0]);
+
+        // Two images: the max over both; the mean over both images' weights.
+        let two = [values.as_slice(), values.as_slice()].concat();
+        let both = MaskedActivations {
+            values: &two,
+            channels: 3,
+            cells: 4,
+            masks: vec![
+                (vec![1.0, 1.0, 0.0, 0.0], vec![1.0, 0.5, 0.0, 0.0]),
+                (vec![0.0, 0.0, 1.0, 0.0], vec![0.0, 0.0, 1.0, 0.0]),
+            ],
+        };
+        let (max, mean) = both.max_and_mean();
+        assert_eq!(max, vec![3.0, 0.0, 7.0]);
+        assert_eq!(mean, vec![1.0 / 2.5, -5.0 / 2.5, 11.0 / 2.5]);
+    }
 }

@@ -156,7 +156,8 @@ pub struct AppState {
 
 impl AppState {
     /// Finds projects under `config.data`, loads each one's generator on its worker
-    /// thread and runs a warm-up pass. Returns when all are ready.
+    /// thread and runs a warm-up pass. Returns when all are ready. A project that cannot
+    /// load is logged in one line and left out; it is an error only when none loads.
     pub fn load(config: ServeConfig) -> anyhow::Result<AppState> {
         let metrics = Arc::new(metrics::Metrics::default());
         let device = config.device.resolve()?;
@@ -168,79 +169,28 @@ impl AppState {
                 config.data.display()
             );
         }
+        // A project that cannot load is reported in one line and skipped; the others
+        // are served.
+        let mut failed = Vec::new();
         for dir in dirs {
-            let spec = project::read_spec(&dir)?;
-            if projects.contains_key(&spec.id) {
-                tracing::warn!(id = %spec.id, dir = %dir.display(), "skipping a second project with the same id");
-                continue;
-            }
-            let model_path = spec.model.clone();
-            let batch = BatchConfig {
-                max_batch: config.max_batch,
-                max_wait: Duration::from_millis(config.max_wait_ms),
-                queue_depth: config.queue_depth,
-                render_cache_bytes: config.render_cache_mb << 20,
-            };
-            let precision = config.precision;
-            let worker = WorkerHandle::spawn(
-                spec.id.clone(),
-                move || {
-                    if device.is_cuda() {
-                        // Fixed shapes per batch size: let cuDNN pick the fastest kernels.
-                        tch::Cuda::cudnn_set_benchmark(true);
-                    }
-                    let mut model = ProgGan::load(&model_path, device)?;
-                    model.set_precision(precision)?;
-                    Ok(model)
-                },
-                batch,
-                metrics.clone(),
-            )
-            .map_err(|e| {
-                anyhow::anyhow!("project {}: loading {}: {e}", spec.id, spec.model.display())
-            })?;
-            let mut layers = Vec::new();
-            for dissected in &spec.dissection.layers {
-                let (c, h, w) = worker
-                    .config
-                    .layer_specs()
-                    .iter()
-                    .find(|s| s.name == dissected.layer)
-                    .map(|s| (s.out_channels, s.resolution, s.resolution))
-                    .ok_or_else(|| {
-                        anyhow::anyhow!(
-                            "project {}: the model has no layer `{}`",
-                            spec.id,
-                            dissected.layer
-                        )
-                    })?;
-                if c != dissected.units as i64 {
-                    anyhow::bail!(
-                        "project {}: dissection of {} has {} units but the model has {c}",
-                        spec.id,
-                        dissected.layer,
-                        dissected.units
-                    );
+            match load_project(&config, device, &metrics, &dir, &projects) {
+                Ok(Some(project)) => {
+                    projects.insert(project.id().to_string(), Arc::new(project));
                 }
-                layers.push(ProjectLayer {
-                    name: dissected.layer.clone(),
-                    channels: c,
-                    height: h,
-                    width: w,
-                    dissection: dissected.clone(),
-                });
+                Ok(None) => {}
+                Err(e) => {
+                    let line = one_line(&e);
+                    tracing::error!(dir = %dir.display(), "project not served: {line}");
+                    tracing::debug!(dir = %dir.display(), "project not served: {e:?}");
+                    failed.push(line);
+                }
             }
-            if layers.is_empty() {
-                anyhow::bail!("project {}: its dissect.json lists no layers", spec.id);
-            }
-            tracing::info!(project = %spec.id, model = %spec.model.display(), ?device, "project ready");
-            projects.insert(
-                spec.id.clone(),
-                Arc::new(Project {
-                    spec,
-                    layers,
-                    worker,
-                }),
+        }
+        if projects.is_empty() {
+            anyhow::bail!(
+                "no project could be loaded from {}: {}",
+                config.data.display(),
+                failed.join("; ")
             );
         }
         let cache_dirs: Vec<PathBuf> = projects
@@ -317,6 +267,107 @@ impl AppState {
             format!("/data/{relative}")
         }
     }
+}
+
+/// Reads and loads one project folder: its dissection, its generator (on a new worker
+/// thread, warmed up) and its layers. `None` for a second project with a known id.
+fn load_project(
+    config: &ServeConfig,
+    device: tch::Device,
+    metrics: &Arc<metrics::Metrics>,
+    dir: &Path,
+    known: &BTreeMap<String, Arc<Project>>,
+) -> anyhow::Result<Option<Project>> {
+    let spec = project::read_spec(dir)?;
+    if known.contains_key(&spec.id) {
+        tracing::warn!(id = %spec.id, dir = %dir.display(), "skipping a second project with the same id");
+        return Ok(None);
+    }
+    let model_path = spec.model.clone();
+    let batch = BatchConfig {
+        max_batch: config.max_batch,
+        max_wait: Duration::from_millis(config.max_wait_ms),
+        queue_depth: config.queue_depth,
+        render_cache_bytes: config.render_cache_mb << 20,
+    };
+    let precision = config.precision;
+    let worker = WorkerHandle::spawn(
+        spec.id.clone(),
+        move || {
+            if device.is_cuda() {
+                // Fixed shapes per batch size: let cuDNN pick the fastest kernels.
+                tch::Cuda::cudnn_set_benchmark(true);
+            }
+            let mut model = ProgGan::load(&model_path, device)?;
+            model.set_precision(precision)?;
+            Ok(model)
+        },
+        batch,
+        metrics.clone(),
+    )
+    .map_err(|e| anyhow::anyhow!("project {}: loading {}: {e}", spec.id, spec.model.display()))?;
+    let mut layers = Vec::new();
+    for dissected in &spec.dissection.layers {
+        let (c, h, w) = worker
+            .config
+            .layer_specs()
+            .iter()
+            .find(|s| s.name == dissected.layer)
+            .map(|s| (s.out_channels, s.resolution, s.resolution))
+            .ok_or_else(|| {
+                anyhow::anyhow!(
+                    "project {}: the model has no layer `{}`",
+                    spec.id,
+                    dissected.layer
+                )
+            })?;
+        // A dissect.json made only for serving may list no units.
+        if dissected.units != 0 && c != dissected.units as i64 {
+            anyhow::bail!(
+                "project {}: dissection of {} has {} units but the model has {c}",
+                spec.id,
+                dissected.layer,
+                dissected.units
+            );
+        }
+        let normalizer = spec.normalizers.get(&dissected.layer).cloned();
+        if let Some(n) = normalizer.as_ref().filter(|n| n.units() as i64 != c) {
+            anyhow::bail!(
+                "project {}: the quantiles.npz of {} has {} units but the model has {c}",
+                spec.id,
+                dissected.layer,
+                n.units()
+            );
+        }
+        layers.push(ProjectLayer {
+            name: dissected.layer.clone(),
+            channels: c,
+            height: h,
+            width: w,
+            dissection: dissected.clone(),
+            normalizer,
+        });
+    }
+    if layers.is_empty() {
+        anyhow::bail!("project {}: its dissect.json lists no layers", spec.id);
+    }
+    tracing::info!(project = %spec.id, model = %spec.model.display(), ?device, "project ready");
+    Ok(Some(Project {
+        spec,
+        layers,
+        worker,
+    }))
+}
+
+/// An error as one line: its causes joined with `: `, cut at the first line break (libtorch
+/// appends a C++ stack to its messages; `RUST_LOG=debug` logs it whole).
+fn one_line(e: &anyhow::Error) -> String {
+    let text = format!("{e:#}");
+    text.lines()
+        .next()
+        .unwrap_or_default()
+        .trim_end()
+        .to_string()
 }
 
 impl From<WorkerError> for ApiError {
