@@ -9,6 +9,8 @@
 //!   runs split at any layer: `features(z, layer)` then `forward_from(layer, feats)`.
 //!   Every consumer (the CLI, the server, dissection and the benchmark) runs this one
 //!   implementation.
+//! - [`formats`] reads and writes files with no meaning attached: pickles, PyTorch
+//!   checkpoints, numpy arrays, data URLs.
 //! - [`imageio`] turns generator output into pixels and PNGs.
 //! - [`progress`] gives long jobs their progress bars (or plain progress lines in logs),
 //!   for every room that runs them.
@@ -18,6 +20,7 @@ pub mod cli;
 pub mod demo;
 pub mod dissect;
 pub mod edit;
+pub mod formats;
 pub mod imageio;
 pub mod model;
 pub mod progress;

@@ -16,7 +16,6 @@
 //! `adaptive_max_pool2d` / `adaptive_avg_pool2d` of the full mask exactly. Decoded pixels
 //! are charged to a per-request [`PixelBudget`], which bounds the CPU a request can take.
 
-use base64::Engine;
 
 use super::Pooling;
 
@@ -197,13 +196,11 @@ impl MaskImage {
     /// Decodes `data:image/png;base64,…` (or a JPEG, for clients that send one) up to its
     /// header, and checks its size.
     fn open(url: &str) -> Result<MaskImage, MaskError> {
-        let (_, payload) = url
-            .split_once(";base64,")
-            .filter(|(head, _)| head.starts_with("data:image/"))
-            .ok_or_else(|| MaskError::NotDataUrl(url.chars().take(40).collect()))?;
-        let bytes = base64::engine::general_purpose::STANDARD
-            .decode(payload.trim())
-            .map_err(|e| MaskError::NotDataUrl(format!("bad base64: {e}")))?;
+        use crate::formats::data_url::{decode_image, DataUrlError};
+        let (_, bytes) = decode_image(url).map_err(|e| match e {
+            DataUrlError::NotImageDataUrl(start) => MaskError::NotDataUrl(start),
+            DataUrlError::Base64(e) => MaskError::NotDataUrl(format!("bad base64: {e}")),
+        })?;
         let not_png = |e: &dyn std::fmt::Display| MaskError::NotPng(e.to_string());
         let (kind, width, height) = if bytes.starts_with(b"\x89PNG") {
             let decoder = png::Decoder::new(std::io::Cursor::new(&bytes));
@@ -427,10 +424,7 @@ pub fn encode_png_mask(width: u32, height: u32, painted: impl Fn(u32, u32) -> bo
     image
         .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
         .expect("encode to memory");
-    format!(
-        "data:image/png;base64,{}",
-        base64::engine::general_purpose::STANDARD.encode(png)
-    )
+    crate::formats::data_url::encode("image/png", &png)
 }
 
 #[cfg(test)]
@@ -538,10 +532,7 @@ mod tests {
             image::Rgba([0, 0, 0, if painted(x, y) { 255 } else { 0 }])
         });
         let png = interlaced_rgba_png(&image);
-        let url = format!(
-            "data:image/png;base64,{}",
-            base64::engine::general_purpose::STANDARD.encode(&png)
-        );
+        let url = crate::formats::data_url::encode("image/png", &png);
         let plain = encode_png_mask(29, 19, painted);
         assert_eq!(one(&url, (8, 8)), one(&plain, (8, 8)));
     }

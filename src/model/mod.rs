@@ -1,14 +1,13 @@
 //! The generator and everything needed to run it: architecture and split execution
-//! ([`proggan`]), weight files ([`weights`], [`pth`], [`pickle`]), GAN Dissection's latent
+//! ([`proggan`]), weight files ([`weights`], reading PyTorch checkpoints with
+//! [`crate::formats::pth`]), GAN Dissection's latent
 //! vectors ([`latent`]), the fast execution plan ([`fast`]), incremental re-rendering
 //! ([`incremental`]) and the choice of device.
 
 pub mod fast;
 pub mod incremental;
 pub mod latent;
-pub mod pickle;
 pub mod proggan;
-pub mod pth;
 pub mod weights;
 
 pub use fast::Precision;

@@ -11,7 +11,7 @@ use std::path::Path;
 
 use tch::{Kind, Tensor};
 
-use super::pth::{self, DType, PthError, RawTensor};
+use crate::formats::pth::{self, DType, PthError, RawTensor};
 
 /// Everything that can go wrong between a weights file and a running generator.
 #[derive(Debug, thiserror::Error)]

@@ -8,7 +8,6 @@ use std::sync::Arc;
 
 use axum::extract::{RawQuery, State};
 use axum::Json;
-use base64::Engine;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -432,13 +431,6 @@ pub(crate) fn finite_f32(field: &str, value: f64) -> Result<f32, ApiError> {
     }
 }
 
-fn data_url(mime: &str, bytes: &[u8]) -> String {
-    format!(
-        "data:{mime};base64,{}",
-        base64::engine::general_purpose::STANDARD.encode(bytes)
-    )
-}
-
 pub async fn generate(
     State(state): State<Arc<AppState>>,
     AppJson(body): AppJson<Value>,
@@ -518,7 +510,7 @@ pub async fn generate(
         output
             .images
             .iter()
-            .map(|jpeg| json!({ "d": data_url("image/jpeg", jpeg) }))
+            .map(|jpeg| json!({ "d": crate::formats::data_url::encode("image/jpeg", jpeg) }))
             .collect()
     };
     Ok(wrap(body, json!(res)))

@@ -8,7 +8,6 @@ use axum::extract::State;
 use axum::http::{header, HeaderMap};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use base64::Engine;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -137,10 +136,7 @@ fn wants_json(headers: &HeaderMap) -> bool {
 }
 
 fn png_data_url(png: &[u8]) -> String {
-    format!(
-        "data:image/png;base64,{}",
-        base64::engine::general_purpose::STANDARD.encode(png)
-    )
+    crate::formats::data_url::encode("image/png", png)
 }
 
 fn png_response(png: Vec<u8>) -> Response {
