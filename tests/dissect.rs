@@ -455,3 +455,47 @@ fn dissect_ace_adds_learned_edits_that_eval_edits_paints_with() {
         assert_eq!(report["concepts"][&concept]["samples"], 2);
     }
 }
+
+#[test]
+fn several_layers_are_dissected_compared_in_the_report_and_the_report_can_be_rewritten() {
+    let fx = Fixture::new("layers");
+    let out = fx.path("m");
+    ganpaint(&args(
+        &[
+            "dissect",
+            "--layer",
+            "layer1",
+            "--layer",
+            "layer4",
+            "--out",
+            &out,
+            "--causal-samples",
+            "0",
+        ],
+        &fx.common(4),
+    ));
+    let m = Path::new(&out);
+    let dissect = json(&m.join("dissect.json"));
+    let layers: Vec<&str> = dissect["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["layer"].as_str().unwrap())
+        .collect();
+    assert_eq!(layers, ["layer1", "layer4"]);
+    for layer in dissect["layers"].as_array().unwrap() {
+        assert!(!layer["rankings"].as_array().unwrap().is_empty());
+    }
+    let html = std::fs::read_to_string(m.join("dissect.html")).unwrap();
+    assert!(html.contains("<h2>Layers compared</h2>"), "{html}");
+    assert!(html.contains("<th>layer1 (4×4)</th><th>layer4 (8×8)</th>"));
+
+    // `dissect report` writes the same report again from the folder's files.
+    std::fs::remove_file(m.join("dissect.html")).unwrap();
+    let printed = ganpaint(&["dissect".into(), "report".into(), out.clone()]);
+    assert!(printed.contains("dissect.html"), "{printed}");
+    assert_eq!(
+        std::fs::read_to_string(m.join("dissect.html")).unwrap(),
+        html
+    );
+}

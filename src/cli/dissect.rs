@@ -17,7 +17,7 @@ use anyhow::{bail, Context};
 use crate::dissect::collect::{collect_counts, collect_sketches};
 use crate::dissect::output::{
     dissect_json, read_layer_sketches, write_json, write_layer_sketches, write_levels, Coverage,
-    LayerStats, LevelTable, Round, StatsFile, DISSECT_FILE,
+    DissectJson, LayerStats, LevelTable, Round, StatsFile, DISSECT_FILE,
 };
 use crate::dissect::quantile::DEFAULT_CAPACITY;
 use crate::dissect::report::{
@@ -47,6 +47,15 @@ enum DissectCommand {
     /// Learn optimized interventions (one weight per unit, per concept and mode) and add
     /// them to a dissection as `<concept>-ace-draw` / `-ace-remove` rankings.
     Ace(Box<super::dissect_ace::AceArgs>),
+    /// Rewrite a dissection's dissect.html from its dissect.json and stats.json (after
+    /// rankings were added or edited by hand).
+    Report(ReportArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct ReportArgs {
+    /// The dissection's folder.
+    dir: PathBuf,
 }
 
 #[derive(clap::Args, Debug)]
@@ -130,8 +139,31 @@ pub fn run(args: DissectArgs) -> anyhow::Result<()> {
         Some(DissectCommand::Merge(merge)) => run_merge(merge),
         Some(DissectCommand::Causal(causal)) => super::dissect_causal::run(causal),
         Some(DissectCommand::Ace(ace)) => super::dissect_ace::run(*ace),
+        Some(DissectCommand::Report(report)) => {
+            let path = rewrite_report(&report.dir)?;
+            println!("wrote {}", path.display());
+            Ok(())
+        }
         None => run_dissect(args.run),
     }
+}
+
+/// Rewrites `dir/dissect.html` from its `dissect.json` and `stats.json`, linking the
+/// unit images where they exist. Returns the report's path.
+pub(crate) fn rewrite_report(dir: &Path) -> anyhow::Result<PathBuf> {
+    let path = dir.join(DISSECT_FILE);
+    let dissect: DissectJson = serde_json::from_slice(
+        &std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?,
+    )
+    .with_context(|| format!("reading {}", path.display()))?;
+    let stats = StatsFile::read(dir)
+        .with_context(|| format!("reading the dissection's statistics in {}", dir.display()))?;
+    let images = dissect
+        .layers
+        .iter()
+        .any(|l| dir.join(&l.layer).join("s-image").is_dir());
+    write_report(dir, &dissect, &stats, &ReportInfo { images })?;
+    Ok(dir.join("dissect.html"))
 }
 
 /// The repository root: the first ancestor of the binary (or else the working directory)
