@@ -422,7 +422,7 @@ pub fn bench_model(
         batch.time(WARM_UP_REPS)?;
         let ms = batch.time(settings.iters.div_ceil(2).max(3))?;
         let p50 = Latency::of(&ms).context("no throughput samples")?.p50_ms;
-        throughput.insert(n.to_string(), round3(n as f64 * 1000.0 / p50));
+        throughput.insert(n, round3(n as f64 * 1000.0 / p50));
     }
     bar.inc(1);
     bar.finish_and_clear();

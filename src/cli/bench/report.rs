@@ -122,8 +122,8 @@ pub struct ModelReport {
     pub reps_per_round: usize,
     pub latency_ms: Latencies,
     pub incremental_work_fraction: WorkFraction,
-    /// Images per second at each batch size (the key).
-    pub throughput_images_per_s_fast: BTreeMap<String, f64>,
+    /// Images per second at each batch size (the key, written as a string).
+    pub throughput_images_per_s_fast: BTreeMap<i64, f64>,
     pub psnr_db_fast_vs_exact: f64,
     pub ratios: Ratios<RatioStats>,
     pub torch: Option<TorchReport>,
