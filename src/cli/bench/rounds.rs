@@ -155,12 +155,12 @@ mod tests {
     #[test]
     fn our_cases_are_timed_once_per_call() {
         let mut calls = 0;
-        let mut ours = Ours(|| {
+        let ms = Ours(|| {
             calls += 1;
             Ok(())
-        });
-        let ms = ours.time(4).unwrap();
-        drop(ours);
+        })
+        .time(4)
+        .unwrap();
         assert_eq!(ms.len(), 4);
         assert!(ms.iter().all(|t| *t >= 0.0));
         assert_eq!(calls, 4);
