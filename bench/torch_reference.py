@@ -12,16 +12,29 @@ LeakyReLU(0.2), one module call per op) and times, per precision:
     pixels = ((image + 1) * 127.5).clamp(0, 255).byte()  # through to u8, on the host
 
 fp32 runs as is; bf16 (CPU) or fp16 (CUDA) casts the weights once and runs channels-last,
-which is what a careful PyTorch user would do. It prints one JSON object and can write
-the fp32 pixels so the caller can check that both sides computed the same image.
+which is what a careful PyTorch user would do. It can write the fp32 pixels so the caller
+can check that both sides computed the same image.
+
+The script stays alive and times on request, so that the bench can alternate its own
+cases with these in rounds on a machine whose speed drifts. It loads everything once,
+prints one `ready` line, then answers one JSON line per request line on stdin until stdin
+closes (every line is flushed; anything else the script prints goes to stderr):
+
+    {"type": "ready", "torch": "2.13.0", "threads": 2, "device": "cpu", "batch": 1,
+     "low_precision": "bf16", "low_psnr_db_vs_fp32": 41.2}
+    {"case": "fp32", "reps": 4}   ->  {"type": "timing", "case": "fp32", "ms": [...]}
+    {"case": "low", "reps": 4}    ->  {"type": "timing", "case": "low", "ms": [...]}
+    anything else                 ->  {"type": "error", "message": "..."}
+
+Each request is timed as asked, with no warm-up of its own: the caller warms up by
+sending a request whose answer it discards.
 
     bench/torch_reference.py --weights W.safetensors --edit E.safetensors --layer layer4
-        [--iters 20] [--threads N] [--device cpu|cuda] [--pixels-out P.u8]
+        [--threads N] [--device cpu|cuda] [--pixels-out P.u8] [--fp32-only]
 """
 import argparse
 import json
 import math
-import statistics
 import sys
 import time
 
@@ -80,19 +93,42 @@ def build(state, layer):
     return torch.nn.Sequential(*[b for _, b in blocks[start:]])
 
 
-def timed(fn, iters, sync):
-    for _ in range(3):
-        fn()
+def timed(fn, reps, sync):
+    """Milliseconds of `reps` runs of `fn`, each waited for."""
     sync()
     times = []
-    for _ in range(iters):
+    for _ in range(reps):
         t = time.perf_counter()
         fn()
         sync()
         times.append((time.perf_counter() - t) * 1000.0)
-    times.sort()
-    p95 = times[min(len(times) - 1, math.ceil(0.95 * len(times)) - 1)]
-    return {"p50_ms": statistics.median(times), "p95_ms": p95, "iters": iters}
+    return times
+
+
+def serve(cases, sync, ready, protocol):
+    """Prints `ready`, then answers each request line on stdin until it closes."""
+
+    def answer(message):
+        protocol.write(json.dumps(message) + "\n")
+        protocol.flush()
+
+    answer(dict(type="ready", **ready))
+    for line in sys.stdin:
+        line = line.strip()
+        if not line:
+            continue
+        try:
+            request = json.loads(line)
+            case = request["case"]
+            reps = request["reps"]
+            if case not in cases:
+                raise ValueError(f"unknown case {case!r} (known: {', '.join(cases)})")
+            if not isinstance(reps, int) or reps < 1:
+                raise ValueError(f"reps must be a positive integer, not {reps!r}")
+        except (ValueError, KeyError, TypeError) as e:
+            answer({"type": "error", "message": f"bad request {line!r}: {e}"})
+            continue
+        answer({"type": "timing", "case": case, "ms": timed(cases[case], reps, sync)})
 
 
 def main():
@@ -100,11 +136,15 @@ def main():
     parser.add_argument("--weights", required=True)
     parser.add_argument("--edit", required=True, help="safetensors with features, alpha, value")
     parser.add_argument("--layer", default="layer4")
-    parser.add_argument("--iters", type=int, default=20)
     parser.add_argument("--threads", type=int, default=0, help="0: PyTorch's default")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--pixels-out", help="write the fp32 result's u8 pixels [N,R,R,3] here")
+    parser.add_argument("--fp32-only", action="store_true", help="skip the low-precision case")
     args = parser.parse_args()
+
+    # The protocol owns stdout; a stray print from anywhere else goes to stderr.
+    protocol = sys.stdout
+    sys.stdout = sys.stderr
 
     if args.threads > 0:
         torch.set_num_threads(args.threads)
@@ -129,7 +169,7 @@ def main():
         image = model(x).float()
         return ((image + 1) * 127.5).clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).contiguous().cpu()
 
-    result = {
+    ready = {
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
         "device": str(device),
@@ -137,19 +177,20 @@ def main():
     }
     with torch.inference_mode():
         pixels = run(suffix, torch.float32, False)
-        result["fp32"] = timed(lambda: run(suffix, torch.float32, False), args.iters, sync)
-        low = torch.float16 if device.type == "cuda" else torch.bfloat16
-        low_model = build(state, args.layer).to(device).eval().to(low)
-        low_model = low_model.to(memory_format=torch.channels_last)
-        low_pixels = run(low_model, low, True)
-        key = "fp16" if low == torch.float16 else "bf16"
-        result[key] = timed(lambda: run(low_model, low, True), args.iters, sync)
-        mse = ((pixels.float() - low_pixels.float()) ** 2).mean().item()
-        result[f"{key}_psnr_db_vs_fp32"] = 10 * math.log10(255 ** 2 / max(mse, 1e-10))
-    if args.pixels_out:
-        with open(args.pixels_out, "wb") as f:
-            f.write(pixels.numpy().tobytes())
-    print(json.dumps(result))
+        cases = {"fp32": lambda: run(suffix, torch.float32, False)}
+        if not args.fp32_only:
+            low = torch.float16 if device.type == "cuda" else torch.bfloat16
+            low_model = build(state, args.layer).to(device).eval().to(low)
+            low_model = low_model.to(memory_format=torch.channels_last)
+            low_pixels = run(low_model, low, True)
+            mse = ((pixels.float() - low_pixels.float()) ** 2).mean().item()
+            ready["low_precision"] = "fp16" if low == torch.float16 else "bf16"
+            ready["low_psnr_db_vs_fp32"] = 10 * math.log10(255 ** 2 / max(mse, 1e-10))
+            cases["low"] = lambda: run(low_model, low, True)
+        if args.pixels_out:
+            with open(args.pixels_out, "wb") as f:
+                f.write(pixels.numpy().tobytes())
+        serve(cases, sync, ready, protocol)
 
 
 if __name__ == "__main__":

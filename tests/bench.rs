@@ -1,6 +1,7 @@
-//! `ganpaint bench` end to end on the bundled demo model: every case runs, the PyTorch
-//! reference computes the same pixels as our exact path, and the JSON carries the keys
-//! the issue names. No timing is asserted (speed is measured by the command, not here).
+//! `ganpaint bench` end to end on the bundled demo model: every case runs in alternating
+//! rounds against the live PyTorch reference, the reference computes the same pixels as
+//! our exact path, and the JSON carries the recorded keys plus each ratio's per-round
+//! spread. No timing is asserted (speed is measured by the command, not here).
 
 use std::process::Command;
 
@@ -14,7 +15,7 @@ fn bench_runs_every_case_and_writes_the_named_keys() {
     let output = Command::new(env!("CARGO_BIN_EXE_ganpaint"))
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .args([
-            "bench", "--device", "cpu", "--models", "demo", "--iters", "2",
+            "bench", "--device", "cpu", "--models", "demo", "--iters", "2", "--rounds", "3",
         ])
         .args([
             "--batches",
@@ -42,20 +43,54 @@ fn bench_runs_every_case_and_writes_the_named_keys() {
     for key in [
         "fp32_vs_torch_fp32",
         "fast_vs_torch_fp32",
+        "fast_vs_torch_low_precision",
+        "fp32_vs_torch_fp32_tuned_malloc",
         "incremental_vs_fast",
+        "incremental_centre_vs_fast",
     ] {
         let ratio = result["ratios"][key].as_f64();
         assert!(ratio.is_some_and(|r| r > 0.0), "ratios.{key}: {result}");
+        // The ratio is the median of one ratio per round, and the spread comes with it.
+        let spread = &result["ratio_spread"][key];
+        assert_eq!(spread["median"].as_f64(), ratio, "{spread}");
+        assert_eq!(spread["rounds"], 3, "{spread}");
+        let per_round: Vec<f64> = spread["per_round"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r.as_f64().unwrap())
+            .collect();
+        assert_eq!(per_round.len(), 3, "{spread}");
+        let (min, max) = (
+            spread["min"].as_f64().unwrap(),
+            spread["max"].as_f64().unwrap(),
+        );
+        assert!(
+            per_round.iter().all(|r| (min..=max).contains(r)),
+            "{spread}"
+        );
+        assert!(min <= ratio.unwrap() && ratio.unwrap() <= max, "{spread}");
     }
+    assert_eq!(result["rounds"], 3, "{result}");
+    assert_eq!(result["models"]["demo"]["ratios"], result["ratio_spread"]);
     // Only the demo ran, so the ratios are the demo's, and they say so.
     assert_eq!(result["ratios_model"], "demo", "{result}");
     assert!(stdout.contains("ratios (demo, batch 1, p50)"), "{stdout}");
+    assert!(stdout.contains("median of per-round ratios"), "{stdout}");
     let psnr = result["psnr_db"]["demo_fast"].as_f64().unwrap();
     assert!(psnr >= 40.0, "fast path PSNR {psnr} dB below 40");
 
     let demo = &result["models"]["demo"];
     // Same weights, same edit, same arithmetic: PyTorch's fp32 pixels equal ours.
     assert_eq!(demo["torch"]["fp32_max_pixel_diff_vs_ours"], 0, "{demo}");
+    // Each reference case was timed in every round: 3 rounds of ⌈10 / 3⌉ runs.
+    for case in [
+        &demo["torch"]["fp32"],
+        &demo["torch"]["bf16"],
+        &demo["torch"]["tuned_malloc"]["fp32"],
+    ] {
+        assert_eq!(case["samples"], 12, "{case}");
+    }
     for case in [
         "exact_fp32",
         "fast",
