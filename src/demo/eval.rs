@@ -338,7 +338,7 @@ mod tests {
     #[test]
     fn sharpness_is_the_mean_luminance_gradient_and_blur_lowers_it() {
         // A vertical edge: 0 left of column 2, 1 from it (all channels, so luminance 1).
-        let mut edge = Tensor::zeros([1, 3, 4, 4], (Kind::Float, Device::Cpu));
+        let edge = Tensor::zeros([1, 3, 4, 4], (Kind::Float, Device::Cpu));
         let _ = edge.narrow(3, 2, 2).fill_(1.0);
         let mut s = Sharpness::default();
         s.add(&edge);
