@@ -376,8 +376,8 @@ pub fn read_gandissect_quantiles(path: &Path) -> Result<LevelTable, DissectError
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::formats::npy::testing::*;
     use crate::formats::npy::parse_npy;
+    use crate::formats::npy::testing::*;
 
     fn fixture(name: &str) -> PathBuf {
         Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -16,7 +16,6 @@
 //! `adaptive_max_pool2d` / `adaptive_avg_pool2d` of the full mask exactly. Decoded pixels
 //! are charged to a per-request [`PixelBudget`], which bounds the CPU a request can take.
 
-
 use super::Pooling;
 
 /// The largest mask side accepted, so a hostile PNG header cannot make us allocate
