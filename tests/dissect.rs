@@ -349,6 +349,41 @@ fn eval_edits_prints_one_json_line_with_the_figures_per_concept() {
         printed.lines().next().unwrap().contains("concept"),
         "a table comes first"
     );
+
+    // The CLI finds the project's generator as the server does: once the recorded file is
+    // gone, it refuses (naming project.json) instead of scoring another model…
+    let moved = fx.dir.join("project/weights.safetensors");
+    std::fs::rename(&fx.model, &moved).unwrap();
+    let eval = [
+        "eval-edits",
+        "--project",
+        &project,
+        "--samples",
+        "2",
+        "--batch",
+        "2",
+        "--concepts",
+        "sky",
+        "--device",
+        "cpu",
+    ]
+    .map(String::from);
+    let refused = Command::new(env!("CARGO_BIN_EXE_ganpaint"))
+        .args(&eval)
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("project.json"), "{stderr}");
+    // …and project.json names the one to use, relative to the folder.
+    std::fs::write(
+        fx.dir.join("project/project.json"),
+        r#"{"model": "weights.safetensors"}"#,
+    )
+    .unwrap();
+    let printed = ganpaint(&eval);
+    let report: Value = serde_json::from_str(printed.lines().last().unwrap()).unwrap();
+    assert_eq!(report["concepts"]["sky"]["samples"], 2);
 }
 
 /// The learned rankings (`<concept>-ace-<mode>`) of a dissection's first layer.

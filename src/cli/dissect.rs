@@ -314,7 +314,12 @@ pub(crate) fn load_project_models(
     segmenter_labels: Option<&Path>,
     device: tch::Device,
 ) -> anyhow::Result<ProjectModels> {
-    let generator_path = project_file(project, model, "model", DEFAULT_MODEL);
+    // The generator the server would paint this project with (project.json, then the
+    // dissection's settings), unless one is given.
+    let generator_path = match model {
+        Some(path) => path.to_path_buf(),
+        None => crate::serve::project::generator_file(project)?,
+    };
     let generator = load_model_given_by(&generator_path, model_flag, device)?;
     let segmenter_path = project_file(project, segmenter, "segmenter", DEFAULT_SEGMENTER);
     let segmenter = load_segmenter(&segmenter_path, segmenter_labels, device)?;

@@ -186,16 +186,7 @@ struct ProjectFile {
 /// Reads a project folder's dissection and finds its generator (the model is not loaded).
 pub fn read_spec(dir: &Path) -> anyhow::Result<ProjectSpec> {
     let dissection = read_project(dir)?;
-    let override_file = dir.join("project.json");
-    let model = if override_file.is_file() {
-        let text = std::fs::read_to_string(&override_file)?;
-        let file: ProjectFile = serde_json::from_str(&text)
-            .map_err(|e| anyhow::anyhow!("{}: {e}", override_file.display()))?;
-        dir.join(file.model)
-    } else {
-        model_from_settings(dir, &dissection.settings)
-            .map_err(|e| anyhow::anyhow!("{}: {e}", dir.join(output::DISSECT_FILE).display()))?
-    };
+    let model = generator_file(&dissection)?;
     let mut normalizers = std::collections::BTreeMap::new();
     for layer in &dissection.layers {
         if let Some(path) =
@@ -218,6 +209,22 @@ pub fn read_spec(dir: &Path) -> anyhow::Result<ProjectSpec> {
         dissection,
         normalizers,
     })
+}
+
+/// The generator a project folder paints with: `project.json`'s `model` (relative to the
+/// folder) when there is one, else the one `dissect.json`'s settings name. The server and
+/// every command that works on a project resolve it here, so they agree.
+pub fn generator_file(dissection: &output::Project) -> anyhow::Result<PathBuf> {
+    let dir = &dissection.dir;
+    let override_file = dir.join("project.json");
+    if override_file.is_file() {
+        let text = std::fs::read_to_string(&override_file)?;
+        let file: ProjectFile = serde_json::from_str(&text)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", override_file.display()))?;
+        return Ok(dir.join(file.model));
+    }
+    model_from_settings(dir, &dissection.settings)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", dir.join(output::DISSECT_FILE).display()))
 }
 
 // ---------------------------------------------------------------------------------------
