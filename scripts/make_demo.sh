@@ -84,13 +84,17 @@ $BIN train-demo snapshot --run "$RUN_B" --out models/train
 # ---- The bundle. Until stage B's generator is picked and shipped (with a segmenter,
 # dissection and figures at its resolution), the bundled generator is stage A's pick.
 if [ -f "$STAGE_A" ]; then cp "$STAGE_A" models/demo_generator.safetensors; fi
-$BIN dissect --out dissect/demo --samples 2000 --causal-samples 64
+$BIN dissect --out dissect/demo --layer layer1 --layer layer4 --layer layer7 --samples 2000 \
+  --causal-samples 64
 # Optimized interventions, kept where they beat the causal rankings on a split disjoint
 # from eval-edits' (ids 20000..20100): drawing trees and clouds, removing clouds.
-$BIN dissect ace dissect/demo --concepts tree,cloud --modes draw --steps 100 --batch 8 \
-  --lr 0.1 --l1 0.01
-$BIN dissect ace dissect/demo --concepts cloud --modes remove --steps 100 --batch 8 \
-  --lr 0.1 --l1 0.01
+$BIN dissect ace dissect/demo --layer layer4 --concepts tree,cloud --modes draw --steps 100 \
+  --batch 8 --lr 0.1 --l1 0.01
+$BIN dissect ace dissect/demo --layer layer4 --concepts cloud --modes remove --steps 100 \
+  --batch 8 --lr 0.1 --l1 0.01
 $BIN eval-edits --project dissect/demo --samples 100 --ranking causal,ace
+for layer in layer1 layer7; do
+  $BIN eval-edits --project dissect/demo --samples 100 --layer "$layer" --ranking iou,causal
+done
 $BIN figure --project dissect/demo --out dissect/demo/figure.png --ids 3,24,40 --scale 1
 $BIN eval-demo --out out/eval-demo

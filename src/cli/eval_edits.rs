@@ -19,7 +19,7 @@ pub struct EvalEditsArgs {
     /// A dissection folder (dissect.json and levels.json), e.g. dissect/demo.
     #[arg(long)]
     project: PathBuf,
-    /// The layer to paint (default: the project's first layer).
+    /// The layer to paint (default: `layer4` when dissected, else the project's first).
     #[arg(long)]
     layer: Option<String>,
     /// Generator (default: the project's model, else the bundled one).
@@ -93,11 +93,7 @@ pub fn run(args: EvalEditsArgs) -> anyhow::Result<()> {
         .with_context(|| format!("reading the dissection in {}", args.project.display()))?;
     let layer_name = match &args.layer {
         Some(layer) => layer.clone(),
-        None => project
-            .layers
-            .first()
-            .map(|l| l.layer.clone())
-            .context("the dissection has no layers")?,
+        None => project.default_layer()?.layer.clone(),
     };
     let layer = project.layer(&layer_name)?;
     let ProjectModels {

@@ -34,7 +34,7 @@ pub struct FigureArgs {
     ids: Vec<u64>,
     #[arg(long, value_delimiter = ',', default_value = "tree,grass,dome,cloud")]
     concepts: Vec<String>,
-    /// The layer to paint (default: the project's first).
+    /// The layer to paint (default: `layer4` when dissected, else the project's first).
     #[arg(long)]
     layer: Option<String>,
     /// Pixels per generated pixel in the figure (nearest neighbour).
@@ -56,10 +56,7 @@ pub fn run(args: FigureArgs) -> anyhow::Result<()> {
         .with_context(|| format!("reading the dissection in {}", args.project.display()))?;
     let layer = match &args.layer {
         Some(name) => project.layer(name)?,
-        None => project
-            .layers
-            .first()
-            .context("the dissection has no layers")?,
+        None => project.default_layer()?,
     };
     let ProjectModels {
         generator,

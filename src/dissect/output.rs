@@ -682,6 +682,20 @@ impl Project {
             })
     }
 
+    /// The layer painted when none is named: `layer4` when it was dissected (GAN
+    /// Dissection's painting layer for its church model), else the first layer. The
+    /// server, `eval-edits` and `figure` all default to it.
+    pub fn default_layer(&self) -> Result<&ProjectLayer, DissectError> {
+        self.layers
+            .iter()
+            .find(|l| l.layer == "layer4")
+            .or(self.layers.first())
+            .ok_or_else(|| DissectError::UnknownLayer {
+                layer: "(the default layer)".into(),
+                available: "none: the dissection has no layers".into(),
+            })
+    }
+
     /// A string setting, e.g. `model` or `segmenter`.
     pub fn setting(&self, key: &str) -> Option<&str> {
         self.settings.get(key)?.as_str()
@@ -1016,6 +1030,39 @@ mod tests {
         assert_eq!(project.setting("model"), Some("models/g.safetensors"));
         assert!(project.layer("layer9").is_err());
         let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn the_default_layer_is_layer4_when_dissected_else_the_first() {
+        let mut project = Project {
+            dir: PathBuf::from("p"),
+            netname: "p".into(),
+            settings: serde_json::Value::Null,
+            layers: Vec::new(),
+        };
+        assert!(project.default_layer().is_err());
+        let layer = |name: &str| ProjectLayer {
+            layer: name.into(),
+            units: 0,
+            unit_labels: Vec::new(),
+            unit_iou: Vec::new(),
+            rankings: Vec::new(),
+            levels: LevelTable {
+                quantiles: Vec::new(),
+                levels: Vec::new(),
+                thresholds: Vec::new(),
+                threshold_quantile: 0.99,
+                grid_quantiles: Vec::new(),
+                grid_levels: Vec::new(),
+                rank_error: 0.0,
+                threshold_rank_error: 0.0,
+                values: 0,
+            },
+        };
+        project.layers = vec![layer("layer1"), layer("layer7")];
+        assert_eq!(project.default_layer().unwrap().layer, "layer1");
+        project.layers.insert(1, layer("layer4"));
+        assert_eq!(project.default_layer().unwrap().layer, "layer4");
     }
 
     #[test]

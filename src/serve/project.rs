@@ -134,9 +134,14 @@ impl Project {
         self.layers.iter().find(|l| l.name == name)
     }
 
-    /// `layer4` when dissected (the church model's painting layer), else the first.
+    /// The dissection's default layer ([`output::Project::default_layer`]).
     pub fn default_layer(&self) -> &ProjectLayer {
-        self.layer("layer4").unwrap_or(&self.layers[0])
+        self.spec
+            .dissection
+            .default_layer()
+            .ok()
+            .and_then(|l| self.layer(&l.layer))
+            .unwrap_or(&self.layers[0])
     }
 
     pub fn resolution(&self) -> i64 {
