@@ -16,6 +16,11 @@
 //! The result is two rankings per concept, written to `dissect.json` beside the IoU ones
 //! as `<concept>-causal-draw` and `<concept>-causal-remove` (score = −effect, lower is
 //! better, as GAN Dissection's rankings are). Painting uses them when present.
+//!
+//! Each image is rendered once, kept, and every single-unit edit of it branches from
+//! that render ([`Route::Branch`]): only what the 3×3-cell region reaches is recomputed,
+//! for a batch of units at once. That equals a full render of each edit up to the
+//! rounding of a differently tiled convolution.
 
 use tch::{Kind, Tensor};
 
@@ -23,6 +28,7 @@ use super::causal::{regions, zones as region_zones, PRESENT_SHARE, REGION_CELLS}
 use super::collect::{latents, segment_images};
 use super::output::Ranking;
 use super::DissectError;
+use crate::edit::{render_edited, EditPlanes, Rendered, Route, StrokeMode};
 use crate::model::ProgGan;
 use crate::segment::Segmenter;
 
@@ -131,11 +137,26 @@ impl UnitEffects<'_> {
         let levels = Tensor::f_from_slice(self.levels)?
             .f_to_device(device)?
             .f_view([1, units, 1, 1])?;
+        let no_value = levels.f_zeros_like()?;
+        let identity = EditPlanes::empty((units, gh, gw), device);
         for (index, region) in all_regions.iter().enumerate() {
             let id = self.first_id + index as u64;
             let z = latents(self.generator, &[id])?;
             let features = self.generator.features(&z, self.layer)?;
-            let image = self.generator.forward_from(self.layer, &features)?;
+            // The unedited render, kept: every single-unit edit below branches from it
+            // and recomputes only what its region reaches.
+            let Rendered {
+                images: image,
+                kept,
+                ..
+            } = render_edited(
+                self.generator,
+                self.layer,
+                &features,
+                &identity,
+                Route::Record,
+            )?;
+            let kept = kept.into_iter().next().expect("one image");
             let before =
                 super::stats::to_i64_vec(&segment_images(self.segmenter, &image, device)?)?;
             let seg_side = ((before.len() as f64).sqrt()) as i64;
@@ -165,17 +186,23 @@ impl UnitEffects<'_> {
                     .f_roll([first].as_slice(), [1i64].as_slice())?
                     .f_view([k, units, 1, 1])?;
                 let alpha = onehot.f_mul(&cell_mask)?;
-                let keep = alpha.f_neg()?.f_add_scalar(1.0)?;
-                let base = features.f_expand([k, units, gh, gw], false)?;
-                for (mode, value) in [(0, Some(&levels)), (1, None)] {
-                    if mode == 1 && !any_present {
+                for (mode, value) in [(StrokeMode::Draw, &levels), (StrokeMode::Remove, &no_value)]
+                {
+                    if mode == StrokeMode::Remove && !any_present {
                         continue;
                     }
-                    let mut edited = base.f_mul(&keep)?;
-                    if let Some(levels) = value {
-                        edited = edited.f_add(&alpha.f_mul(levels)?)?;
-                    }
-                    let images = self.generator.forward_from(self.layer, &edited)?;
+                    let planes = EditPlanes {
+                        alpha: alpha.shallow_clone(),
+                        value: value.shallow_clone(),
+                    };
+                    let images = render_edited(
+                        self.generator,
+                        self.layer,
+                        &features,
+                        &planes,
+                        Route::Branch(&kept),
+                    )?
+                    .images;
                     let labels = super::stats::to_i64_vec(&segment_images(
                         self.segmenter,
                         &images,
@@ -187,10 +214,10 @@ impl UnitEffects<'_> {
                         let after = region_shares(&labels[j * per..(j + 1) * per], &zones, classes);
                         for (c, (_, class)) in self.concepts.iter().enumerate() {
                             let (b, a) = (shares_before[*class as usize], after[*class as usize]);
-                            if mode == 0 {
-                                draw[c][unit] += a - b;
-                            } else if present[c] {
-                                remove[c][unit] += (b - a) / b;
+                            match mode {
+                                StrokeMode::Draw => draw[c][unit] += a - b,
+                                StrokeMode::Remove if present[c] => remove[c][unit] += (b - a) / b,
+                                StrokeMode::Remove => {}
                             }
                         }
                     }
@@ -219,7 +246,7 @@ impl UnitEffects<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::edit::{paint_planes, ResolvedStroke, StrokeMode};
+    use crate::edit::{paint_planes, ResolvedStroke};
     use crate::model::ProgGanConfig;
     use crate::segment::testing::RedSegmenter;
     use tch::Device;
