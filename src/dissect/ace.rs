@@ -22,6 +22,8 @@
 //! for a batch of units at once. That equals a full render of each edit up to the
 //! rounding of a differently tiled convolution.
 
+use std::time::{Duration, Instant};
+
 use tch::{Kind, Tensor};
 
 use super::causal::{regions, zones as region_zones, PRESENT_SHARE, REGION_CELLS};
@@ -55,6 +57,9 @@ pub struct UnitEffects<'a> {
     pub seed: u64,
     /// Images per forward pass.
     pub batch: usize,
+    /// Render every edit whole instead of branching from the image's kept render: the
+    /// same effects up to float rounding, and slower; for checking.
+    pub full_renders: bool,
 }
 
 /// Per concept, per unit: the mean effects.
@@ -138,6 +143,7 @@ impl UnitEffects<'_> {
             .f_to_device(device)?
             .f_view([1, units, 1, 1])?;
         let no_value = levels.f_zeros_like()?;
+        let (mut render_time, mut segment_time) = (Duration::ZERO, Duration::ZERO);
         let identity = EditPlanes::empty((units, gh, gw), device);
         for (index, region) in all_regions.iter().enumerate() {
             let id = self.first_id + index as u64;
@@ -195,19 +201,23 @@ impl UnitEffects<'_> {
                         alpha: alpha.shallow_clone(),
                         value: value.shallow_clone(),
                     };
-                    let images = render_edited(
-                        self.generator,
-                        self.layer,
-                        &features,
-                        &planes,
-                        Route::Branch(&kept),
-                    )?
-                    .images;
+                    let route = if self.full_renders {
+                        Route::Full
+                    } else {
+                        Route::Branch(&kept)
+                    };
+                    let started = Instant::now();
+                    let images =
+                        render_edited(self.generator, self.layer, &features, &planes, route)?
+                            .images;
+                    render_time += started.elapsed();
+                    let started = Instant::now();
                     let labels = super::stats::to_i64_vec(&segment_images(
                         self.segmenter,
                         &images,
                         device,
                     )?)?;
+                    segment_time += started.elapsed();
                     let per = before.len();
                     for j in 0..k as usize {
                         let unit = first as usize + j;
@@ -226,6 +236,13 @@ impl UnitEffects<'_> {
             }
             progress(1);
         }
+        tracing::info!(
+            layer = self.layer,
+            render_s = render_time.as_secs_f64(),
+            segment_s = segment_time.as_secs_f64(),
+            full_renders = self.full_renders,
+            "causal effects: time rendering and segmenting the single-unit edits"
+        );
         let samples = self.samples.max(1) as f64;
         for (draw, (remove, present)) in draw.iter_mut().zip(remove.iter_mut().zip(&present_count))
         {
@@ -310,6 +327,7 @@ mod tests {
             first_id: 50,
             seed: 9,
             batch: 3,
+            full_renders: false,
         };
         let table = effects.run(&mut |_| {}).unwrap();
         assert_eq!(table.draw[0].len(), 8);
@@ -338,6 +356,62 @@ mod tests {
             table.draw[0].iter().any(|&e| e != 0.0),
             "no unit changed anything"
         );
+    }
+
+    #[test]
+    fn branching_from_the_kept_render_measures_what_full_renders_measure() {
+        let _guard = tch::no_grad_guard();
+        tch::manual_seed(23);
+        let model = ProgGan::new(
+            ProgGanConfig {
+                z_dim: 16,
+                channels: vec![16, 16, 8, 8, 4],
+            },
+            Device::Cpu,
+        );
+        let segmenter = RedSegmenter::new();
+        let levels: Vec<f32> = (0..16).map(|u| 1.0 + u as f32 / 4.0).collect();
+        let effects = |full_renders| {
+            UnitEffects {
+                generator: &model,
+                segmenter: &segmenter,
+                layer: "layer4",
+                levels: &levels,
+                concepts: vec![("dark".into(), 0), ("bright".into(), 1)],
+                samples: 6,
+                first_id: 7,
+                seed: 5,
+                batch: 5,
+                full_renders,
+            }
+            .run(&mut |_| {})
+            .unwrap()
+        };
+        // The regions are small enough for the branches to be incremental.
+        let layer = model.layer_index("layer4").unwrap();
+        let incremental = regions(6, (8, 8), 5).into_iter().any(|r| {
+            let cells = crate::model::incremental::Region {
+                y0: r.y,
+                y1: r.y + REGION_CELLS,
+                x0: r.x,
+                x1: r.x + REGION_CELLS,
+            };
+            let (_, fraction) = model.region_plan(layer, cells).unwrap().unwrap();
+            fraction <= crate::model::incremental::FULL_RECOMPUTE_FRACTION
+        });
+        assert!(incremental);
+        let (branched, full) = (effects(false), effects(true));
+        assert_eq!(branched.present, full.present);
+        assert!(full.present.iter().any(|&p| p > 0), "nothing to remove");
+        for (a, b) in [
+            (&branched.draw, &full.draw),
+            (&branched.remove, &full.remove),
+        ] {
+            for (a, b) in a.iter().flatten().zip(b.iter().flatten()) {
+                assert!((a - b).abs() < 1e-9, "{a} vs {b}");
+            }
+        }
+        assert!(full.draw.iter().flatten().any(|&e| e != 0.0));
     }
 
     #[test]
