@@ -46,6 +46,11 @@ pub struct CausalOptions {
     /// Edited images per forward pass.
     #[arg(long, default_value_t = 64)]
     pub causal_batch: usize,
+    /// Render every edit whole, instead of recomputing only what its region reaches
+    /// from the image's kept render: the same rankings up to float rounding, and slower;
+    /// for checking.
+    #[arg(long)]
+    pub causal_full_render: bool,
 }
 
 pub fn run(args: CausalArgs) -> anyhow::Result<()> {
@@ -94,6 +99,7 @@ pub fn add_causal_rankings(
             first_id: options.causal_first_id,
             seed: options.causal_seed,
             batch: options.causal_batch,
+            full_renders: options.causal_full_render,
         };
         eprintln!(
             "causal {}: {} samples × 2 modes × {} units = {} single-unit renders and segmentations",

@@ -16,6 +16,13 @@
 //! The result is two rankings per concept, written to `dissect.json` beside the IoU ones
 //! as `<concept>-causal-draw` and `<concept>-causal-remove` (score = −effect, lower is
 //! better, as GAN Dissection's rankings are). Painting uses them when present.
+//!
+//! Each image is rendered once, kept, and every single-unit edit of it branches from
+//! that render ([`Route::Branch`]): only what the 3×3-cell region reaches is recomputed,
+//! for a batch of units at once. That equals a full render of each edit up to the
+//! rounding of a differently tiled convolution.
+
+use std::time::{Duration, Instant};
 
 use tch::{Kind, Tensor};
 
@@ -23,6 +30,7 @@ use super::causal::{regions, zones as region_zones, PRESENT_SHARE, REGION_CELLS}
 use super::collect::{latents, segment_images};
 use super::output::Ranking;
 use super::DissectError;
+use crate::edit::{render_edited, EditPlanes, Rendered, Route, StrokeMode};
 use crate::model::ProgGan;
 use crate::segment::Segmenter;
 
@@ -49,6 +57,9 @@ pub struct UnitEffects<'a> {
     pub seed: u64,
     /// Images per forward pass.
     pub batch: usize,
+    /// Render every edit whole instead of branching from the image's kept render: the
+    /// same effects up to float rounding, and slower; for checking.
+    pub full_renders: bool,
 }
 
 /// Per concept, per unit: the mean effects.
@@ -131,11 +142,27 @@ impl UnitEffects<'_> {
         let levels = Tensor::f_from_slice(self.levels)?
             .f_to_device(device)?
             .f_view([1, units, 1, 1])?;
+        let no_value = levels.f_zeros_like()?;
+        let (mut render_time, mut segment_time) = (Duration::ZERO, Duration::ZERO);
+        let identity = EditPlanes::empty((units, gh, gw), device);
         for (index, region) in all_regions.iter().enumerate() {
             let id = self.first_id + index as u64;
             let z = latents(self.generator, &[id])?;
             let features = self.generator.features(&z, self.layer)?;
-            let image = self.generator.forward_from(self.layer, &features)?;
+            // The unedited render, kept: every single-unit edit below branches from it
+            // and recomputes only what its region reaches.
+            let Rendered {
+                images: image,
+                kept,
+                ..
+            } = render_edited(
+                self.generator,
+                self.layer,
+                &features,
+                &identity,
+                Route::Record,
+            )?;
+            let kept = kept.into_iter().next().expect("one image");
             let before =
                 super::stats::to_i64_vec(&segment_images(self.segmenter, &image, device)?)?;
             let seg_side = ((before.len() as f64).sqrt()) as i64;
@@ -165,32 +192,42 @@ impl UnitEffects<'_> {
                     .f_roll([first].as_slice(), [1i64].as_slice())?
                     .f_view([k, units, 1, 1])?;
                 let alpha = onehot.f_mul(&cell_mask)?;
-                let keep = alpha.f_neg()?.f_add_scalar(1.0)?;
-                let base = features.f_expand([k, units, gh, gw], false)?;
-                for (mode, value) in [(0, Some(&levels)), (1, None)] {
-                    if mode == 1 && !any_present {
+                for (mode, value) in [(StrokeMode::Draw, &levels), (StrokeMode::Remove, &no_value)]
+                {
+                    if mode == StrokeMode::Remove && !any_present {
                         continue;
                     }
-                    let mut edited = base.f_mul(&keep)?;
-                    if let Some(levels) = value {
-                        edited = edited.f_add(&alpha.f_mul(levels)?)?;
-                    }
-                    let images = self.generator.forward_from(self.layer, &edited)?;
+                    let planes = EditPlanes {
+                        alpha: alpha.shallow_clone(),
+                        value: value.shallow_clone(),
+                    };
+                    let route = if self.full_renders {
+                        Route::Full
+                    } else {
+                        Route::Branch(&kept)
+                    };
+                    let started = Instant::now();
+                    let images =
+                        render_edited(self.generator, self.layer, &features, &planes, route)?
+                            .images;
+                    render_time += started.elapsed();
+                    let started = Instant::now();
                     let labels = super::stats::to_i64_vec(&segment_images(
                         self.segmenter,
                         &images,
                         device,
                     )?)?;
+                    segment_time += started.elapsed();
                     let per = before.len();
                     for j in 0..k as usize {
                         let unit = first as usize + j;
                         let after = region_shares(&labels[j * per..(j + 1) * per], &zones, classes);
                         for (c, (_, class)) in self.concepts.iter().enumerate() {
                             let (b, a) = (shares_before[*class as usize], after[*class as usize]);
-                            if mode == 0 {
-                                draw[c][unit] += a - b;
-                            } else if present[c] {
-                                remove[c][unit] += (b - a) / b;
+                            match mode {
+                                StrokeMode::Draw => draw[c][unit] += a - b,
+                                StrokeMode::Remove if present[c] => remove[c][unit] += (b - a) / b,
+                                StrokeMode::Remove => {}
                             }
                         }
                     }
@@ -199,6 +236,13 @@ impl UnitEffects<'_> {
             }
             progress(1);
         }
+        tracing::info!(
+            layer = self.layer,
+            render_s = render_time.as_secs_f64(),
+            segment_s = segment_time.as_secs_f64(),
+            full_renders = self.full_renders,
+            "causal effects: time rendering and segmenting the single-unit edits"
+        );
         let samples = self.samples.max(1) as f64;
         for (draw, (remove, present)) in draw.iter_mut().zip(remove.iter_mut().zip(&present_count))
         {
@@ -219,7 +263,7 @@ impl UnitEffects<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::edit::{paint_planes, ResolvedStroke, StrokeMode};
+    use crate::edit::{paint_planes, ResolvedStroke};
     use crate::model::ProgGanConfig;
     use crate::segment::testing::RedSegmenter;
     use tch::Device;
@@ -283,6 +327,7 @@ mod tests {
             first_id: 50,
             seed: 9,
             batch: 3,
+            full_renders: false,
         };
         let table = effects.run(&mut |_| {}).unwrap();
         assert_eq!(table.draw[0].len(), 8);
@@ -311,6 +356,62 @@ mod tests {
             table.draw[0].iter().any(|&e| e != 0.0),
             "no unit changed anything"
         );
+    }
+
+    #[test]
+    fn branching_from_the_kept_render_measures_what_full_renders_measure() {
+        let _guard = tch::no_grad_guard();
+        tch::manual_seed(23);
+        let model = ProgGan::new(
+            ProgGanConfig {
+                z_dim: 16,
+                channels: vec![16, 16, 8, 8, 4],
+            },
+            Device::Cpu,
+        );
+        let segmenter = RedSegmenter::new();
+        let levels: Vec<f32> = (0..16).map(|u| 1.0 + u as f32 / 4.0).collect();
+        let effects = |full_renders| {
+            UnitEffects {
+                generator: &model,
+                segmenter: &segmenter,
+                layer: "layer4",
+                levels: &levels,
+                concepts: vec![("dark".into(), 0), ("bright".into(), 1)],
+                samples: 6,
+                first_id: 7,
+                seed: 5,
+                batch: 5,
+                full_renders,
+            }
+            .run(&mut |_| {})
+            .unwrap()
+        };
+        // The regions are small enough for the branches to be incremental.
+        let layer = model.layer_index("layer4").unwrap();
+        let incremental = regions(6, (8, 8), 5).into_iter().any(|r| {
+            let cells = crate::model::incremental::Region {
+                y0: r.y,
+                y1: r.y + REGION_CELLS,
+                x0: r.x,
+                x1: r.x + REGION_CELLS,
+            };
+            let (_, fraction) = model.region_plan(layer, cells).unwrap().unwrap();
+            fraction <= crate::model::incremental::FULL_RECOMPUTE_FRACTION
+        });
+        assert!(incremental);
+        let (branched, full) = (effects(false), effects(true));
+        assert_eq!(branched.present, full.present);
+        assert!(full.present.iter().any(|&p| p > 0), "nothing to remove");
+        for (a, b) in [
+            (&branched.draw, &full.draw),
+            (&branched.remove, &full.remove),
+        ] {
+            for (a, b) in a.iter().flatten().zip(b.iter().flatten()) {
+                assert!((a - b).abs() < 1e-9, "{a} vs {b}");
+            }
+        }
+        assert!(full.draw.iter().flatten().any(|&e| e != 0.0));
     }
 
     #[test]

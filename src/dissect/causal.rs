@@ -5,8 +5,8 @@
 //! layer grid is drawn at random (a deterministic generator seeded by `seed`; the same
 //! regions for every concept). The stroke mask is that region at image resolution, and
 //! the edit goes through [`crate::edit::intervention_planes`] (the per-stroke planes that
-//! [`crate::edit::paint_planes`] composes), [`EditPlanes::apply`] and
-//! [`ProgGan::forward_from`], exactly as the server paints. For each concept:
+//! [`crate::edit::paint_planes`] composes) and [`render_edited`], exactly as the server
+//! paints. For each concept:
 //!
 //! - **draw**: the concept's units ([`ProjectLayer::stroke_edits`]: the top `units` by
 //!   IoU or causal effect, or an optimized intervention's weighted units) are set to
@@ -33,7 +33,9 @@ use tch::Tensor;
 use super::collect::{latents, segment_images};
 use super::output::{ProjectLayer, UnitChoice};
 use super::DissectError;
-use crate::edit::{intervention_planes, EditPlanes, Pooling, StrokeMode, UnitEdit};
+use crate::edit::{
+    intervention_planes, render_edited, EditPlanes, Pooling, Route, StrokeMode, UnitEdit,
+};
 use crate::model::{latent::RandomState, ProgGan};
 use crate::segment::Segmenter;
 
@@ -232,8 +234,7 @@ impl EditEval<'_> {
             alpha: Tensor::f_stack(&alphas, 0)?,
             value: Tensor::f_stack(&values, 0)?,
         };
-        let edited = planes.apply(features)?;
-        let image = self.generator.forward_from(layer, &edited)?;
+        let image = render_edited(self.generator, layer, features, &planes, Route::Full)?.images;
         super::stats::to_i64_vec(&segment_images(self.segmenter, &image, device)?)
     }
 

@@ -20,6 +20,9 @@
 //! images where even that holds under [`PRESENT_SHARE`]. Adam moves the weights, which are
 //! projected back to `[0, 1]` after every step.
 //!
+//! The edited image is rendered by [`render_edited`]'s full route, as painting renders
+//! it, with autograd flowing into the weights through the planes.
+//!
 //! Painting with the result applies `x·(1 − a_u) + a_u·strength·level_u` (draw) or
 //! `x·(1 − a_u)` (remove) under the stroke, which is what was optimized. The weights are
 //! stored in `dissect.json` as rankings `<concept>-ace-draw` and `<concept>-ace-remove`
@@ -32,7 +35,7 @@ use super::causal::{regions, zones, Region, PRESENT_SHARE, REGION_CELLS};
 use super::collect::latents;
 use super::output::Ranking;
 use super::DissectError;
-use crate::edit::StrokeMode;
+use crate::edit::{render_edited, EditPlanes, Route, StrokeMode};
 use crate::model::ProgGan;
 use crate::segment::Segmenter;
 
@@ -227,12 +230,17 @@ impl OptimizeEdit<'_> {
                 .f_neg()?
                 .f_add_scalar(1.0)?;
 
-            let alpha = weight.f_view([1, units, 1, 1])?.f_mul(&cells)?; // [n, C, H, W]
-            let mut edited = features.f_mul(&alpha.f_neg()?.f_add_scalar(1.0)?)?;
-            if self.mode == StrokeMode::Draw {
-                edited = edited.f_add(&alpha.f_mul(&levels)?)?;
-            }
-            let image = self.generator.forward_from(self.layer, &edited)?;
+            // The stroke's planes, differentiable in the weights: alpha [n, C, H, W], and
+            // the level (draw) or 0 (remove) per unit.
+            let planes = EditPlanes {
+                alpha: weight.f_view([1, units, 1, 1])?.f_mul(&cells)?,
+                value: match self.mode {
+                    StrokeMode::Draw => levels.shallow_clone(),
+                    StrokeMode::Remove => levels.f_zeros_like()?,
+                },
+            };
+            let image =
+                render_edited(self.generator, self.layer, &features, &planes, Route::Full)?.images;
             let scores = self
                 .segmenter
                 .differentiable_scores(&image.f_clamp(-1.0, 1.0)?)?;

@@ -13,12 +13,19 @@
 //! activation quantile from dissection), **remove** sets them to 0, under the mask.
 //! [`paint_planes`] is the one function that turns strokes into a layer edit; the server,
 //! the CLI and dissection's causal check all call it.
+//!
+//! [`render_edited`] is the one function that turns an edit into pixels, fully or
+//! incrementally ([`render`] module); the server, bench, dissection's causal rankings and
+//! the learning of optimized interventions all render through it.
 
 pub mod mask;
+pub mod render;
 
 use tch::{Device, Kind, Tensor};
 
-use crate::model::{ModelError, ProgGan};
+use crate::model::ModelError;
+
+pub use render::{features_with_edits, render, render_edited, LayerPlanes, Rendered, Route};
 
 #[derive(Debug, thiserror::Error)]
 pub enum EditError {
@@ -32,6 +39,8 @@ pub enum EditError {
     BadMask(String),
     #[error("concept `{concept}` has no ranked units at layer `{layer}`")]
     UnknownConcept { concept: String, layer: String },
+    #[error("the kept render is of layer `{kept}`, not `{layer}`")]
+    KeptLayer { kept: String, layer: String },
     #[error(transparent)]
     Model(#[from] ModelError),
     #[error("torch: {0}")]
@@ -88,7 +97,9 @@ impl EditPlanes {
     }
 
     /// x: [N, C, H, W] → `x·(1 − alpha) + value·alpha` (planes broadcast over N, or may
-    /// themselves be [N, C, H, W] for a batch of different edits).
+    /// themselves be [N, C, H, W] for a batch of different edits; anything that
+    /// broadcasts, such as a value per unit `[1, C, 1, 1]`, works). Differentiable in
+    /// the planes, which is how [`crate::dissect::optimize`] learns an edit.
     pub fn apply(&self, x: &Tensor) -> Result<Tensor, EditError> {
         let alpha = self.alpha.f_to_kind(x.kind())?;
         let value = self.value.f_to_kind(x.kind())?;
@@ -247,60 +258,10 @@ pub fn paint_planes_over(
     Ok(planes)
 }
 
-/// Runs the generator with edits at any layers: z `[N, D]` → image `[N, 3, R, R]`.
-/// Each edit's planes are `[C, H, W]` (same for the batch) or `[N, C, H, W]` (one per
-/// image). Layers run in order; an edited layer's activation is replaced before the
-/// next block sees it.
-pub fn render(
-    model: &ProgGan,
-    z: &Tensor,
-    edits: &[(String, EditPlanes)],
-) -> Result<Tensor, EditError> {
-    run_edited(model, z, edits, model.layer_names().len() - 1)
-}
-
-/// The activation of `layer` `[N, C, H, W]` under `edits` (edits at later layers are
-/// ignored; an edit at `layer` itself is applied).
-pub fn features_with_edits(
-    model: &ProgGan,
-    z: &Tensor,
-    layer: &str,
-    edits: &[(String, EditPlanes)],
-) -> Result<Tensor, EditError> {
-    run_edited(model, z, edits, model.layer_index(layer)?)
-}
-
-/// Runs blocks `0..=last`, applying each edit right after its layer.
-fn run_edited(
-    model: &ProgGan,
-    z: &Tensor,
-    edits: &[(String, EditPlanes)],
-    last: usize,
-) -> Result<Tensor, EditError> {
-    let mut ordered: Vec<(usize, &EditPlanes)> = Vec::with_capacity(edits.len());
-    for (layer, planes) in edits {
-        let index = model.layer_index(layer)?;
-        if index <= last {
-            ordered.push((index, planes));
-        }
-    }
-    ordered.sort_by_key(|(index, _)| *index);
-    let first = ordered.first().map_or(last, |&(index, _)| index);
-    let mut x = model.features(z, model.layer_names()[first])?;
-    let mut done = first;
-    for (index, planes) in ordered {
-        if index > done {
-            x = model.run(&x, done + 1..index + 1)?;
-            done = index;
-        }
-        x = planes.apply(&x)?;
-    }
-    Ok(model.run(&x, done + 1..last + 1)?)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::ProgGan;
 
     fn cpu() -> Device {
         Device::Cpu
@@ -429,7 +390,10 @@ mod tests {
         let z = Tensor::randn([2, 8], (Kind::Float, cpu()));
         let plain = model.forward(&z).unwrap();
         let shape = model.layer_shape("layer4").unwrap();
-        let identity = vec![("layer4".to_string(), EditPlanes::empty(shape, cpu()))];
+        let identity = vec![LayerPlanes {
+            layer: "layer4".to_string(),
+            planes: EditPlanes::empty(shape, cpu()),
+        }];
         assert!(render(&model, &z, &identity).unwrap().equal(&plain));
         let edit = intervention_planes(
             "layer4",
@@ -444,7 +408,15 @@ mod tests {
             cpu(),
         )
         .unwrap();
-        let edited = render(&model, &z, &[("layer4".to_string(), edit)]).unwrap();
+        let edited = render(
+            &model,
+            &z,
+            &[LayerPlanes {
+                layer: "layer4".to_string(),
+                planes: edit,
+            }],
+        )
+        .unwrap();
         assert!(!edited.equal(&plain));
         // Same as doing the split by hand.
         let feats = model.features(&z, "layer4").unwrap();

@@ -208,6 +208,110 @@ impl ProgGan {
         ))
     }
 
+    /// Renders `features` `[K, C, H, W]`: K edits of the one image whose render `kept`
+    /// holds, recomputing, for all K at once, only the box of cells where any of them
+    /// differs from it. `kept` stays as it was, so one recorded render serves any number
+    /// of edits (dissection's causal pass edits each unit of a layer in one small region
+    /// of each image). Returns the images `[K, 3, R, R]` f32.
+    ///
+    /// Each block reads a crop of its input: the kept map, with the part the previous
+    /// block recomputed pasted over it, one copy per edit. Only the last block's output is
+    /// materialized whole, as the images.
+    pub fn forward_from_branches(
+        &self,
+        kept: &SuffixActivations,
+        features: &Tensor,
+    ) -> Result<(Tensor, IncrementalStats), ModelError> {
+        let new_input = self.to_compute(features)?;
+        let (size, kept_size) = (new_input.size(), kept.input.size());
+        if size.len() != 4 || size[1..] != kept_size[1..] || new_input.kind() != kept.input.kind() {
+            return Err(ModelError::ShapeMismatch {
+                key: format!("{} activation", self.layer_names()[kept.layer]),
+                expected: format!("[K, {:?}] {:?}", &kept_size[1..], kept.input.kind()),
+                found: format!("{size:?} {:?}", new_input.kind()),
+            });
+        }
+        let edits = size[0];
+        let Some(last) = kept.outputs.last() else {
+            // The edited layer is the output itself: nothing to re-render.
+            return Ok((self.owned_output(&new_input)?, IncrementalStats::default()));
+        };
+        let Some(changed) = changed_box(&kept.input, &new_input)? else {
+            let images = self.to_output(&last.f_repeat([edits, 1, 1, 1])?)?;
+            return Ok((images, IncrementalStats::default()));
+        };
+        let changed_cells = changed.area();
+        let plan = self
+            .region_plan(kept.layer, changed)?
+            .filter(|(_, fraction)| *fraction <= FULL_RECOMPUTE_FRACTION);
+        let Some((regions, work_fraction)) = plan else {
+            let images = self.run(&new_input, kept.layer + 1..self.layer_names().len())?;
+            return Ok((
+                images,
+                IncrementalStats {
+                    changed_cells,
+                    work_fraction: 1.0,
+                },
+            ));
+        };
+        // The previous block's recomputed output `[K, C, ..]` and the box it covers.
+        let mut piece: Option<(Tensor, Region)> = None;
+        for (offset, region) in regions.iter().enumerate() {
+            let block = kept.layer + 1 + offset;
+            let footprint = Footprint::of(self.block_specs().nth(block).expect("in range"))
+                .expect("region_plan checked every block");
+            let full_size = if offset == 0 {
+                kept.input.size()
+            } else {
+                kept.outputs[offset - 1].size()
+            };
+            let rows = footprint.needed((region.y0, region.y1), full_size[2]);
+            let cols = footprint.needed((region.x0, region.x1), full_size[3]);
+            let crop_box = Region {
+                y0: rows.0,
+                y1: rows.1,
+                x0: cols.0,
+                x1: cols.1,
+            };
+            let crop = match &piece {
+                // The edited layer itself: every edit's whole map is at hand.
+                None => crop_of(&new_input, crop_box)?,
+                Some((computed, computed_box)) => {
+                    let kept_crop = crop_of(&kept.outputs[offset - 1], crop_box)?;
+                    let crop = kept_crop.f_repeat([edits, 1, 1, 1])?;
+                    paste(&crop, crop_box, computed, *computed_box)?;
+                    crop
+                }
+            };
+            let crop = super::proggan::channels_last(&crop)?;
+            let computed = self.step(block, &crop)?;
+            // `computed` covers rows [stride·a, stride·b) of the whole map.
+            let covered = Region {
+                y0: footprint.stride * rows.0,
+                y1: footprint.stride * rows.1,
+                x0: footprint.stride * cols.0,
+                x1: footprint.stride * cols.1,
+            };
+            piece = Some((crop_of_within(&computed, covered, *region)?, *region));
+        }
+        let images = last.f_repeat([edits, 1, 1, 1])?;
+        let (computed, computed_box) = piece.expect("at least one block after the layer");
+        let whole = Region {
+            y0: 0,
+            y1: images.size()[2],
+            x0: 0,
+            x1: images.size()[3],
+        };
+        paste(&images, whole, &computed, computed_box)?;
+        Ok((
+            self.to_output(&images)?,
+            IncrementalStats {
+                changed_cells,
+                work_fraction,
+            },
+        ))
+    }
+
     /// The image, as memory of its own: the kept tensors change in place on the next
     /// incremental call, and in exact precision `to_output` would only alias them.
     fn owned_output(&self, x: &Tensor) -> Result<Tensor, ModelError> {
@@ -265,8 +369,49 @@ impl ProgGan {
     }
 }
 
-/// The bounding box of the cells where `old` and `new` (`[1, C, H, W]`) differ in any
-/// channel, or `None` when they are equal.
+/// `x[.., box]` for a map `x` `[N, C, H, W]` that covers the whole grid.
+fn crop_of(x: &Tensor, area: Region) -> Result<Tensor, tch::TchError> {
+    x.f_narrow(2, area.y0, area.y1 - area.y0)?
+        .f_narrow(3, area.x0, area.x1 - area.x0)
+}
+
+/// The part of `x` over `area`, where `x` covers `covered` of the grid.
+fn crop_of_within(x: &Tensor, covered: Region, area: Region) -> Result<Tensor, tch::TchError> {
+    crop_of(
+        x,
+        Region {
+            y0: area.y0 - covered.y0,
+            y1: area.y1 - covered.y0,
+            x0: area.x0 - covered.x0,
+            x1: area.x1 - covered.x0,
+        },
+    )
+}
+
+/// Copies `piece` (covering `piece_box` of the grid) into `target` (covering
+/// `target_box`), where the two boxes overlap.
+fn paste(
+    target: &Tensor,
+    target_box: Region,
+    piece: &Tensor,
+    piece_box: Region,
+) -> Result<(), tch::TchError> {
+    let overlap = Region {
+        y0: target_box.y0.max(piece_box.y0),
+        y1: target_box.y1.min(piece_box.y1),
+        x0: target_box.x0.max(piece_box.x0),
+        x1: target_box.x1.min(piece_box.x1),
+    };
+    if overlap.y1 <= overlap.y0 || overlap.x1 <= overlap.x0 {
+        return Ok(());
+    }
+    crop_of_within(target, target_box, overlap)?
+        .f_copy_(&crop_of_within(piece, piece_box, overlap)?)
+}
+
+/// The bounding box of the cells where `old` (`[1, C, H, W]`) and `new` (`[1, C, H, W]`,
+/// or `[K, C, H, W]` for K edits) differ in any channel of any edit, or `None` when they
+/// are equal.
 fn changed_box(old: &Tensor, new: &Tensor) -> Result<Option<Region>, ModelError> {
     let differs = old
         .f_ne_tensor(new)?
@@ -435,5 +580,71 @@ mod tests {
         let full = model.forward_from("layer4", &edited).unwrap();
         assert!((&image - &full).abs().max().double_value(&[]) < 1e-5);
         assert!(!image.equal(&images.narrow(0, 1, 1)));
+    }
+
+    fn check_branches_equal_full(precision: Precision, tolerance: f64) {
+        let model = model(precision);
+        let _guard = tch::no_grad_guard();
+        let z = Tensor::randn([1, 16], (Kind::Float, Device::Cpu));
+        let base = model.features(&z, "layer4").unwrap();
+        let (_, mut kept) = model.forward_from_recorded("layer4", &base).unwrap();
+        let kept = kept.pop().unwrap();
+        let kept_image = kept.outputs.last().unwrap().copy();
+        // Three edits of one 2×2-cell region (one unchanged), and, separately, two edits
+        // at opposite corners, whose box is the whole grid.
+        let region = [(3, 3), (3, 4), (4, 3), (4, 4)];
+        let near = Tensor::cat(
+            &[
+                paint(&base, &region),
+                base.copy(),
+                paint(&base, &region[..2]),
+            ],
+            0,
+        );
+        let far = Tensor::cat(&[paint(&base, &[(0, 0)]), paint(&base, &[(7, 7)])], 0);
+        for (features, incremental) in [(&near, true), (&far, false)] {
+            let (images, stats) = model.forward_from_branches(&kept, features).unwrap();
+            let full = model.forward_from("layer4", features).unwrap();
+            assert_eq!(images.size(), full.size());
+            let diff = (&images - &full).abs().max().double_value(&[]);
+            assert!(diff <= tolerance, "branches differ from full by {diff}");
+            assert_eq!(stats.work_fraction < 1.0, incremental, "{stats:?}");
+        }
+        assert!(
+            kept.outputs.last().unwrap().equal(&kept_image),
+            "kept changed"
+        );
+        let (same, stats) = model
+            .forward_from_branches(&kept, &base.repeat([2, 1, 1, 1]))
+            .unwrap();
+        assert_eq!(stats, IncrementalStats::default());
+        let full = model.forward_from("layer4", &base).unwrap();
+        assert!((&same - &full).abs().max().double_value(&[]) <= tolerance);
+    }
+
+    #[test]
+    fn branches_equal_full_renders_and_leave_the_kept_render_exact() {
+        check_branches_equal_full(Precision::Exact, 1e-5);
+    }
+
+    #[test]
+    fn branches_equal_full_renders_and_leave_the_kept_render_fast_f32() {
+        check_branches_equal_full(Precision::FastF32, 1e-5);
+    }
+
+    #[test]
+    fn branches_equal_full_renders_and_leave_the_kept_render_fast_bf16() {
+        check_branches_equal_full(Precision::FastBf16, 0.05);
+    }
+
+    #[test]
+    fn branches_of_another_shape_are_refused() {
+        let model = model(Precision::FastF32);
+        let _guard = tch::no_grad_guard();
+        let z = Tensor::randn([1, 16], (Kind::Float, Device::Cpu));
+        let base = model.features(&z, "layer4").unwrap();
+        let (_, kept) = model.forward_from_recorded("layer4", &base).unwrap();
+        let wrong = base.narrow(1, 0, 4);
+        assert!(model.forward_from_branches(&kept[0], &wrong).is_err());
     }
 }
