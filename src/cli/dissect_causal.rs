@@ -13,8 +13,7 @@ use anyhow::Context;
 use serde_json::Value;
 
 use crate::dissect::ace::{UnitEffects, DRAW_METRIC, REMOVE_METRIC};
-use crate::dissect::output::{read_project, DissectJson, StatsFile, DISSECT_FILE};
-use crate::dissect::report::{write_report, ReportInfo};
+use crate::dissect::output::{read_project, StatsFile, DISSECT_FILE};
 use crate::model::ProgGan;
 use crate::segment::Segmenter;
 
@@ -157,15 +156,8 @@ pub fn add_causal_rankings(
     std::fs::write(&path, serde_json::to_string_pretty(&json)? + "\n")
         .with_context(|| format!("writing {}", path.display()))?;
     // Our own dissections get their report rewritten with the causal table.
-    if let (Ok(dissect), Ok(stats)) = (
-        serde_json::from_value::<DissectJson>(json),
-        StatsFile::read(dir),
-    ) {
-        let images = dissect
-            .layers
-            .iter()
-            .any(|l| dir.join(&l.layer).join("s-image").is_dir());
-        write_report(dir, &dissect, &stats, &ReportInfo { images })?;
+    if StatsFile::read(dir).is_ok() {
+        super::dissect::rewrite_report(dir)?;
     }
     println!(
         "causal rankings: {:.1} s; wrote {}",

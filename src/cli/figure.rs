@@ -159,7 +159,14 @@ pub fn run(args: FigureArgs) -> anyhow::Result<()> {
                     Pooling::Max,
                     generator.device(),
                 )?;
-                let edited = generator.forward_from(name, &planes.apply(&features)?)?;
+                let edited = crate::edit::render_edited(
+                    &generator,
+                    name,
+                    &features,
+                    &planes,
+                    crate::edit::Route::Full,
+                )?
+                .images;
                 let tile =
                     crate::imageio::to_rgb_images(&edited.f_to_kind(Kind::Float)?)?.remove(0);
                 tiles.push((tile, Some(region)));

@@ -33,20 +33,23 @@ pub fn render_edit(
     prefix: &Tensor,
     planes: &EditPlanes,
 ) -> anyhow::Result<Tensor> {
-    let edited = planes.apply(prefix)?;
-    Ok(model.forward_from(layer, &edited)?)
+    Ok(edit::render_edited(model, layer, prefix, planes, edit::Route::Full)?.images)
 }
 
-/// What the server runs to update a kept render `kept` of one image under new planes
+/// What the server runs to update a kept render `kept` of one image of `layer` under new planes
 /// (the inference worker's re-render): only what changed is recomputed.
 pub fn rerender_edit(
     model: &ProgGan,
+    layer: &str,
     kept: &mut SuffixActivations,
     prefix: &Tensor,
     planes: &EditPlanes,
 ) -> anyhow::Result<(Tensor, IncrementalStats)> {
-    let edited = planes.apply(prefix)?;
-    Ok(model.forward_from_incremental(kept, &edited)?)
+    let rendered = edit::render_edited(model, layer, prefix, planes, edit::Route::Update(kept))?;
+    let stats = rendered
+        .incremental
+        .ok_or_else(|| anyhow::anyhow!("the update route reported no incremental work"))?;
+    Ok((rendered.images, stats))
 }
 
 /// u8 pixels of `[N, 3, R, R]`, as the server produces them (this copies to the host, so
@@ -179,6 +182,7 @@ enum Case {
 /// fast case. Each render's share of a full pass goes to `fractions`.
 fn incremental<'a>(
     model: &'a ProgGan,
+    layer: &'a str,
     base: &'a EditPlanes,
     strokes: Vec<&'a EditPlanes>,
     prefix: &'a Tensor,
@@ -193,7 +197,7 @@ fn incremental<'a>(
         } else {
             base
         };
-        let (image, stats) = rerender_edit(model, &mut kept, prefix, planes)?;
+        let (image, stats) = rerender_edit(model, layer, &mut kept, prefix, planes)?;
         fractions.push(stats.work_fraction);
         pixels(&image)?;
         Ok(())
@@ -281,9 +285,9 @@ pub fn bench_model(
     bar.inc(1);
 
     let kept = || -> anyhow::Result<SuffixActivations> {
-        let edited = scene.planes.apply(&one)?;
-        let (_, mut kept) = fast.forward_from_recorded(layer, &edited)?;
-        Ok(kept.pop().expect("one image"))
+        let mut rendered =
+            edit::render_edited(fast, layer, &one, &scene.planes, edit::Route::Record)?;
+        Ok(rendered.kept.pop().expect("one image"))
     };
     let reps = reps_per_round(settings.iters, settings.rounds);
     let every: Vec<&EditPlanes> = scene.every_stroke.iter().collect();
@@ -326,6 +330,7 @@ pub fn bench_model(
                 reps,
                 Ours(incremental(
                     fast,
+                    layer,
                     &scene.planes,
                     vec![&scene.centre_stroke],
                     &one,
@@ -338,6 +343,7 @@ pub fn bench_model(
                 any_reps,
                 Ours(incremental(
                     fast,
+                    layer,
                     &scene.planes,
                     every,
                     &one,
@@ -350,6 +356,7 @@ pub fn bench_model(
                 reps,
                 Ours(incremental(
                     fast,
+                    layer,
                     &scene.planes,
                     vec![&scene.corner_stroke],
                     &one,
