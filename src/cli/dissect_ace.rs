@@ -14,7 +14,7 @@ use crate::dissect::optimize::{OptimizeEdit, DRAW_METRIC, REMOVE_METRIC};
 use crate::dissect::output::{read_project, DISSECT_FILE};
 use crate::edit::StrokeMode;
 
-use super::dissect::{concept_classes, labeled_concepts, ProjectModelArgs, ProjectModels};
+use super::project::{concept_classes, labeled_concepts, ProjectModelArgs, ProjectModels};
 
 #[derive(clap::Args, Debug)]
 pub struct AceArgs {

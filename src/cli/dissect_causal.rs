@@ -17,7 +17,7 @@ use crate::dissect::output::{read_project, StatsFile, DISSECT_FILE};
 use crate::model::ProgGan;
 use crate::segment::Segmenter;
 
-use super::dissect::{labeled_concepts, ProjectModelArgs, ProjectModels};
+use super::project::{labeled_concepts, ProjectModelArgs, ProjectModels};
 
 #[derive(clap::Args, Debug)]
 pub struct CausalArgs {
@@ -157,7 +157,7 @@ pub fn add_causal_rankings(
         .with_context(|| format!("writing {}", path.display()))?;
     // Our own dissections get their report rewritten with the causal table.
     if StatsFile::read(dir).is_ok() {
-        super::dissect::rewrite_report(dir)?;
+        super::project::rewrite_report(dir)?;
     }
     println!(
         "causal rankings: {:.1} s; wrote {}",

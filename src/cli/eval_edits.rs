@@ -12,7 +12,7 @@ use crate::dissect::causal::EditEval;
 use crate::dissect::output::{read_project, UnitChoice};
 use crate::model::DeviceChoice;
 
-use super::dissect::{load_project_models, ProjectModels};
+use super::project::{load_project_models, ProjectModels};
 
 #[derive(clap::Args, Debug)]
 pub struct EvalEditsArgs {

@@ -19,7 +19,7 @@ use crate::dissect::output::{read_project, UnitChoice};
 use crate::edit::{intervention_planes, Pooling, StrokeMode};
 use crate::model::DeviceChoice;
 
-use super::dissect::{concept_classes, load_project_models, ProjectModels};
+use super::project::{concept_classes, load_project_models, ProjectModels};
 
 #[derive(clap::Args, Debug)]
 pub struct FigureArgs {

@@ -9,6 +9,7 @@ mod eval_edits;
 mod figure;
 mod generate;
 pub mod ids;
+mod project;
 mod serve;
 mod train_demo;
 

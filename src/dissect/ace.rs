@@ -39,9 +39,9 @@ use crate::segment::Segmenter;
 /// the demo: with 4–7 such images, dome and door removed less by causal rank than by IoU).
 pub const MIN_PRESENT: u64 = 12;
 
-/// Ranking metrics written by this module.
-pub const DRAW_METRIC: &str = "causal-draw";
-pub const REMOVE_METRIC: &str = "causal-remove";
+/// Ranking metrics written by this module (named in [`super::output::metric`], where
+/// painting reads them).
+pub use super::output::metric::{CAUSAL_DRAW as DRAW_METRIC, CAUSAL_REMOVE as REMOVE_METRIC};
 
 /// What to measure.
 pub struct UnitEffects<'a> {

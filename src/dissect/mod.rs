@@ -86,6 +86,7 @@
 pub mod ace;
 pub mod causal;
 pub mod collect;
+pub mod levels;
 pub mod npz;
 pub mod optimize;
 pub mod output;

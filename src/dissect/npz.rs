@@ -60,7 +60,7 @@
 
 use std::path::{Component, Path, PathBuf};
 
-use super::output::{grid_quantiles, LevelTable};
+use super::levels::{grid_quantiles, LevelTable};
 use super::{read_file, DissectError, LEVEL_QUANTILES};
 use crate::formats::npy::{NpyArray, NpyData, NpyError, Npz};
 

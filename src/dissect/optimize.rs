@@ -39,13 +39,10 @@ use crate::edit::{render_edited, EditPlanes, Route, StrokeMode};
 use crate::model::ProgGan;
 use crate::segment::Segmenter;
 
-/// Ranking metrics written by this module.
-pub const DRAW_METRIC: &str = "ace-draw";
-pub const REMOVE_METRIC: &str = "ace-remove";
-
-/// Units whose learned weight is below this are left out when painting: they change
-/// nothing that shows, and leaving them out keeps strokes sparse.
-pub const MIN_WEIGHT: f32 = 0.02;
+/// Ranking metrics written by this module (named in [`super::output::metric`], where
+/// painting reads them), and the lightest learned weight painting uses.
+pub use super::output::metric::{LEARNED_DRAW as DRAW_METRIC, LEARNED_REMOVE as REMOVE_METRIC};
+pub use super::output::MIN_WEIGHT;
 
 /// What to learn.
 pub struct OptimizeEdit<'a> {

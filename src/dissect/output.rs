@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+pub use super::levels::{grid_quantiles, LevelTable};
 use super::quantile::{layer_sketches_from_bytes, layer_sketches_to_bytes, QuantileSketch};
 use super::stats::{LayerCounts, TopSamples};
 use super::{read_file, write_file, DissectError, Settings, Shard, IOU_THRESHOLD, LEVEL_QUANTILES};
@@ -85,112 +86,6 @@ impl Coverage {
 pub struct Timing {
     pub sketch_seconds: f64,
     pub count_seconds: f64,
-}
-
-/// A layer's quantile-derived values: the `levels.json` entry.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct LevelTable {
-    pub quantiles: Vec<f64>,
-    /// `[unit][quantile]`.
-    pub levels: Vec<Vec<f32>>,
-    pub threshold_quantile: f64,
-    /// `t_u`, per unit.
-    pub thresholds: Vec<f32>,
-    #[serde(default)]
-    pub grid_quantiles: Vec<f64>,
-    /// `[unit][grid quantile]`.
-    #[serde(default)]
-    pub grid_levels: Vec<Vec<f32>>,
-    /// The sketches' worst-case rank error, the largest over units, as a fraction.
-    pub rank_error: f64,
-    /// The largest rank-error bound at a unit's threshold, as a fraction.
-    pub threshold_rank_error: f64,
-    /// Activation values per unit.
-    pub values: u64,
-}
-
-/// `0, 0.02, …, 0.98, 0.99, 0.995, 0.999, 1`: 54 points, fine enough to interpolate any
-/// quantile, small enough to commit (256 units ≈ 150 kB of JSON).
-pub fn grid_quantiles() -> Vec<f64> {
-    let mut grid: Vec<f64> = (0..50).map(|i| i as f64 / 50.0).collect();
-    grid.extend([0.99, 0.995, 0.999, 1.0]);
-    grid
-}
-
-impl LevelTable {
-    pub fn from_sketches(sketches: &[QuantileSketch], threshold_quantile: f64) -> Self {
-        let grid = grid_quantiles();
-        let mut table = LevelTable {
-            quantiles: LEVEL_QUANTILES.to_vec(),
-            levels: Vec::with_capacity(sketches.len()),
-            threshold_quantile,
-            thresholds: Vec::with_capacity(sketches.len()),
-            grid_levels: Vec::with_capacity(sketches.len()),
-            grid_quantiles: grid.clone(),
-            rank_error: 0.0,
-            threshold_rank_error: 0.0,
-            values: sketches.first().map_or(0, |s| s.count()),
-        };
-        for sketch in sketches {
-            let threshold = sketch.quantile(threshold_quantile);
-            table.levels.push(sketch.quantiles(&LEVEL_QUANTILES));
-            table.thresholds.push(threshold);
-            table.grid_levels.push(sketch.quantiles(&grid));
-            table.rank_error = table.rank_error.max(sketch.rank_error_bound());
-            let at = sketch.rank_error_at(threshold) as f64 / sketch.count().max(1) as f64;
-            table.threshold_rank_error = table.threshold_rank_error.max(at);
-        }
-        table
-    }
-
-    fn column(&self, quantile: f64) -> Option<usize> {
-        self.quantiles
-            .iter()
-            .position(|&q| (q - quantile).abs() < 1e-9)
-    }
-
-    /// Unit `unit`'s level at `quantile`: a stored column when there is one, otherwise
-    /// linear interpolation in the grid.
-    pub fn level(&self, unit: usize, quantile: f64) -> Option<f32> {
-        if let Some(col) = self.column(quantile) {
-            return self.levels.get(unit)?.get(col).copied();
-        }
-        let row = self.grid_levels.get(unit)?;
-        let grid = &self.grid_quantiles;
-        if grid.len() < 2 || row.len() != grid.len() || !(0.0..=1.0).contains(&quantile) {
-            return None;
-        }
-        let i = grid
-            .partition_point(|&g| g <= quantile)
-            .clamp(1, grid.len() - 1);
-        let (q0, q1) = (grid[i - 1], grid[i]);
-        let t = ((quantile - q0) / (q1 - q0)).clamp(0.0, 1.0) as f32;
-        Some(row[i - 1] + (row[i] - row[i - 1]) * t)
-    }
-
-    /// The inverse: the quantile of `value` for `unit`, by interpolation in the grid (what
-    /// GAN Dissection's `RunningQuantile.normalize` gives).
-    pub fn quantile_of(&self, unit: usize, value: f32) -> Option<f64> {
-        let row = self.grid_levels.get(unit)?;
-        let grid = &self.grid_quantiles;
-        if row.len() != grid.len() || grid.is_empty() {
-            return None;
-        }
-        let i = row.partition_point(|&v| v <= value);
-        if i == 0 {
-            return Some(grid[0]);
-        }
-        if i == row.len() {
-            return Some(grid[grid.len() - 1]);
-        }
-        let (v0, v1) = (row[i - 1] as f64, row[i] as f64);
-        let t = if v1 > v0 {
-            (value as f64 - v0) / (v1 - v0)
-        } else {
-            0.0
-        };
-        Some(grid[i - 1] + (grid[i] - grid[i - 1]) * t)
-    }
 }
 
 /// One layer in `stats.json`.
@@ -418,7 +313,7 @@ pub fn dissect_json(netname: &str, stats: &StatsFile) -> Result<DissectJson, Dis
             .map(|&c| Ranking {
                 name: format!("{}-iou", stats.labels[c]),
                 concept: stats.labels[c].clone(),
-                metric: "iou".into(),
+                metric: metric::IOU.into(),
                 score: (0..counts.units())
                     .map(|u| {
                         let iou = counts.iou(u, c);
@@ -449,6 +344,22 @@ pub fn dissect_json(netname: &str, stats: &StatsFile) -> Result<DissectJson, Dis
 
 // ---------------------------------------------------------------------------------------
 // Reading a project back
+
+/// The metrics of `dissect.json`'s rankings that painting reads.
+pub mod metric {
+    /// Units by IoU with the concept (`<concept>-iou`).
+    pub const IOU: &str = "iou";
+    /// Units by the causal effect of each alone (`dissect causal`).
+    pub const CAUSAL_DRAW: &str = "causal-draw";
+    pub const CAUSAL_REMOVE: &str = "causal-remove";
+    /// Learned weights of an optimized intervention (`dissect ace`), score = −weight.
+    pub const LEARNED_DRAW: &str = "ace-draw";
+    pub const LEARNED_REMOVE: &str = "ace-remove";
+}
+
+/// Units whose learned weight is below this are left out when painting: they change
+/// nothing that shows, and leaving them out keeps strokes sparse.
+pub const MIN_WEIGHT: f32 = 0.02;
 
 /// A dissection folder, as the server and `eval-edits` use it. Reads our `dissect.json`
 /// and `levels.json`, and also GAN Dissection's own `dissect.json` (whose units carry one
@@ -707,7 +618,7 @@ impl ProjectLayer {
     pub fn concepts(&self) -> Vec<&str> {
         self.rankings
             .iter()
-            .filter(|r| r.metric == "iou")
+            .filter(|r| r.metric == metric::IOU)
             .map(|r| r.concept.as_str())
             .collect()
     }
@@ -716,7 +627,7 @@ impl ProjectLayer {
     pub fn ranking(&self, concept: &str) -> Result<&ConceptRanking, DissectError> {
         self.rankings
             .iter()
-            .find(|r| r.concept == concept && r.metric == "iou")
+            .find(|r| r.concept == concept && r.metric == metric::IOU)
             .ok_or_else(|| DissectError::UnknownConcept {
                 concept: concept.to_string(),
                 layer: self.layer.clone(),
@@ -757,7 +668,7 @@ impl ProjectLayer {
     ///
     /// - [`UnitChoice::Optimized`], where the dissection has learned weights for the
     ///   concept and mode (`<concept>-ace-<mode>`, see [`super::optimize`]): the units
-    ///   of weight at least [`super::optimize::MIN_WEIGHT`], heaviest first, at most `k`,
+    ///   of weight at least [`MIN_WEIGHT`], heaviest first, at most `k`,
     ///   each with `alpha` = its weight (when there is at least one);
     /// - else [`UnitChoice::Causal`] and up: the top `k` units of the causal ranking for
     ///   the mode, else of the IoU ranking, each with `alpha` = 1.
@@ -773,8 +684,8 @@ impl ProjectLayer {
         choice: UnitChoice,
     ) -> Result<Vec<UnitEdit>, DissectError> {
         let (causal_metric, ace_metric) = match mode {
-            StrokeMode::Draw => (super::ace::DRAW_METRIC, super::optimize::DRAW_METRIC),
-            StrokeMode::Remove => (super::ace::REMOVE_METRIC, super::optimize::REMOVE_METRIC),
+            StrokeMode::Draw => (metric::CAUSAL_DRAW, metric::LEARNED_DRAW),
+            StrokeMode::Remove => (metric::CAUSAL_REMOVE, metric::LEARNED_REMOVE),
         };
         let learned = (choice == UnitChoice::Optimized)
             .then(|| {
@@ -788,7 +699,7 @@ impl ProjectLayer {
                 .units
                 .iter()
                 .map(|&u| (u, -ranking.scores[u as usize] as f32))
-                .take_while(|&(_, w)| w >= super::optimize::MIN_WEIGHT)
+                .take_while(|&(_, w)| w >= MIN_WEIGHT)
                 .take(k)
                 .collect()
         });

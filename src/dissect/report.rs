@@ -442,7 +442,7 @@ img{{image-rendering:pixelated;display:block}}
 /// The causal rankings, when the dissection has them: per concept, the units that draw
 /// and remove it best on their own, with their effects.
 fn causal_table(layer: &super::output::DissectLayer) -> String {
-    use super::ace::{DRAW_METRIC, REMOVE_METRIC};
+    use super::output::metric::{CAUSAL_DRAW as DRAW_METRIC, CAUSAL_REMOVE as REMOVE_METRIC};
     let find = |concept: &str, metric: &str| {
         layer
             .rankings

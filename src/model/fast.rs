@@ -23,7 +23,7 @@
 
 use tch::{Device, Kind, Tensor};
 
-use super::proggan::{channels_last, LayerSpec};
+use super::block::{channels_last, LayerSpec};
 
 /// How the generator computes.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]

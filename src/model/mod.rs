@@ -1,9 +1,10 @@
 //! The generator and everything needed to run it: architecture and split execution
-//! ([`proggan`]), weight files ([`weights`], reading PyTorch checkpoints with
+//! ([`proggan`], with the block specification both plans share in [`block`]), weight files ([`weights`], reading PyTorch checkpoints with
 //! [`crate::formats::pth`]), GAN Dissection's latent
 //! vectors ([`latent`]), the fast execution plan ([`fast`]), incremental re-rendering
 //! ([`incremental`]) and the choice of device.
 
+pub mod block;
 pub mod fast;
 pub mod incremental;
 pub mod latent;

@@ -25,6 +25,7 @@ use std::path::Path;
 
 use tch::{nn, Device, Kind, Tensor};
 
+pub use super::block::{channels_last, LayerSpec};
 use super::fast::{FastBlock, Precision};
 use super::weights::{self, ModelError};
 
@@ -37,23 +38,6 @@ pub struct ProgGanConfig {
     pub z_dim: i64,
     /// `channels[k]` is the width at resolution `4·2^k`.
     pub channels: Vec<i64>,
-}
-
-/// One convolution block as the reference names it.
-#[derive(Clone, Debug, PartialEq)]
-pub struct LayerSpec {
-    pub name: String,
-    pub in_channels: i64,
-    pub out_channels: i64,
-    pub kernel: i64,
-    pub padding: i64,
-    pub upsample: bool,
-    /// LeakyReLU(0.2) after WScale; false only for the output block.
-    pub activation: bool,
-    /// WScale's multiplier, `gain / √fan_in`.
-    pub scale: f64,
-    /// Output side length.
-    pub resolution: i64,
 }
 
 impl ProgGanConfig {
@@ -206,15 +190,6 @@ impl ConvBlock {
             Ok(x)
         }
     }
-}
-
-/// The same values with NHWC strides. tch has no memory-format API, but libtorch picks
-/// its channels-last kernels (much faster in bf16 on CPU) from the strides, and a conv
-/// whose weight is channels-last returns channels-last activations.
-pub fn channels_last(x: &Tensor) -> Result<Tensor, tch::TchError> {
-    x.f_permute([0, 2, 3, 1])?
-        .f_contiguous()?
-        .f_permute([0, 3, 1, 2])
 }
 
 /// LeakyReLU(0.2): `x > 0 ? x : 0.2·x`, in one pass. tch's `leaky_relu` has no slope

@@ -1,0 +1,233 @@
+//! Working on a finished dissection from the command line: the models it was made with
+//! (or the ones given instead), its concepts as segmenter classes, the paths its settings
+//! record, and its report. Shared by `dissect`, `dissect causal`, `dissect ace`,
+//! `eval-edits` and `figure`.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+
+use crate::dissect::output::{DissectJson, StatsFile, DISSECT_FILE};
+use crate::dissect::report::{write_report, ReportInfo};
+use crate::model::{repo_path, DeviceChoice, ProgGan, DEFAULT_MODEL};
+use crate::segment::Segmenter;
+
+use super::eval_demo::DEFAULT_SEGMENTER;
+
+/// Rewrites `dir/dissect.html` from its `dissect.json` and `stats.json`, linking the
+/// unit images where they exist. Returns the report's path.
+pub(crate) fn rewrite_report(dir: &Path) -> anyhow::Result<PathBuf> {
+    let path = dir.join(DISSECT_FILE);
+    let dissect: DissectJson = serde_json::from_slice(
+        &std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?,
+    )
+    .with_context(|| format!("reading {}", path.display()))?;
+    let stats = StatsFile::read(dir)
+        .with_context(|| format!("reading the dissection's statistics in {}", dir.display()))?;
+    let images = dissect
+        .layers
+        .iter()
+        .any(|l| dir.join(&l.layer).join("s-image").is_dir());
+    write_report(dir, &dissect, &stats, &ReportInfo { images })?;
+    Ok(dir.join("dissect.html"))
+}
+
+/// The repository root: the first ancestor of the binary (or else the working directory)
+/// with a `Cargo.toml`.
+pub(crate) fn repo_root() -> Option<PathBuf> {
+    let exe = std::env::current_exe().ok();
+    let from_exe = exe.as_ref().and_then(|exe| {
+        exe.ancestors()
+            .skip(1)
+            .find(|dir| dir.join("Cargo.toml").is_file())
+            .map(Path::to_path_buf)
+    });
+    from_exe.or_else(|| {
+        let cwd = std::env::current_dir().ok()?;
+        cwd.join("Cargo.toml").is_file().then_some(cwd)
+    })
+}
+
+/// A path as settings record it: relative to the repository root when inside it.
+pub(crate) fn setting_path(path: &Path) -> String {
+    let absolute = path
+        .canonicalize()
+        .unwrap_or_else(|_| std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf()));
+    if let Some(root) = repo_root().and_then(|r| r.canonicalize().ok()) {
+        if let Ok(relative) = absolute.strip_prefix(&root) {
+            return relative.to_string_lossy().replace('\\', "/");
+        }
+    }
+    absolute.display().to_string()
+}
+
+/// The inverse of [`setting_path`].
+pub(crate) fn resolve_setting_path(recorded: &str) -> PathBuf {
+    let path = Path::new(recorded);
+    if path.is_absolute() {
+        return path.to_path_buf();
+    }
+    repo_root()
+        .map(|root| root.join(path))
+        .filter(|p| p.exists())
+        .unwrap_or_else(|| repo_path(recorded))
+}
+
+/// A file a dissection's `settings` names (`key`: `model` or `segmenter`): the one the
+/// user gave, else the recorded one when it exists, else the bundled `default`.
+pub(crate) fn project_file(
+    project: &crate::dissect::output::Project,
+    given: Option<&Path>,
+    key: &str,
+    default: &str,
+) -> PathBuf {
+    given.map(Path::to_path_buf).unwrap_or_else(|| {
+        project
+            .setting(key)
+            .map(resolve_setting_path)
+            .filter(|p| p.exists())
+            .unwrap_or_else(|| repo_path(default))
+    })
+}
+
+/// The generator and segmenter a dissection was made with, or the ones given instead.
+pub(crate) struct ProjectModels {
+    pub generator: ProgGan,
+    pub generator_path: PathBuf,
+    pub segmenter: Box<dyn Segmenter>,
+}
+
+/// The dissection layer's ranked concepts that the segmenter labels, with their classes.
+pub(crate) fn labeled_concepts(
+    layer: &crate::dissect::output::ProjectLayer,
+    labels: &[String],
+) -> Vec<(String, i64)> {
+    layer
+        .concepts()
+        .into_iter()
+        .filter_map(|c| {
+            labels
+                .iter()
+                .position(|l| l == c)
+                .map(|class| (c.to_string(), class as i64))
+        })
+        .collect()
+}
+
+/// The segmenter's class for each concept named by `flag`, or a message naming the flag.
+pub(crate) fn concept_classes(
+    concepts: &[String],
+    labels: &[String],
+    flag: &str,
+) -> anyhow::Result<Vec<(String, i64)>> {
+    concepts
+        .iter()
+        .map(|c| {
+            labels
+                .iter()
+                .position(|l| l == c)
+                .map(|class| (c.clone(), class as i64))
+                .with_context(|| {
+                    format!(
+                        "{flag}: `{c}` is not one of the segmenter's labels ({})",
+                        labels.join(", ")
+                    )
+                })
+        })
+        .collect()
+}
+
+/// The flags of the commands that work on a finished dissection with its models
+/// (`dissect causal`, `dissect ace`).
+#[derive(clap::Args, Debug)]
+pub struct ProjectModelArgs {
+    /// Generator (default: the dissection's, else the bundled one).
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// Segmenter (default: the dissection's, else the bundled one).
+    #[arg(long)]
+    pub segmenter: Option<PathBuf>,
+    /// A TorchScript segmenter's labels (default: labels.json beside it).
+    #[arg(long)]
+    pub segmenter_labels: Option<PathBuf>,
+    #[arg(long, value_enum, default_value_t = DeviceChoice::Auto)]
+    pub device: DeviceChoice,
+}
+
+impl ProjectModelArgs {
+    /// The dissection's models, or the ones these flags give.
+    pub(crate) fn load(
+        &self,
+        project: &crate::dissect::output::Project,
+    ) -> anyhow::Result<ProjectModels> {
+        load_project_models(
+            project,
+            self.model.as_deref(),
+            "--model",
+            self.segmenter.as_deref(),
+            self.segmenter_labels.as_deref(),
+            self.device.resolve()?,
+        )
+    }
+}
+
+/// `model_flag` is the command's flag for `model`, for the message when the file is missing.
+pub(crate) fn load_project_models(
+    project: &crate::dissect::output::Project,
+    model: Option<&Path>,
+    model_flag: &str,
+    segmenter: Option<&Path>,
+    segmenter_labels: Option<&Path>,
+    device: tch::Device,
+) -> anyhow::Result<ProjectModels> {
+    // The generator the server would paint this project with (project.json, then the
+    // dissection's settings), unless one is given.
+    let generator_path = match model {
+        Some(path) => path.to_path_buf(),
+        None => crate::serve::project::generator_file(project)?,
+    };
+    let generator = load_model_given_by(&generator_path, model_flag, device)?;
+    let segmenter_path = project_file(project, segmenter, "segmenter", DEFAULT_SEGMENTER);
+    let segmenter = load_segmenter(&segmenter_path, segmenter_labels, device)?;
+    Ok(ProjectModels {
+        generator,
+        generator_path,
+        segmenter,
+    })
+}
+
+/// Loads a segmenter with a clear message when the file is missing.
+pub(crate) fn load_segmenter(
+    path: &Path,
+    labels: Option<&Path>,
+    device: tch::Device,
+) -> anyhow::Result<Box<dyn Segmenter>> {
+    if !path.exists() {
+        bail!(
+            "segmenter {} does not exist (pass --segmenter PATH; the bundled one is {DEFAULT_SEGMENTER})",
+            path.display()
+        );
+    }
+    crate::segment::load(path, labels, device)
+        .with_context(|| format!("loading segmenter {}", path.display()))
+}
+
+pub(crate) fn load_model(path: &Path, device: tch::Device) -> anyhow::Result<ProgGan> {
+    load_model_given_by(path, "--model", device)
+}
+
+/// Loads a generator with a clear message, naming the command's own flag, when the file
+/// is missing.
+pub(crate) fn load_model_given_by(
+    path: &Path,
+    flag: &str,
+    device: tch::Device,
+) -> anyhow::Result<ProgGan> {
+    if !path.exists() {
+        bail!(
+            "model file {} does not exist (pass {flag} PATH; the bundled model is {DEFAULT_MODEL})",
+            path.display()
+        );
+    }
+    ProgGan::load(path, device).with_context(|| format!("loading {}", path.display()))
+}
