@@ -9,6 +9,9 @@
 //!   runs split at any layer: `features(z, layer)` then `forward_from(layer, feats)`.
 //!   Every consumer (the CLI, the server, dissection and the benchmark) runs this one
 //!   implementation.
+//! - [`invert`] paints on pictures the generator did not make: an encoder's guess of the
+//!   painted layer's activations, optimised, then the layers after it fine-tuned for the
+//!   picture (GANPaint Studio's three steps); edits render on the adapted generator.
 //! - [`imageio`] turns generator output into pixels and PNGs.
 //! - [`cli`] is the command line; the binary's `main` only dispatches to it.
 
@@ -17,6 +20,7 @@ pub mod demo;
 pub mod dissect;
 pub mod edit;
 pub mod imageio;
+pub mod invert;
 pub mod model;
 pub mod segment;
 pub mod serve;
