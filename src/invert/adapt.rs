@@ -30,7 +30,7 @@ pub struct AdaptSettings {
 impl Default for AdaptSettings {
     fn default() -> Self {
         AdaptSettings {
-            steps: 200,
+            steps: 100,
             lr: 2e-3,
             pull: 1.0,
         }

@@ -192,14 +192,17 @@ impl Encoder {
         Ok(encoder)
     }
 
+    /// Writes the weights in f16 (half the size; the loader widens them to f32, and an
+    /// encoder only starts an optimisation, so its last bits do not matter).
     pub fn save(&self, path: &Path) -> Result<(), InvertError> {
-        let tensors: Vec<(String, Tensor)> = self
+        let tensors = self
             .vs
             .variables()
             .into_iter()
             .collect::<BTreeMap<_, _>>()
             .into_iter()
-            .collect();
+            .map(|(name, t)| Ok((name, t.f_detach()?.f_to_kind(Kind::Half)?)))
+            .collect::<Result<Vec<_>, tch::TchError>>()?;
         Tensor::write_safetensors(&tensors, path).map_err(|e| InvertError::Encoder {
             detail: format!("cannot write {}: {e}", path.display()),
         })
@@ -363,7 +366,10 @@ mod tests {
         encoder.save(&path).unwrap();
         let loaded = Encoder::load(&path, Device::Cpu).unwrap();
         assert_eq!(loaded.config(), &config);
-        assert!(loaded.forward(&images).unwrap().equal(&out));
+        // Stored in f16: the same function up to f16's rounding of the weights.
+        let reloaded = loaded.forward(&images).unwrap();
+        let error = (&reloaded - &out).abs().max().double_value(&[]);
+        assert!(error < 1e-2 * out.abs().max().double_value(&[]), "{error}");
         let _ = std::fs::remove_file(path);
         // A layer on another grid is refused by name.
         let err = EncoderConfig::for_layer(&generator, "layer6", 8, 16).unwrap_err();

@@ -84,7 +84,7 @@ pub struct OptimizeSettings {
 impl Default for OptimizeSettings {
     fn default() -> Self {
         OptimizeSettings {
-            steps: 100,
+            steps: 50,
             lr: 0.05,
             prior_weight: 0.01,
         }
