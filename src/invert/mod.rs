@@ -469,7 +469,7 @@ mod tests {
     #[test]
     fn pictures_are_cropped_to_a_square_and_sized_to_the_model() {
         let image = image::RgbImage::from_fn(40, 20, |x, _| {
-            if x < 10 || x >= 30 {
+            if !(10..30).contains(&x) {
                 image::Rgb([0, 0, 0])
             } else {
                 image::Rgb([255, 255, 255])
