@@ -92,9 +92,14 @@ $BIN dissect ace dissect/demo --layer layer4 --concepts tree,cloud --modes draw 
   --batch 8 --lr 0.1 --l1 0.01
 $BIN dissect ace dissect/demo --layer layer4 --concepts cloud --modes remove --steps 100 \
   --batch 8 --lr 0.1 --l1 0.01
+# The encoder that starts `ganpaint invert` (painting on your own picture), trained on
+# pairs the bundled generator makes: retrained whenever that generator changes.
+$BIN train-demo encoder --project dissect/demo --out models/demo_encoder.safetensors \
+  --steps 250 --batch 16 --lr 2e-3 --seed 1
 $BIN eval-edits --project dissect/demo --samples 100 --ranking causal,ace
 for layer in layer1 layer7; do
   $BIN eval-edits --project dissect/demo --samples 100 --layer "$layer" --ranking iou,causal
 done
 $BIN figure --project dissect/demo --out dissect/demo/figure.png --ids 3,24,40 --scale 1
 $BIN eval-demo --out out/eval-demo
+$BIN invert --project dissect/demo --eval 200

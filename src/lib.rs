@@ -11,6 +11,9 @@
 //!   implementation.
 //! - [`formats`] reads and writes files with no meaning attached: pickles, PyTorch
 //!   checkpoints, numpy arrays, data URLs.
+//! - [`invert`] paints on pictures the generator did not make: an encoder's guess of the
+//!   painted layer's activations, optimised, then the layers after it fine-tuned for the
+//!   picture (GANPaint Studio's three steps); edits render on the adapted generator.
 //! - [`imageio`] turns generator output into pixels and PNGs.
 //! - [`progress`] gives long jobs their progress bars (or plain progress lines in logs),
 //!   for every room that runs them.
@@ -22,6 +25,7 @@ pub mod dissect;
 pub mod edit;
 pub mod formats;
 pub mod imageio;
+pub mod invert;
 pub mod model;
 pub mod progress;
 pub mod segment;

@@ -9,6 +9,7 @@ mod eval_edits;
 mod figure;
 mod generate;
 pub mod ids;
+mod invert;
 mod project;
 mod serve;
 mod train_demo;
@@ -42,6 +43,8 @@ pub enum Command {
     EvalDemo(eval_demo::EvalDemoArgs),
     /// Train the bundled demo models on procedurally rendered scenes.
     TrainDemo(train_demo::TrainDemoArgs),
+    /// Invert a picture (encoder, optimisation, adaptation) so it can be painted on.
+    Invert(invert::InvertArgs),
     /// Edit latency, throughput and HTTP load, side by side with PyTorch eager.
     Bench(bench::BenchArgs),
 }
@@ -56,6 +59,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::EvalEdits(args) => eval_edits::run(args),
         Command::Figure(args) => figure::run(args),
         Command::Bench(args) => bench::run(args),
+        Command::Invert(args) => invert::run(args),
     }
 }
 

@@ -8,6 +8,7 @@
 //! ganpaint train-demo adopt --run runs/demo-256 --generator models/demo_generator.safetensors
 //! ganpaint train-demo grow --run runs/demo-256 --to 128 --channels 16   # fade a new resolution in
 //! ganpaint train-demo snapshot --run runs/demo-256 --out models/train   # compact, resumable
+//! ganpaint train-demo encoder --project dissect/demo --out models/demo_encoder.safetensors
 //! ```
 
 use std::path::PathBuf;
@@ -53,6 +54,42 @@ enum What {
     /// Write what a run needs to resume, compactly (f16 G, G's average and D, one file each,
     /// and state.json; no Adam moments), to a folder that is itself a resumable run.
     Snapshot(SnapshotArgs),
+    /// Train the encoder that inverts pictures (picture → the layer's activations) on pairs
+    /// the project's generator makes, for `ganpaint invert`.
+    Encoder(EncoderArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct EncoderArgs {
+    /// A dissection folder: its generator and default layer are the ones inverted.
+    #[arg(long, default_value = "dissect/demo")]
+    project: PathBuf,
+    /// Generator (default: the project's model, else the bundled one).
+    #[arg(long)]
+    generator: Option<PathBuf>,
+    /// The layer (default: `layer4` when dissected, else the project's first).
+    #[arg(long)]
+    layer: Option<String>,
+    #[arg(long, default_value = crate::invert::DEFAULT_ENCODER)]
+    out: PathBuf,
+    #[arg(long, default_value_t = 2000)]
+    steps: i64,
+    #[arg(long, default_value_t = 16)]
+    batch: i64,
+    #[arg(long, default_value_t = 1e-3)]
+    lr: f64,
+    /// Weight of the pixel loss of rendering the guess (0: activations only).
+    #[arg(long, default_value_t = 1.0)]
+    pixel_weight: f64,
+    /// Width at full resolution; it doubles at each halving up to --max-width.
+    #[arg(long, default_value_t = 32)]
+    width: i64,
+    #[arg(long, default_value_t = 256)]
+    max_width: i64,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    #[arg(long, value_enum, default_value_t = DeviceChoice::Auto)]
+    device: DeviceChoice,
 }
 
 #[derive(clap::Args, Debug)]
@@ -372,6 +409,7 @@ pub fn run(args: TrainDemoArgs) -> anyhow::Result<()> {
             );
             Ok(())
         }
+        What::Encoder(a) => train_encoder(a),
         What::Export(a) => {
             let source = a.run.join("generator_ema.safetensors");
             let model = ProgGan::load(&source, tch::Device::Cpu)
@@ -381,4 +419,75 @@ pub fn run(args: TrainDemoArgs) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+fn train_encoder(a: EncoderArgs) -> anyhow::Result<()> {
+    use crate::invert::{encoder::train_encoder, Encoder, EncoderConfig, EncoderTraining};
+    if a.steps < 1 || a.batch < 1 {
+        anyhow::bail!("--steps and --batch must be at least 1");
+    }
+    let device = a.device.resolve()?;
+    let project = crate::dissect::output::read_project(&a.project)
+        .with_context(|| format!("reading the dissection in {}", a.project.display()))?;
+    let layer = match a.layer {
+        Some(layer) => layer,
+        None => project.default_layer()?.layer.clone(),
+    };
+    // The generator the server paints this project with, unless one is given.
+    let generator_path = match &a.generator {
+        Some(path) => path.clone(),
+        None => crate::serve::project::generator_file(&project)?,
+    };
+    let generator = ProgGan::load(&generator_path, device)
+        .with_context(|| format!("loading {}", generator_path.display()))?;
+    tch::manual_seed(a.seed as i64);
+    let encoder = Encoder::new(
+        EncoderConfig::for_layer(&generator, &layer, a.width, a.max_width)?,
+        device,
+    );
+    let settings = EncoderTraining {
+        layer: layer.clone(),
+        steps: a.steps,
+        batch: a.batch,
+        lr: a.lr,
+        pixel_weight: a.pixel_weight,
+        seed: a.seed,
+    };
+    tracing::info!(generator = %generator_path.display(), %layer, ?settings, widths = ?encoder.config().widths, "training the encoder");
+    let bar = crate::cli::progress_bar(a.steps as u64, "train encoder");
+    let history = train_encoder(&encoder, &generator, &settings, &mut |s| {
+        bar.set_message(format!(
+            "train encoder feature {:.4} pixel {:.4}",
+            s.feature_loss, s.pixel_loss
+        ));
+        bar.inc(1);
+        if (s.step + 1) % 100 == 0 {
+            tracing::info!(
+                step = s.step + 1,
+                feature_loss = s.feature_loss,
+                pixel_loss = s.pixel_loss,
+                "encoder"
+            );
+        }
+    })?;
+    bar.finish();
+    if let Some(parent) = a.out.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    encoder.save(&a.out)?;
+    // The last tenth of the run, averaged: a figure less noisy than one batch's.
+    let tail = &history[history.len() - (history.len() / 10).max(1)..];
+    let mean = |f: fn(&crate::invert::encoder::EncoderStep) -> f64| {
+        tail.iter().map(f).sum::<f64>() / tail.len() as f64
+    };
+    println!(
+        "{}",
+        serde_json::json!({
+            "out": a.out,
+            "steps": a.steps,
+            "feature_loss": mean(|s| s.feature_loss),
+            "pixel_loss": mean(|s| s.pixel_loss),
+        })
+    );
+    Ok(())
 }

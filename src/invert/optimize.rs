@@ -1,0 +1,127 @@
+//! Step 2 of the inversion: starting from the encoder's guess `h₀`, optimise the layer's
+//! activations `h` so that the generator's suffix renders the picture `x`:
+//!
+//! ```text
+//! min_h  ‖G_after(h) − x‖²  +  λ · ‖h − h₀‖²        (both means over their elements)
+//! ```
+//!
+//! The pull `λ` keeps `h` near activations the generator knows (the encoder's guess is
+//! one), so that edits, which set units to levels measured on generated activations, still
+//! mean what they mean there. Adam, a fixed number of steps.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use tch::{Kind, Tensor};
+
+use super::{InvertError, Stage};
+use crate::model::ProgGan;
+
+/// Adam over a few tensors that require grad, for the short per-picture optimisations
+/// (tch's optimizer wants a whole `VarStore`).
+pub(crate) struct Adam {
+    params: Vec<Tensor>,
+    m: Vec<Tensor>,
+    v: Vec<Tensor>,
+    step: i32,
+    pub lr: f64,
+    beta1: f64,
+    beta2: f64,
+}
+
+impl Adam {
+    pub fn new(params: Vec<Tensor>, lr: f64) -> Result<Self, InvertError> {
+        let zeros = |ps: &[Tensor]| {
+            ps.iter()
+                .map(|p| p.f_zeros_like())
+                .collect::<Result<Vec<_>, _>>()
+        };
+        Ok(Adam {
+            m: zeros(&params)?,
+            v: zeros(&params)?,
+            params,
+            step: 0,
+            lr,
+            beta1: 0.9,
+            beta2: 0.999,
+        })
+    }
+
+    /// Applies one update from the gradients `backward` left, then clears them.
+    pub fn step(&mut self) -> Result<(), InvertError> {
+        let _guard = tch::no_grad_guard();
+        self.step += 1;
+        let bias1 = 1.0 - self.beta1.powi(self.step);
+        let bias2 = 1.0 - self.beta2.powi(self.step);
+        for ((p, m), v) in self.params.iter_mut().zip(&mut self.m).zip(&mut self.v) {
+            let mut grad = p.grad();
+            if !grad.defined() {
+                continue;
+            }
+            let _ = m
+                .f_mul_scalar_(self.beta1)?
+                .f_add_(&grad.f_mul_scalar(1.0 - self.beta1)?)?;
+            let _ = v
+                .f_mul_scalar_(self.beta2)?
+                .f_add_(&grad.f_square()?.f_mul_scalar(1.0 - self.beta2)?)?;
+            let denom = v.f_div_scalar(bias2)?.f_sqrt()?.f_add_scalar(1e-8)?;
+            let update = m.f_div(&denom)?.f_mul_scalar(self.lr / bias1)?;
+            let _ = p.f_sub_(&update)?;
+            let _ = grad.f_zero_()?;
+        }
+        Ok(())
+    }
+}
+
+/// Settings of step 2.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct OptimizeSettings {
+    pub steps: usize,
+    pub lr: f64,
+    /// λ, the pull towards the encoder's guess.
+    pub prior_weight: f64,
+}
+
+impl Default for OptimizeSettings {
+    fn default() -> Self {
+        OptimizeSettings {
+            steps: 50,
+            lr: 0.05,
+            prior_weight: 0.01,
+        }
+    }
+}
+
+/// `generator` must not need gradients of its own (pass a frozen copy); `target`
+/// `[1, 3, R, R]`, `start` `[1, C, H, W]` → the optimised activations (no grad).
+pub fn optimize_layer(
+    generator: &ProgGan,
+    layer: &str,
+    target: &Tensor,
+    start: &Tensor,
+    settings: &OptimizeSettings,
+    progress: &mut dyn FnMut(Stage, usize, usize),
+    cancel: &AtomicBool,
+) -> Result<Tensor, InvertError> {
+    // A fresh leaf: copies made under no_grad carry no autograd history.
+    let (anchor, features) = tch::no_grad(|| -> Result<_, tch::TchError> {
+        let anchor = start.f_to_kind(Kind::Float)?.f_detach_copy()?;
+        Ok((anchor.f_detach_copy()?, anchor))
+    })?;
+    let features = features.f_set_requires_grad(true)?;
+    let mut adam = Adam::new(vec![features.shallow_clone()], settings.lr)?;
+    for step in 0..settings.steps {
+        if cancel.load(Ordering::Relaxed) {
+            return Err(InvertError::Cancelled);
+        }
+        let image = generator.forward_from(layer, &features)?;
+        let loss = image.f_mse_loss(target, tch::Reduction::Mean)?.f_add(
+            &features
+                .f_mse_loss(&anchor, tch::Reduction::Mean)?
+                .f_mul_scalar(settings.prior_weight)?,
+        )?;
+        loss.f_backward()?;
+        adam.step()?;
+        progress(Stage::Optimize, step + 1, settings.steps);
+    }
+    Ok(features.f_detach()?)
+}
