@@ -278,7 +278,14 @@ impl Inversion {
     ) -> Result<Tensor, InvertError> {
         let _guard = tch::no_grad_guard();
         let reconstruction = adapted.forward_from(&self.layer, &self.features)?;
-        let edited = adapted.forward_from(&self.layer, &planes.apply(&self.features)?)?;
+        let edited = crate::edit::render_edited(
+            adapted,
+            &self.layer,
+            &self.features,
+            planes,
+            crate::edit::Route::Full,
+        )?
+        .images;
         blend_edit(&self.target, &reconstruction, &edited)
     }
 }
