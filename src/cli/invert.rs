@@ -25,7 +25,7 @@ use crate::invert::{
 };
 use crate::model::DeviceChoice;
 
-use super::project::{load_project_models, project_file, ProjectModels};
+use super::project::{chosen_layer, load_project_models, project_file, ProjectModels};
 
 #[derive(clap::Args, Debug)]
 pub struct InvertArgs {
@@ -91,11 +91,8 @@ pub fn run(args: InvertArgs) -> anyhow::Result<()> {
     let device = args.device.resolve()?;
     let project = read_project(&args.project)
         .with_context(|| format!("reading the dissection in {}", args.project.display()))?;
-    let layer_name = match &args.layer {
-        Some(layer) => layer.clone(),
-        None => project.default_layer()?.layer.clone(),
-    };
-    let layer = project.layer(&layer_name)?;
+    let layer = chosen_layer(&project, args.layer.as_deref())?;
+    let layer_name = layer.layer.clone();
     let ProjectModels {
         generator,
         generator_path,

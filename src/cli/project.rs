@@ -90,6 +90,18 @@ pub(crate) fn project_file(
     })
 }
 
+/// The layer a command works on: the one named, else the project's default layer
+/// (`layer4` when dissected, else the first), as the server chooses.
+pub(crate) fn chosen_layer<'a>(
+    project: &'a crate::dissect::output::Project,
+    layer: Option<&str>,
+) -> anyhow::Result<&'a crate::dissect::output::ProjectLayer> {
+    Ok(match layer {
+        Some(name) => project.layer(name)?,
+        None => project.default_layer()?,
+    })
+}
+
 /// The generator and segmenter a dissection was made with, or the ones given instead.
 pub(crate) struct ProjectModels {
     pub generator: ProgGan,

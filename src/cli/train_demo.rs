@@ -429,10 +429,9 @@ fn train_encoder(a: EncoderArgs) -> anyhow::Result<()> {
     let device = a.device.resolve()?;
     let project = crate::dissect::output::read_project(&a.project)
         .with_context(|| format!("reading the dissection in {}", a.project.display()))?;
-    let layer = match a.layer {
-        Some(layer) => layer,
-        None => project.default_layer()?.layer.clone(),
-    };
+    let layer = super::project::chosen_layer(&project, a.layer.as_deref())?
+        .layer
+        .clone();
     // The generator the server paints this project with, unless one is given.
     let generator_path = match &a.generator {
         Some(path) => path.clone(),

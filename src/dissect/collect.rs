@@ -163,22 +163,10 @@ pub fn collect_counts(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::ProgGanConfig;
-
-    fn tiny() -> ProgGan {
-        tch::manual_seed(7);
-        ProgGan::new(
-            ProgGanConfig {
-                z_dim: 16,
-                channels: vec![32, 16, 8],
-            },
-            Device::Cpu,
-        )
-    }
 
     #[test]
     fn run_layers_matches_features_and_forward() {
-        let model = tiny();
+        let model = crate::model::testing::tiny_generator(7);
         let _guard = tch::no_grad_guard();
         let z = latents(&model, &[0, 5]).unwrap();
         let layers = vec!["layer4".to_string(), "layer2".to_string()];
@@ -190,7 +178,7 @@ mod tests {
 
     #[test]
     fn sketches_of_shards_cover_every_value_once() {
-        let model = tiny();
+        let model = crate::model::testing::tiny_generator(7);
         let settings = Settings {
             model: "tiny".into(),
             segmenter: "none".into(),

@@ -339,22 +339,10 @@ pub fn train_encoder(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::ProgGanConfig;
-
-    fn tiny_generator() -> ProgGan {
-        tch::manual_seed(3);
-        ProgGan::new(
-            ProgGanConfig {
-                z_dim: 16,
-                channels: vec![32, 16, 8],
-            },
-            Device::Cpu,
-        )
-    }
 
     #[test]
     fn encoder_maps_pictures_to_the_layer_grid_and_round_trips_through_a_file() {
-        let generator = tiny_generator();
+        let generator = crate::model::testing::tiny_generator(3);
         let config = EncoderConfig::for_layer(&generator, "layer4", 8, 16).unwrap();
         assert_eq!(config.widths, vec![8, 16]);
         let encoder = Encoder::new(config.clone(), Device::Cpu);
@@ -378,7 +366,7 @@ mod tests {
 
     #[test]
     fn training_lowers_the_feature_loss_and_leaves_the_generator_alone() {
-        let generator = tiny_generator();
+        let generator = crate::model::testing::tiny_generator(3);
         let before: Vec<Tensor> = generator
             .named_tensors()
             .into_iter()

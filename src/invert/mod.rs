@@ -278,7 +278,14 @@ impl Inversion {
     ) -> Result<Tensor, InvertError> {
         let _guard = tch::no_grad_guard();
         let reconstruction = adapted.forward_from(&self.layer, &self.features)?;
-        let edited = adapted.forward_from(&self.layer, &planes.apply(&self.features)?)?;
+        let edited = crate::edit::render_edited(
+            adapted,
+            &self.layer,
+            &self.features,
+            planes,
+            crate::edit::Route::Full,
+        )?
+        .images;
         blend_edit(&self.target, &reconstruction, &edited)
     }
 }
@@ -304,23 +311,11 @@ pub fn blend_edit(
 mod tests {
     use super::*;
     use crate::edit::{intervention_planes, Pooling, UnitEdit};
-    use crate::model::ProgGanConfig;
-
-    fn tiny_generator() -> ProgGan {
-        tch::manual_seed(11);
-        ProgGan::new(
-            ProgGanConfig {
-                z_dim: 16,
-                channels: vec![32, 16, 8],
-            },
-            Device::Cpu,
-        )
-    }
 
     /// A tiny generator, an encoder trained on it for a few steps, and a picture it did
     /// not make: a generated picture with a bright square pasted in.
     fn fixture() -> (ProgGan, Encoder, Tensor) {
-        let generator = tiny_generator();
+        let generator = crate::model::testing::tiny_generator(11);
         tch::manual_seed(12);
         let encoder = Encoder::new(
             EncoderConfig::for_layer(&generator, "layer4", 8, 16).unwrap(),

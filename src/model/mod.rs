@@ -125,3 +125,22 @@ pub fn repo_path(relative: &str) -> std::path::PathBuf {
     });
     from_exe.unwrap_or(direct)
 }
+
+/// Small models for the unit tests of every room.
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::{ProgGan, ProgGanConfig};
+
+    /// A 16² generator (z 16, widths 32, 16, 8: `layer4` is 16×8×8) with weights drawn
+    /// after `tch::manual_seed(seed)`.
+    pub(crate) fn tiny_generator(seed: i64) -> ProgGan {
+        tch::manual_seed(seed);
+        ProgGan::new(
+            ProgGanConfig {
+                z_dim: 16,
+                channels: vec![32, 16, 8],
+            },
+            tch::Device::Cpu,
+        )
+    }
+}
