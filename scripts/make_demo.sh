@@ -69,16 +69,18 @@ if [ ! -f "$RUN_B/state.json" ]; then
   $BIN train-demo pick --run "$RUNS/demo-gan" --out "$STAGE_A" \
     --first-sample 100000 --samples 3000
 
-  # ---- Stage B starts: G from stage A, a fresh D trained alone for 300 steps.
-  $BIN train-demo adopt --run "$RUN_B" --generator "$STAGE_A" --d-steps 300 --batch 32 \
-    --bf16 --lr 0.001 --ema-beta 0.99 --seed 1
+  # ---- Stage B starts: G from stage A, a fresh D trained alone for 1500 steps (a good G
+  # is hard to tell apart: the real−fake logit gap stays near 0 for the first ~300 steps
+  # and only then opens, to about 1 by step 650).
+  $BIN train-demo adopt --run "$RUN_B" --generator "$STAGE_A" --d-steps 1500 --batch 32 \
+    --bf16 --lr 0.002 --r1-gamma 0.1 --ema-beta 0.99 --seed 1
 fi
 
 # ---- Stage B: 128², 16 channels, batch 16, faded in over 1500 steps.
 GROW128_STEPS=20000
 $BIN train-demo grow --run "$RUN_B" --to 128 --channels 16 --fade-steps 1500 --batch 16
 $BIN train-demo gan --run "$RUN_B" --steps "$GROW128_STEPS" --bf16 --seed 1 --batch 16 \
-  --channels 256,256,128,64,32,16 --checkpoint-every 200 --sample-every 250
+  --channels 256,256,128,64,32,16 --lr 0.001 --checkpoint-every 200 --sample-every 250
 $BIN train-demo snapshot --run "$RUN_B" --out models/train
 
 # ---- The bundle. Until stage B's generator is picked and shipped (with a segmenter,
