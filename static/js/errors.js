@@ -91,6 +91,7 @@ export function explainUpload(error) {
   const words = detail.replace(/^image: /, '');
   const sentence = words ? `${words.charAt(0).toUpperCase()}${words.slice(1)}${/[.!?]$/.test(words) ? '' : '.'}` : '';
   if (error.status === 0) return { title: 'The upload stopped', message: `${sentence} Check that the server is running, then upload again.` };
+  if (/cancelled/.test(detail)) return { title: 'The fitting was cancelled', message: `${sentence} Upload the picture again.` };
   if (error.status === 503) return { title: 'The server is busy', message: 'Too many pictures are waiting to be fitted. Upload again in a moment.' };
   if (error.status === 413) return { title: 'The picture is too large', message: `${sentence} Send a smaller file (a JPEG, or fewer pixels).` };
   if (error.status === 415) return { title: 'Not a picture the server takes', message: `${sentence} Upload a PNG or JPEG.` };

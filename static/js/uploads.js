@@ -22,6 +22,7 @@ export function sniffImageType(bytes) {
 const STAGES = {
   upload: 'Sending the picture…',
   queued: 'Waiting for the server…',
+  encode: 'Reading the picture…',
   optimize: 'Fitting the picture…',
   adapt: 'Adapting the generator…',
 };

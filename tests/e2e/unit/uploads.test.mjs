@@ -83,6 +83,7 @@ test('progress reads as the stage in words and step/steps, the bar clamped', () 
   assert.deepEqual(progressText({ stage: 'optimize', step: 12, steps: 150, fraction: 0.08 }), { label: 'Fitting the picture…', steps: '12/150', fraction: 0.08 });
   assert.deepEqual(progressText({ stage: 'adapt', step: 3, steps: 40 }), { label: 'Adapting the generator…', steps: '3/40', fraction: 0.075 });
   assert.deepEqual(progressText({ stage: 'queued' }), { label: 'Waiting for the server…', steps: '', fraction: null });
+  assert.equal(progressText({ stage: 'encode', step: 0, steps: 1, fraction: 0 }).label, 'Reading the picture…');
   assert.deepEqual(progressText({ stage: 'upload' }), { label: 'Sending the picture…', steps: '', fraction: null });
   assert.equal(progressText({ stage: 'optimize', fraction: 1.7 }).fraction, 1);
   assert.equal(progressText({ stage: 'something new' }).label, 'Fitting the picture…');
@@ -195,6 +196,7 @@ test('refusals read in plain words with the server\'s detail, and a gone upload 
   assert.equal(large.title, 'The picture is too large');
   assert.match(large.message, /larger than 8 MB/);
   assert.match(explainUpload({ status: 503, detail: 'inversion queue full' }).title, /busy/);
+  assert.match(explainUpload({ status: 503, detail: 'image: the inversion was cancelled' }).title, /cancelled/);
   assert.match(explainUpload({ status: 500, detail: 'internal' }).title, /could not fit/);
   assert.equal(explainUpload({ name: 'AbortError' }), null);
   const gone = explain({ status: 404, detail: `image: ${NAME} is not stored` });
