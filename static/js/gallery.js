@@ -144,11 +144,14 @@ export class PictureShelf {
 
   /** The server no longer has `image` (or has it again: `gone` false). */
   markGone(image, gone = true) {
+    const was = this.gone.has(image);
+    if (gone === was) return;
     if (gone) this.gone.add(image);
     else this.gone.delete(image);
     for (const button of this.list.querySelectorAll('button')) {
       if (button.dataset.image !== image) continue;
       this.describe(button, button.record);
+      // Back on the server: load the thumbnail that failed.
       if (!gone) button.querySelector('img').src = `${api.pictureUrl(image)}?again=${Date.now()}`;
     }
   }

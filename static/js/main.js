@@ -565,7 +565,8 @@ function focusCanvas() {
 function wireControls() {
   $('project').addEventListener('change', (e) => {
     const project = state().projects.find((p) => p.name === e.target.value);
-    goTo(state().image, { project: project.name, layer: project.default_layer });
+    // An upload belongs to the project it was fitted in; another project starts on a sample.
+    goTo(isUpload(state().image) ? 'id:0' : state().image, { project: project.name, layer: project.default_layer });
   });
   $('layer').addEventListener('change', (e) => goTo(state().image, { layer: e.target.value }));
   bindBrushPanel(store);

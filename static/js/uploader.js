@@ -81,6 +81,7 @@ export class Uploader {
   finish() {
     this.running = null;
     this.panel.hidden = true;
+    delete this.panel.dataset.image;
     delete this.stage.dataset.uploading;
   }
 
@@ -88,6 +89,7 @@ export class Uploader {
     const { label, steps, fraction } = progressText(progress);
     this.panel.hidden = false;
     this.stage.dataset.uploading = progress.stage || 'upload';
+    if (progress.image) this.panel.dataset.image = progress.image;
     $('upload-stage').textContent = label;
     $('upload-steps').textContent = steps;
     const bar = $('upload-bar');
