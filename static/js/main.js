@@ -262,10 +262,10 @@ async function render() {
 
 function renderFailed(error, strokes) {
   if (error.status === 404 && isUpload(state().image)) {
-    // The server no longer has the picture. The strokes are the person's: keep them
-    // (here and in this browser's storage); uploading the picture again brings it back.
-    uploadGone();
+    // The server does not have the picture (yet, or any more). The strokes are the
+    // person's: keep them (here and in this browser's storage).
     surface.setPending([]);
+    uploadMissing(state().image);
     return;
   }
   const plain = showError(error, { rendering: true });
@@ -286,6 +286,7 @@ async function show(key, strokes, image) {
   shown = { key, strokes };
   current = image;
   showGone(false);
+  if (isUpload(state().image) && !uploadShown()) showUploadInfo();
   surface.setPending(edits.strokes.filter((s) => !strokes.includes(s)));
   const stage = $('stage');
   stage.dataset.renders = String(Number(stage.dataset.renders) + 1);
@@ -473,7 +474,10 @@ function showUploadInfo() {
   askedAbout.add(value);
   api.uploadInfo(value)
     .then((info) => {
-      if (info.status !== 'done') return;
+      if (info.status !== 'done') {
+        askedAbout.delete(value); // still being fitted: ask again once it renders
+        return;
+      }
       remember(uploadRecord(info));
       if (state().image === image) {
         showUploadInfo();
@@ -493,7 +497,35 @@ function syncLayerOptions() {
   }
 }
 
-/** The server answered 404 for the upload shown: say so over the canvas. */
+/**
+ * The server answered 404 for upload `image`: it is still being fitted (a link opened
+ * meanwhile: wait, then render), or gone (say so; uploading it again brings it back).
+ */
+async function uploadMissing(image) {
+  let info = null;
+  let waited = false;
+  for (;;) {
+    try {
+      info = await api.uploadInfo(imageParts(image).value);
+    } catch {
+      info = null; // 404: not stored
+    }
+    if (state().image !== image) return;
+    if (info?.status !== 'running') break;
+    setStatus(`The server is still fitting this picture (${Math.round((info.progress?.fraction || 0) * 100)}%)…`);
+    await new Promise((resolve) => { setTimeout(resolve, 1000); });
+    if (state().image !== image) return;
+    waited = true;
+  }
+  if (waited && info?.status === 'done') {
+    render();
+    loadOriginal();
+  } else {
+    uploadGone();
+  }
+}
+
+/** The server no longer has the upload shown: say so over the canvas. */
 function uploadGone() {
   shelf.markGone(imageParts(state().image).value);
   showGone(true);
