@@ -21,11 +21,10 @@ use crate::dissect::output::{read_project, UnitChoice};
 use crate::invert::eval::{InvertEval, FIRST_SCENE};
 use crate::invert::{
     invert, load_picture, AdaptSettings, Encoder, InvertSettings, OptimizeSettings, Stage,
-    DEFAULT_ENCODER,
 };
 use crate::model::DeviceChoice;
 
-use super::project::{chosen_layer, load_project_models, project_file, ProjectModels};
+use super::project::{chosen_layer, load_project_models, ProjectModels};
 
 #[derive(clap::Args, Debug)]
 pub struct InvertArgs {
@@ -59,7 +58,8 @@ pub struct InvertArgs {
     /// Generator (default: the project's model, else the bundled one).
     #[arg(long)]
     generator: Option<PathBuf>,
-    /// Encoder (default: the project's `encoder` setting, else the bundled one).
+    /// Encoder (default: the project's: `project.json`'s `encoder`, else the dissection's
+    /// `encoder` setting, else the bundled one).
     #[arg(long)]
     encoder: Option<PathBuf>,
     /// Segmenter for the evaluation (default: the project's, else the bundled one).
@@ -105,12 +105,10 @@ pub fn run(args: InvertArgs) -> anyhow::Result<()> {
         args.segmenter_labels.as_deref(),
         device,
     )?;
-    let encoder_path = project_file(
-        &project,
-        args.encoder.as_deref(),
-        "encoder",
-        DEFAULT_ENCODER,
-    );
+    let encoder_path = match &args.encoder {
+        Some(path) => path.clone(),
+        None => crate::serve::project::encoder_file(&project)?,
+    };
     if !encoder_path.exists() {
         bail!(
             "encoder {} does not exist (pass --encoder PATH, or train one with \

@@ -218,7 +218,23 @@ impl Encoder {
 
     /// Checks that this encoder fits `generator`'s `layer`.
     pub fn check_fits(&self, generator: &ProgGan, layer: &str) -> Result<(), InvertError> {
-        let (channels, grid, _) = generator.layer_shape(layer)?;
+        self.check_fits_config(generator.config(), layer)
+    }
+
+    /// [`Encoder::check_fits`] from the generator's configuration alone (no weights).
+    pub fn check_fits_config(
+        &self,
+        generator: &crate::model::ProgGanConfig,
+        layer: &str,
+    ) -> Result<(), InvertError> {
+        let spec = generator
+            .layer_specs()
+            .into_iter()
+            .find(|s| s.name == layer)
+            .ok_or_else(|| InvertError::Encoder {
+                detail: format!("the generator has no layer `{layer}`"),
+            })?;
+        let (channels, grid) = (spec.out_channels, spec.resolution);
         let c = &self.config;
         if c.out_channels != channels || c.grid != grid || c.resolution != generator.resolution() {
             return Err(InvertError::Encoder {

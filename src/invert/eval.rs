@@ -10,7 +10,7 @@
 //! `regions(scenes, grid, seed)`, `draw_gain` = mean over scenes of the concept's share of
 //! the region's segmentation pixels after − before, and `far_change` = the share of far
 //! pixels (more than 2 cells from the region) whose segmented class changed. "Before" is
-//! the uploaded picture; "after" is what the editor shows, [`Inversion::render_edit`].
+//! the uploaded picture; "after" is what the editor shows, [`Fit::render_edit`](super::Fit::render_edit).
 
 use std::sync::atomic::AtomicBool;
 

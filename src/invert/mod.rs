@@ -7,10 +7,11 @@
 //! 3. [`adapt`]: the weights after the layer are fine-tuned for this picture, held near the
 //!    originals, so that the reconstruction matches.
 //!
-//! The result, an [`Inversion`], holds `h` and the adapted weights (only the blocks after
-//! the layer, by their state_dict names). [`Inversion::generator`] builds the adapted
-//! generator, a [`ProgGan`] like any other, so edits render through the same
-//! `forward_from` as everywhere else. [`Inversion::render_edit`] paints: it edits `h`,
+//! The result, an [`Inversion`], holds a [`Fit`]: the picture, `h` and the adapted weights
+//! (only the blocks after the layer, by their state_dict names), which [`saved`] stores as
+//! one file. [`Fit::generator`] builds the adapted generator, a [`ProgGan`] like any
+//! other, so edits render through the same `forward_from` as everywhere else.
+//! [`Fit::render_edit`] paints: it edits `h`,
 //! renders with the adapted generator, and keeps the uploaded pixels wherever the edit
 //! changes nothing, blending by the edit's difference as GANPaint Studio does:
 //!
@@ -24,6 +25,7 @@ pub mod adapt;
 pub mod encoder;
 pub mod eval;
 pub mod optimize;
+pub mod saved;
 
 use std::path::Path;
 use std::sync::atomic::AtomicBool;
@@ -50,6 +52,8 @@ pub enum InvertError {
     Encoder { detail: String },
     #[error("bad picture: {0}")]
     BadImage(String),
+    #[error("saved inversion {0}")]
+    Saved(String),
     #[error("the inversion was cancelled")]
     Cancelled,
     #[error(transparent)]
@@ -77,7 +81,7 @@ pub struct InvertSettings {
 
 /// The figures of one inversion: PSNR (dB, on pixels in [-1, 1] with peak-to-peak 2) of
 /// each step's reconstruction against the picture, and the time each step took.
-#[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct InversionReport {
     pub psnr_encoder_db: f64,
     pub psnr_optimized_db: f64,
@@ -88,21 +92,37 @@ pub struct InversionReport {
     pub total_s: f64,
 }
 
-/// A picture inverted at `layer`.
-pub struct Inversion {
+/// What painting on an inverted picture needs: the picture, the layer's activations and
+/// the adapted weights. [`saved`] writes and reads it as one file.
+pub struct Fit {
     pub layer: String,
     /// The picture, `[1, 3, R, R]` in [-1, 1].
     pub target: Tensor,
-    /// The encoder's guess `h₀` and the optimised activations `h`, `[1, C, H, W]`.
-    pub encoder_guess: Tensor,
+    /// The optimised activations `h`, `[1, C, H, W]`.
     pub features: Tensor,
     /// The adapted weights of the blocks after `layer`, by state_dict name.
     pub adapted: Vec<(String, Tensor)>,
+    pub report: InversionReport,
+}
+
+/// A picture inverted at `layer`: the [`Fit`] (its fields read through), and the
+/// intermediate results the figures come from.
+pub struct Inversion {
+    pub fit: Fit,
+    /// The encoder's guess `h₀`, `[1, C, H, W]`.
+    pub encoder_guess: Tensor,
     /// Renders `[1, 3, R, R]`: of the encoder's guess, after step 2, after step 3.
     pub encoder_image: Tensor,
     pub optimized_image: Tensor,
     pub reconstruction: Tensor,
-    pub report: InversionReport,
+}
+
+impl std::ops::Deref for Inversion {
+    type Target = Fit;
+
+    fn deref(&self) -> &Fit {
+        &self.fit
+    }
 }
 
 /// A copy of `generator` (same weights, exact precision, on its device) whose variables
@@ -138,13 +158,12 @@ pub fn load_picture(path: &Path, resolution: i64, device: Device) -> Result<Tens
     picture_tensor(&image, resolution, device)
 }
 
-/// An RGB image → `[1, 3, R, R]` in [-1, 1] (centre-cropped, resized with a triangle
-/// filter when its side is not R).
-pub fn picture_tensor(
+/// An RGB image centre-cropped to a square and resized (triangle filter) to `R × R`
+/// when its side is not `R`: what the model is asked to reconstruct.
+pub fn fit_picture(
     image: &image::RgbImage,
-    resolution: i64,
-    device: Device,
-) -> Result<Tensor, InvertError> {
+    resolution: u32,
+) -> Result<image::RgbImage, InvertError> {
     let (w, h) = image.dimensions();
     if w == 0 || h == 0 {
         return Err(InvertError::BadImage("the picture is empty".into()));
@@ -152,14 +171,28 @@ pub fn picture_tensor(
     let side = w.min(h);
     let square =
         image::imageops::crop_imm(image, (w - side) / 2, (h - side) / 2, side, side).to_image();
-    let r = resolution as u32;
-    let sized = if side == r {
+    Ok(if side == resolution {
         square
     } else {
-        image::imageops::resize(&square, r, r, image::imageops::FilterType::Triangle)
-    };
+        image::imageops::resize(
+            &square,
+            resolution,
+            resolution,
+            image::imageops::FilterType::Triangle,
+        )
+    })
+}
+
+/// An RGB image → `[1, 3, R, R]` in [-1, 1] ([`fit_picture`], then scaled).
+pub fn picture_tensor(
+    image: &image::RgbImage,
+    resolution: i64,
+    device: Device,
+) -> Result<Tensor, InvertError> {
+    let sized = fit_picture(image, resolution as u32)?;
+    let (w, h) = sized.dimensions();
     Ok(Tensor::f_from_slice(sized.as_raw())?
-        .f_view([1, resolution, resolution, 3])?
+        .f_view([1, h as i64, w as i64, 3])?
         .f_permute([0, 3, 1, 2])?
         .f_to_kind(Kind::Float)?
         .f_div_scalar(127.5)?
@@ -234,19 +267,21 @@ pub fn invert(
     };
     tracing::debug!(?report, "inverted a picture");
     Ok(Inversion {
-        layer: layer.to_string(),
-        target,
+        fit: Fit {
+            layer: layer.to_string(),
+            target,
+            features,
+            adapted,
+            report,
+        },
         encoder_guess,
-        features,
-        adapted,
         encoder_image,
         optimized_image,
         reconstruction,
-        report,
     })
 }
 
-impl Inversion {
+impl Fit {
     /// The adapted generator: `base`'s weights with the adapted ones put in their place,
     /// frozen, computing exactly (call `set_precision` on it for a fast plan).
     pub fn generator(&self, base: &ProgGan) -> Result<ProgGan, InvertError> {
@@ -269,7 +304,7 @@ impl Inversion {
     }
 
     /// Paints `planes` (an edit of this inversion's layer) on the picture with the adapted
-    /// generator `adapted` (from [`Inversion::generator`]): `[1, 3, R, R]`, the uploaded
+    /// generator `adapted` (from [`Fit::generator`]): `[1, 3, R, R]`, the uploaded
     /// pixels kept wherever the edit changes nothing.
     pub fn render_edit(
         &self,

@@ -13,7 +13,9 @@ use serde_json::{json, Value};
 
 use super::error::{ApiError, AppJson};
 use super::project::Project;
-use super::worker::{ActivationJob, Encoding, InterventionSpec, LayerEdit, MaskData, RenderJob};
+use super::worker::{
+    ActivationJob, Encoding, InterventionSpec, LayerEdit, MaskData, RenderJob, Source,
+};
 use super::AppState;
 use crate::edit::mask::{self, GridMask, PixelBudget};
 use crate::edit::{Pooling, UnitEdit};
@@ -487,7 +489,7 @@ pub async fn generate(
         .worker
         .render(
             RenderJob {
-                z,
+                source: Source::Latents(z),
                 edits,
                 encoding: Encoding::Jpeg(95),
                 return_edits: false,

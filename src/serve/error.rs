@@ -72,7 +72,7 @@ impl ErrorType {
         }
     }
 
-    fn name(self) -> &'static str {
+    pub fn name(self) -> &'static str {
         match self {
             ErrorType::BadRequest => "bad_request",
             ErrorType::NotFound => "not_found",

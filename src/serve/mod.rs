@@ -20,6 +20,7 @@ pub mod metrics;
 pub mod native;
 pub mod project;
 pub mod render_cache;
+pub mod uploads;
 pub mod worker;
 
 use std::collections::BTreeMap;
@@ -42,7 +43,7 @@ use tower_http::trace::TraceLayer;
 
 use error::{ApiError, ErrorType};
 use project::{Project, ProjectLayer};
-use worker::{BatchConfig, Encoding, RenderJob, WorkerError, WorkerHandle};
+use worker::{BatchConfig, Encoding, RenderJob, Source, WorkerError, WorkerHandle};
 
 use crate::model::{latent, DeviceChoice, Precision, ProgGan};
 
@@ -123,6 +124,27 @@ pub struct ServeConfig {
     /// On SIGTERM, seconds to let in-flight requests finish before exiting anyway.
     #[arg(long, env = "GANPAINT_SHUTDOWN_GRACE_S", default_value_t = 30)]
     pub shutdown_grace_s: u64,
+    /// Folder where uploaded pictures and their inversions are kept (one folder each,
+    /// under the project's name), across restarts.
+    #[arg(long, env = "GANPAINT_UPLOADS", default_value = "uploads")]
+    pub uploads: PathBuf,
+    /// Megabytes of stored uploads, all projects together; past it the least recently
+    /// used are deleted (a demo upload takes about 2 MB).
+    #[arg(long, env = "GANPAINT_UPLOADS_MB", default_value_t = 1024)]
+    pub uploads_mb: u64,
+    /// Most pixels (width × height) of an uploaded file, checked before it is decoded.
+    #[arg(long, default_value_t = 4096 * 4096)]
+    pub max_upload_pixels: u64,
+    /// Uploads waiting per project for the inverter (one inverts at a time) before new
+    /// ones get 503.
+    #[arg(long, default_value_t = 4)]
+    pub invert_queue: usize,
+    /// Inversion step 2: optimisation steps of the layer's activations.
+    #[arg(long, default_value_t = crate::invert::OptimizeSettings::default().steps)]
+    pub invert_optimize_steps: usize,
+    /// Inversion step 3: adaptation steps of the weights after the layer.
+    #[arg(long, default_value_t = crate::invert::AdaptSettings::default().steps)]
+    pub invert_adapt_steps: usize,
 }
 
 impl ServeConfig {
@@ -152,6 +174,8 @@ pub struct AppState {
     pub disk_cache: Arc<disk_cache::DiskCache>,
     /// Open client connections (the accept loop counts them).
     pub open_connections: Arc<std::sync::atomic::AtomicUsize>,
+    /// Stored uploads and the inversions in flight, every project's.
+    pub uploads: Arc<uploads::Uploads>,
 }
 
 impl AppState {
@@ -162,6 +186,9 @@ impl AppState {
         let metrics = Arc::new(metrics::Metrics::default());
         let device = config.device.resolve()?;
         let mut projects = BTreeMap::new();
+        let store = uploads::UploadStore::open(&config.uploads, config.uploads_mb << 20)
+            .map_err(|e| anyhow::anyhow!("--uploads {}: {e}", config.uploads.display()))?;
+        let uploads = Arc::new(uploads::Uploads::new(store));
         let dirs = project::discover(&config.data);
         if dirs.is_empty() {
             anyhow::bail!(
@@ -173,7 +200,7 @@ impl AppState {
         // are served.
         let mut failed = Vec::new();
         for dir in dirs {
-            match load_project(&config, device, &metrics, &dir, &projects) {
+            match load_project(&config, device, &metrics, &uploads, &dir, &projects) {
                 Ok(Some(project)) => {
                     projects.insert(project.id().to_string(), Arc::new(project));
                 }
@@ -207,6 +234,7 @@ impl AppState {
             metrics,
             disk_cache,
             open_connections: Arc::default(),
+            uploads,
         })
     }
 
@@ -275,6 +303,7 @@ fn load_project(
     config: &ServeConfig,
     device: tch::Device,
     metrics: &Arc<metrics::Metrics>,
+    uploads: &Arc<uploads::Uploads>,
     dir: &Path,
     known: &BTreeMap<String, Arc<Project>>,
 ) -> anyhow::Result<Option<Project>> {
@@ -351,12 +380,85 @@ fn load_project(
     if layers.is_empty() {
         anyhow::bail!("project {}: its dissect.json lists no layers", spec.id);
     }
+    let generator_fingerprint = file_fingerprint(&spec.model)?;
+    // As `Project::default_layer` chooses it.
+    let default_layer = spec
+        .dissection
+        .default_layer()
+        .ok()
+        .map(|l| l.layer.clone())
+        .filter(|name| layers.iter().any(|l: &ProjectLayer| l.name == *name))
+        .unwrap_or_else(|| layers[0].name.clone());
+    let inverter = start_inverter(config, device, &spec, &worker, &default_layer, uploads);
+    match &inverter {
+        Ok(_) => {
+            tracing::info!(project = %spec.id, layer = %default_layer, "uploads are inverted at {default_layer}")
+        }
+        Err(reason) => tracing::info!(project = %spec.id, "takes no uploads: {reason}"),
+    }
     tracing::info!(project = %spec.id, model = %spec.model.display(), ?device, "project ready");
     Ok(Some(Project {
         spec,
         layers,
         worker,
+        inverter,
+        generator_fingerprint,
     }))
+}
+
+/// A SHA-256 of a file's bytes, in hex.
+fn file_fingerprint(path: &Path) -> anyhow::Result<String> {
+    use sha2::{Digest, Sha256};
+    let mut file = std::fs::File::open(path)
+        .map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?;
+    let mut hash = Sha256::new();
+    std::io::copy(&mut file, &mut hash)?;
+    Ok(hash.finalize().iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// The project's inverter, when it has an encoder that fits its generator at `layer`;
+/// else why not.
+fn start_inverter(
+    config: &ServeConfig,
+    device: tch::Device,
+    spec: &project::ProjectSpec,
+    worker: &WorkerHandle,
+    layer: &str,
+    uploads: &Arc<uploads::Uploads>,
+) -> Result<Arc<uploads::Inverter>, String> {
+    let encoder = project::encoder_file(&spec.dissection).map_err(|e| e.to_string())?;
+    if !encoder.is_file() {
+        return Err(format!(
+            "no encoder ({} does not exist; train one with `ganpaint train-demo encoder`)",
+            encoder.display()
+        ));
+    }
+    let loaded = crate::invert::Encoder::load(&encoder, tch::Device::Cpu)
+        .map_err(|e| format!("encoder {}: {e}", encoder.display()))?;
+    loaded
+        .check_fits_config(&worker.config, layer)
+        .map_err(|e| format!("encoder {}: {e}", encoder.display()))?;
+    let inverter = uploads::inverter::InverterConfig {
+        project: spec.id.clone(),
+        generator: spec.model.clone(),
+        encoder,
+        layer: layer.to_string(),
+        device,
+        settings: crate::invert::InvertSettings {
+            optimize: crate::invert::OptimizeSettings {
+                steps: config.invert_optimize_steps,
+                ..Default::default()
+            },
+            adapt: crate::invert::AdaptSettings {
+                steps: config.invert_adapt_steps,
+                ..Default::default()
+            },
+        },
+        queue_depth: config.invert_queue,
+    };
+    uploads::Inverter::spawn(inverter, uploads.clone())
+        .map(Arc::new)
+        .map_err(|e| format!("starting the inverter: {e}"))
 }
 
 /// An error as one line: its causes joined with `: `, cut at the first line break (libtorch
@@ -377,6 +479,7 @@ impl From<WorkerError> for ApiError {
             WorkerError::Timeout => ErrorType::Timeout,
             WorkerError::BadRequest(_) => ErrorType::BadRequest,
             WorkerError::Stopped => ErrorType::Unavailable,
+            WorkerError::NotFound(_) => ErrorType::NotFound,
             WorkerError::Inference(_) => ErrorType::Internal,
         };
         ApiError::new(kind, e.to_string())
@@ -483,7 +586,7 @@ async fn data_files(
                     .worker
                     .render(
                         RenderJob {
-                            z: vec![z],
+                            source: Source::Latents(vec![z]),
                             edits: Vec::new(),
                             encoding: Encoding::Jpeg(95),
                             return_edits: false,
@@ -607,6 +710,12 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/api/v1/projects", get(native::projects))
         .route("/api/v1/generate", post(native::generate))
         .route("/api/v1/paint", post(native::paint))
+        .route("/api/v1/images", post(uploads::api::upload))
+        .route("/api/v1/images/{image}", get(uploads::api::status))
+        .route(
+            "/api/v1/images/{image}/picture.png",
+            get(uploads::api::picture),
+        )
         .route("/api/openapi.json", get(openapi))
         .route("/api/{*rest}", get(not_found).post(not_found))
         .route("/healthz", get(healthz))

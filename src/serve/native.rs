@@ -13,7 +13,10 @@ use utoipa::ToSchema;
 
 use super::error::{ApiError, AppJson};
 use super::project::ProjectLayer;
-use super::worker::{DensePlanes, Encoding, LayerEdit, MaskData, RenderJob, StrokeSpec};
+use super::uploads::api as upload_api;
+use super::uploads::{UploadId, Uploads};
+use super::worker::UploadRef;
+use super::worker::{DensePlanes, Encoding, LayerEdit, MaskData, RenderJob, Source, StrokeSpec};
 use super::{off_runtime, AppState};
 use crate::edit::{mask, Pooling, StrokeMode};
 use crate::model::latent;
@@ -120,6 +123,8 @@ pub struct GenerateRequest {
     pub seeds: Option<Vec<u64>>,
     /// GAN Dissection image ids.
     pub ids: Option<Vec<u64>>,
+    /// Uploaded pictures (`upload-…`, from `POST /api/v1/images`), as they are painted on.
+    pub images: Option<Vec<String>>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -151,35 +156,61 @@ fn png_response(png: Vec<u8>) -> Response {
 }
 
 /// Which image a paint request edits.
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 enum Latent {
     Id(u64),
     Seed(u64),
+    Upload(UploadId),
 }
 
 impl Latent {
-    /// Exactly one of `id` and `seed`, checked without computing anything.
-    fn pick(id: Option<u64>, seed: Option<u64>) -> Result<Latent, ApiError> {
-        match (id, seed) {
-            (Some(_), Some(_)) | (None, None) => {
-                Err(ApiError::bad("id", "give exactly one of `id` and `seed`"))
-            }
-            (Some(id), None) if id > latent::MAX_ID => Err(ApiError::bad(
+    /// Exactly one of `id`, `seed` and `image`, checked without computing anything.
+    fn pick(id: Option<u64>, seed: Option<u64>, image: Option<&str>) -> Result<Latent, ApiError> {
+        match (id, seed, image) {
+            (Some(id), None, None) if id > latent::MAX_ID => Err(ApiError::bad(
                 "id",
                 format!("id {id} is above {}", latent::MAX_ID),
             )),
-            (Some(id), None) => Ok(Latent::Id(id)),
-            (None, Some(seed)) => Ok(Latent::Seed(seed)),
+            (Some(id), None, None) => Ok(Latent::Id(id)),
+            (None, Some(seed), None) => Ok(Latent::Seed(seed)),
+            (None, None, Some(image)) => Ok(Latent::Upload(upload_api::parse_id(image)?)),
+            _ => Err(ApiError::bad(
+                "id",
+                "give exactly one of `id`, `seed` and `image`",
+            )),
         }
     }
 
-    /// The z row (CPU work: a large id walks the random stream; run it off the runtime).
-    fn z(self, dim: usize) -> Vec<f32> {
-        match self {
-            Latent::Id(id) => latent::z_for_ids(&[id], dim),
-            Latent::Seed(seed) => latent::z_for_seeds(&[seed], dim),
-        }
+    /// What the worker renders (CPU work: a large id walks the random stream, and an
+    /// upload is looked up on disk; run it off the runtime).
+    fn source(self, dim: usize, uploads: &Uploads, project: &str) -> Result<Source, ApiError> {
+        Ok(match self {
+            Latent::Id(id) => Source::Latents(vec![latent::z_for_ids(&[id], dim)]),
+            Latent::Seed(seed) => Source::Latents(vec![latent::z_for_seeds(&[seed], dim)]),
+            Latent::Upload(id) => Source::Upload(upload_ref(uploads, &id, project)?),
+        })
     }
+}
+
+/// A stored upload of `project`, for the worker.
+fn upload_ref(uploads: &Uploads, id: &UploadId, project: &str) -> Result<UploadRef, ApiError> {
+    let stored = uploads
+        .store
+        .get(id)
+        .ok_or_else(|| upload_api::not_stored(id))?;
+    if stored.project != project {
+        return Err(ApiError::bad(
+            "image",
+            format!(
+                "{id} was uploaded for project {}, not {project}",
+                stored.project
+            ),
+        ));
+    }
+    Ok(UploadRef {
+        id: id.to_string(),
+        file: stored.fit_file(),
+    })
 }
 
 /// Unedited images by seed or id: one image answers `image/png`; several (or
@@ -197,22 +228,25 @@ pub async fn generate(
 ) -> Result<Response, ApiError> {
     let project = state.project(&request.project)?.clone();
     let dim = project.worker.config.z_dim as usize;
-    let z: Vec<f32> = match (request.ids, request.seeds) {
-        (Some(_), Some(_)) | (None, None) => {
-            return Err(ApiError::bad(
-                "ids",
-                "give exactly one of `ids` and `seeds`",
-            ))
+    let z: Vec<f32> = match (request.ids, request.seeds, request.images) {
+        (None, None, Some(images)) => {
+            return generate_uploads(&state, &project, &headers, images).await;
         }
-        (Some(ids), None) => {
+        (Some(ids), None, None) => {
             state.check_count("ids", ids.len())?;
             let ids: Vec<i64> = ids.iter().map(|&i| i.min(i64::MAX as u64) as i64).collect();
             let ids = state.check_ids(&ids)?;
             off_runtime(move || latent::z_for_ids(&ids, dim)).await?
         }
-        (None, Some(seeds)) => {
+        (None, Some(seeds), None) => {
             state.check_count("seeds", seeds.len())?;
             off_runtime(move || latent::z_for_seeds(&seeds, dim)).await?
+        }
+        _ => {
+            return Err(ApiError::bad(
+                "ids",
+                "give exactly one of `ids`, `seeds` and `images`",
+            ))
         }
     };
     let rows: Vec<Vec<f32>> = z.chunks(dim).map(|c| c.to_vec()).collect();
@@ -221,7 +255,7 @@ pub async fn generate(
         .worker
         .render(
             RenderJob {
-                z: rows,
+                source: Source::Latents(rows),
                 edits: Vec::new(),
                 encoding: Encoding::Png,
                 return_edits: false,
@@ -236,6 +270,55 @@ pub async fn generate(
     }
     Ok(Json(ImagesResponse {
         images: output.images.iter().map(|p| png_data_url(p)).collect(),
+    })
+    .into_response())
+}
+
+/// `generate` for uploaded pictures: each is rendered by its own adapted generator, one
+/// job each.
+async fn generate_uploads(
+    state: &AppState,
+    project: &super::project::Project,
+    headers: &HeaderMap,
+    images: Vec<String>,
+) -> Result<Response, ApiError> {
+    state.check_count("images", images.len())?;
+    let ids = images
+        .iter()
+        .enumerate()
+        .map(|(i, image)| {
+            UploadId::parse(image).map_err(|e| ApiError::bad(&format!("images[{i}]"), e))
+        })
+        .collect::<Result<Vec<_>, ApiError>>()?;
+    let (uploads, name) = (state.uploads.clone(), project.id().to_string());
+    let refs = off_runtime(move || {
+        ids.iter()
+            .map(|id| upload_ref(&uploads, id, &name))
+            .collect::<Result<Vec<_>, ApiError>>()
+    })
+    .await??;
+    let count = refs.len();
+    let mut pngs = Vec::with_capacity(count);
+    for upload in refs {
+        let output = project
+            .worker
+            .render(
+                RenderJob {
+                    source: Source::Upload(upload),
+                    edits: Vec::new(),
+                    encoding: Encoding::Png,
+                    return_edits: false,
+                },
+                state.config.request_timeout(),
+            )
+            .await?;
+        pngs.extend(output.images);
+    }
+    if count == 1 && !wants_json(headers) {
+        return Ok(png_response(pngs.pop().expect("one image")));
+    }
+    Ok(Json(ImagesResponse {
+        images: pngs.iter().map(|p| png_data_url(p)).collect(),
     })
     .into_response())
 }
@@ -260,6 +343,9 @@ pub struct PaintRequest {
     pub project: String,
     pub id: Option<u64>,
     pub seed: Option<u64>,
+    /// An uploaded picture, `upload-…` (from `POST /api/v1/images`); paint it at the layer
+    /// it was inverted at or a later one.
+    pub image: Option<String>,
     /// Defaults to `base_edit.layer`, else the project's default layer (layer4).
     pub layer: Option<String>,
     pub strokes: Vec<Stroke>,
@@ -509,7 +595,7 @@ pub async fn paint(
         (None, None) => project.default_layer().name.clone(),
     };
     let layer = state.layer(&project, &layer_name)?;
-    let latent = Latent::pick(request.id, request.seed)?;
+    let latent = Latent::pick(request.id, request.seed, request.image.as_deref())?;
     if request.strokes.len() > state.config.max_strokes {
         return Err(ApiError::bad(
             "strokes",
@@ -578,7 +664,8 @@ pub async fn paint(
     let base_edit = request.base_edit;
     let shape = [layer.channels as usize, grid.0, grid.1];
     let (painted_layer, budget) = (layer_name.clone(), state.pixel_budget());
-    let (z, pooled, base) = off_runtime(move || -> Result<_, ApiError> {
+    let (uploads, project_name) = (state.uploads.clone(), project.id().to_string());
+    let (source, pooled, base) = off_runtime(move || -> Result<_, ApiError> {
         let base = base_edit
             .as_ref()
             .map(|b| parse_base_edit(b, &painted_layer, shape))
@@ -598,7 +685,7 @@ pub async fn paint(
                 })
             })
             .collect::<Result<Vec<MaskData>, ApiError>>()?;
-        Ok((latent.z(dim), pooled, base))
+        Ok((latent.source(dim, &uploads, &project_name)?, pooled, base))
     })
     .await??;
     let strokes: Vec<StrokeSpec> = resolved
@@ -629,7 +716,7 @@ pub async fn paint(
         .worker
         .render(
             RenderJob {
-                z: vec![z],
+                source,
                 edits,
                 encoding: Encoding::Png,
                 return_edits: want_json,
@@ -682,14 +769,24 @@ pub fn openapi_document(projects: &[&str]) -> serde_json::Value {
     use utoipa::OpenApi;
     let mut doc = serde_json::to_value(ApiDoc::openapi()).unwrap_or_default();
     let schemas = &mut doc["components"]["schemas"];
-    for (schema, one, other) in [
-        ("PaintRequest", "id", "seed"),
-        ("GenerateRequest", "ids", "seeds"),
+    for (schema, one, other, third) in [
+        ("PaintRequest", "id", "seed", "image"),
+        ("GenerateRequest", "ids", "seeds", "images"),
     ] {
         let s = &mut schemas[schema];
         s["properties"]["project"] = json!({ "type": "string", "enum": projects });
-        s["oneOf"] = json!([{ "required": [one] }, { "required": [other] }]);
+        s["oneOf"] = json!([
+            { "required": [one] },
+            { "required": [other] },
+            { "required": [third] }
+        ]);
     }
+    schemas["UploadRequest"]["properties"]["project"] =
+        json!({ "type": "string", "enum": projects });
+    let upload_id = json!({ "type": "string", "pattern": "^upload-[0-9a-f]{32}$" });
+    schemas["PaintRequest"]["properties"]["image"] = upload_id.clone();
+    schemas["GenerateRequest"]["properties"]["images"] =
+        json!({ "type": "array", "items": upload_id, "minItems": 1 });
     let id =
         json!({ "type": "integer", "format": "int64", "minimum": 0, "maximum": latent::MAX_ID });
     let seed = json!({ "type": "integer", "format": "uint64", "minimum": 0, "maximum": u64::MAX });
@@ -708,7 +805,14 @@ pub fn openapi_document(projects: &[&str]) -> serde_json::Value {
         title = "ganpaint",
         description = "Paint concepts into GAN-generated scenes. The gandissect-compatible API under /api is documented in the README."
     ),
-    paths(projects, generate, paint),
+    paths(
+        projects,
+        generate,
+        paint,
+        super::uploads::api::upload,
+        super::uploads::api::status,
+        super::uploads::api::picture
+    ),
     components(schemas(
         ProjectInfo,
         LayerInfo,
@@ -723,7 +827,14 @@ pub fn openapi_document(projects: &[&str]) -> serde_json::Value {
         FlatEdit,
         FlatUnit,
         ErrorBody,
-        StrokeMode
+        StrokeMode,
+        super::uploads::api::UploadRequest,
+        super::uploads::UploadResponse,
+        super::uploads::UploadStatus,
+        super::uploads::UploadInfo,
+        super::uploads::UploadProgress,
+        super::uploads::UploadPsnr,
+        super::uploads::UploadTiming
     ))
 )]
 pub struct ApiDoc;

@@ -123,6 +123,12 @@ pub struct Project {
     pub spec: ProjectSpec,
     pub layers: Vec<ProjectLayer>,
     pub worker: WorkerHandle,
+    /// Inverts uploaded pictures; why not, when the project takes none (no encoder that
+    /// fits its generator).
+    pub inverter: Result<Arc<super::uploads::Inverter>, String>,
+    /// A hash of the generator's weights file: part of every upload's id, so uploads
+    /// inverted for another generator are never painted with this one.
+    pub generator_fingerprint: String,
 }
 
 impl Project {
@@ -186,6 +192,35 @@ fn subdirs(dir: &Path) -> Vec<PathBuf> {
 #[derive(serde::Deserialize)]
 struct ProjectFile {
     model: PathBuf,
+    /// The encoder that inverts uploaded pictures (relative to the folder).
+    #[serde(default)]
+    encoder: Option<PathBuf>,
+}
+
+fn project_file(dir: &Path) -> anyhow::Result<Option<ProjectFile>> {
+    let path = dir.join("project.json");
+    if !path.is_file() {
+        return Ok(None);
+    }
+    let text = std::fs::read_to_string(&path)?;
+    let file: ProjectFile =
+        serde_json::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    Ok(Some(file))
+}
+
+/// The encoder that inverts pictures for a project folder (see [`crate::invert`]):
+/// `project.json`'s `encoder` (relative to the folder), else `dissect.json`'s
+/// `settings.encoder` (relative to the repository), else the bundled demo encoder. The
+/// server and `ganpaint invert` resolve it here; whether it fits the generator is checked
+/// when it is loaded.
+pub fn encoder_file(dissection: &output::Project) -> anyhow::Result<PathBuf> {
+    if let Some(encoder) = project_file(&dissection.dir)?.and_then(|f| f.encoder) {
+        return Ok(dissection.dir.join(encoder));
+    }
+    Ok(match dissection.setting("encoder") {
+        Some(recorded) => crate::model::repo_path(recorded),
+        None => crate::model::repo_path(crate::invert::DEFAULT_ENCODER),
+    })
 }
 
 /// Reads a project folder's dissection and finds its generator (the model is not loaded).
@@ -221,11 +256,7 @@ pub fn read_spec(dir: &Path) -> anyhow::Result<ProjectSpec> {
 /// every command that works on a project resolve it here, so they agree.
 pub fn generator_file(dissection: &output::Project) -> anyhow::Result<PathBuf> {
     let dir = &dissection.dir;
-    let override_file = dir.join("project.json");
-    if override_file.is_file() {
-        let text = std::fs::read_to_string(&override_file)?;
-        let file: ProjectFile = serde_json::from_str(&text)
-            .map_err(|e| anyhow::anyhow!("{}: {e}", override_file.display()))?;
+    if let Some(file) = project_file(dir)? {
         return Ok(dir.join(file.model));
     }
     model_from_settings(dir, &dissection.settings)

@@ -22,17 +22,33 @@ use crate::model::SuffixActivations;
 /// The most evicted bytes that stay resident before they are handed back to the OS.
 pub const RELEASE_EVERY_MAX: usize = 32 << 20;
 
-/// Which render an entry belongs to: the exact bits of z, and the edited layer.
+/// Which image a kept render is of.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+enum Subject {
+    /// A generated image: the exact bits of its z.
+    Latent(Vec<u32>),
+    /// An uploaded picture (rendered by its own adapted generator): its id.
+    Upload(String),
+}
+
+/// Which render an entry belongs to: the image, and the edited layer.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct RenderKey {
-    z_bits: Vec<u32>,
+    subject: Subject,
     layer: String,
 }
 
 impl RenderKey {
     pub fn new(z: &[f32], layer: &str) -> Self {
         RenderKey {
-            z_bits: z.iter().map(|v| v.to_bits()).collect(),
+            subject: Subject::Latent(z.iter().map(|v| v.to_bits()).collect()),
+            layer: layer.to_string(),
+        }
+    }
+
+    pub fn upload(id: &str, layer: &str) -> Self {
+        RenderKey {
+            subject: Subject::Upload(id.to_string()),
             layer: layer.to_string(),
         }
     }

@@ -74,6 +74,9 @@ pub mod http {
     pub fn state_with(adjust: impl FnOnce(&mut ServeConfig)) -> Arc<AppState> {
         let mut config = ServeConfig::with_data(super::tiny_data_dir().to_path_buf());
         config.device = ganpaint::model::DeviceChoice::Cpu;
+        // Never the working directory's `uploads/`.
+        config.uploads =
+            std::env::temp_dir().join(format!("ganpaint-test-uploads-{}", std::process::id()));
         adjust(&mut config);
         Arc::new(AppState::load(config).unwrap())
     }

@@ -180,9 +180,36 @@ pub enum Encoding {
     Jpeg(u8),
 }
 
-/// Render `z` (one row per image) with `edits` applied to every image of the job.
+/// An uploaded picture, inverted and stored ([`crate::serve::uploads`]): its id and the
+/// file holding its [`crate::invert::Fit`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UploadRef {
+    pub id: String,
+    pub file: std::path::PathBuf,
+}
+
+/// What a job renders.
+#[derive(Clone, Debug)]
+pub enum Source {
+    /// Generated images: one z row each.
+    Latents(Vec<Vec<f32>>),
+    /// One uploaded picture, rendered by its adapted generator.
+    Upload(UploadRef),
+}
+
+impl Source {
+    /// How many images the job renders.
+    pub fn count(&self) -> usize {
+        match self {
+            Source::Latents(rows) => rows.len(),
+            Source::Upload(_) => 1,
+        }
+    }
+}
+
+/// Render `source` with `edits` applied to every image of the job.
 pub struct RenderJob {
-    pub z: Vec<Vec<f32>>,
+    pub source: Source,
     pub edits: Vec<LayerEdit>,
     pub encoding: Encoding,
     /// Also answer each edit's composed planes ([`RenderOutput::edits`]).
@@ -244,7 +271,7 @@ pub enum WorkerCommand {
 impl Queued for WorkerCommand {
     fn images(&self) -> usize {
         match self {
-            WorkerCommand::Render(p) => p.job.z.len(),
+            WorkerCommand::Render(p) => p.job.source.count(),
             WorkerCommand::Activations(p) => p.job.z.len(),
         }
     }

@@ -12,6 +12,7 @@
 mod jobs;
 mod queue;
 mod render;
+mod uploads;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -26,7 +27,7 @@ use crate::model::{IncrementalStats, ProgGan, ProgGanConfig};
 
 pub use jobs::{
     ActivationJob, ActivationOutput, DensePlanes, Encoding, InterventionSpec, LayerEdit, MaskData,
-    Pending, RenderJob, RenderOutput, StrokeSpec, WorkerCommand,
+    Pending, RenderJob, RenderOutput, Source, StrokeSpec, UploadRef, WorkerCommand,
 };
 use queue::{job_queue, live_jobs, Gatherer, Gathering, JobQueue};
 
@@ -39,6 +40,9 @@ pub enum WorkerError {
     Timeout,
     #[error("{0}")]
     BadRequest(String),
+    /// Something the request names is not (or no longer) there.
+    #[error("{0}")]
+    NotFound(String),
     #[error("inference failed: {0}")]
     Inference(String),
     #[error("the model worker has stopped")]
@@ -221,6 +225,7 @@ fn run_loop(
     observer: &dyn WorkerObserver,
 ) {
     let mut cache = RenderCache::new(render_cache_bytes);
+    let mut uploads = uploads::UploadModels::default();
     while let Some(batch) = gatherer.next_batch() {
         let mut renders = Vec::new();
         for command in live_jobs(batch, Instant::now()) {
@@ -233,7 +238,7 @@ fn run_loop(
             }
         }
         if !renders.is_empty() {
-            render::render_batch(model, &mut cache, renders, observer);
+            render::render_batch(model, &mut cache, &mut uploads, renders, observer);
         }
     }
 }

@@ -16,7 +16,9 @@ use tch::{Device, Kind, Tensor};
 use super::super::render_cache::{RenderCache, RenderEntry, RenderKey};
 use super::jobs::{
     ActivationJob, ActivationOutput, DensePlanes, Encoding, Pending, RenderJob, RenderOutput,
+    Source,
 };
+use super::uploads::UploadModels;
 use super::{WorkerError, WorkerObserver};
 use crate::edit::{self, EditPlanes, LayerPlanes, Route};
 use crate::imageio;
@@ -41,6 +43,8 @@ enum JobRoute {
     Record { layer: String },
     /// Everything else: the batched pass with per-image planes.
     Stacked,
+    /// An uploaded picture: its own adapted generator, alone.
+    Upload,
 }
 
 /// New renders of one edited layer, rendered together.
@@ -57,6 +61,7 @@ struct BatchPlan {
     /// One group per edited layer, in layer-name order.
     record: Vec<RecordGroup>,
     stacked: Vec<usize>,
+    uploads: Vec<usize>,
 }
 
 impl BatchPlan {
@@ -66,6 +71,7 @@ impl BatchPlan {
             match route {
                 JobRoute::Kept => plan.kept.push(i),
                 JobRoute::Stacked => plan.stacked.push(i),
+                JobRoute::Upload => plan.uploads.push(i),
                 JobRoute::Record { layer } => {
                     match plan.record.iter_mut().find(|g| g.layer == *layer) {
                         Some(group) => group.jobs.push(i),
@@ -103,6 +109,7 @@ impl JobResult {
 pub(super) fn render_batch(
     model: &ProgGan,
     cache: &mut RenderCache,
+    uploads: &mut UploadModels,
     renders: Vec<PendingRender>,
     observer: &dyn WorkerObserver,
 ) {
@@ -116,8 +123,13 @@ pub(super) fn render_batch(
     let mut taken: Vec<Option<(RenderKey, RenderEntry)>> = Vec::with_capacity(accepted.len());
     let mut routes = Vec::with_capacity(accepted.len());
     for item in &accepted {
+        if let Source::Upload(_) = item.pending.job.source {
+            routes.push(JobRoute::Upload);
+            taken.push(None);
+            continue;
+        }
         let cacheable = cache.enabled()
-            && item.pending.job.z.len() == 1
+            && item.pending.job.source.count() == 1
             && item.planes.len() == 1
             && model
                 .layer_index(&item.planes[0].layer)
@@ -128,7 +140,7 @@ pub(super) fn render_batch(
             continue;
         }
         let layer = &item.planes[0].layer;
-        let key = RenderKey::new(&item.pending.job.z[0], layer);
+        let key = RenderKey::new(&rows_of(item)[0], layer);
         match cache.take(&key) {
             Some(entry) => {
                 routes.push(JobRoute::Kept);
@@ -181,7 +193,7 @@ pub(super) fn render_batch(
             Ok(rendered) => {
                 let mut rendered = rendered.into_iter();
                 for (&i, item) in plan.stacked.iter().zip(&items) {
-                    let images = rendered.by_ref().take(item.pending.job.z.len()).collect();
+                    let images = rendered.by_ref().take(rows_of(item).len()).collect();
                     results[i] = Some(JobResult::full(Ok(images)));
                 }
             }
@@ -192,8 +204,37 @@ pub(super) fn render_batch(
             }
         }
     }
+    for &i in &plan.uploads {
+        let item = &accepted[i];
+        let _entered = item.pending.span.enter();
+        let Source::Upload(upload) = &item.pending.job.source else {
+            unreachable!("routed as an upload")
+        };
+        let rendered = uploads.render(model, cache, upload, &item.planes);
+        results[i] = Some(match rendered {
+            Ok(r) => {
+                let recomputed = match &r.incremental {
+                    Some(stats) => {
+                        observer.incremental(stats);
+                        if stats.changed_cells == 0 {
+                            0.0
+                        } else {
+                            stats.work_fraction
+                        }
+                    }
+                    None if item.planes.is_empty() => 0.0,
+                    None => 1.0,
+                };
+                JobResult {
+                    images: rgb_bytes(&r.image),
+                    recomputed,
+                }
+            }
+            Err(e) => JobResult::full(Err(e)),
+        });
+    }
     let forward_seconds = started.elapsed().as_secs_f64();
-    let total_images: usize = accepted.iter().map(|a| a.pending.job.z.len()).sum();
+    let total_images: usize = accepted.iter().map(|a| a.pending.job.source.count()).sum();
     observer.batch(total_images, forward_seconds);
     let resolution = model.resolution() as u32;
     for (item, result) in accepted.into_iter().zip(results) {
@@ -265,6 +306,14 @@ fn encode(resolution: u32, pixels: Vec<u8>, encoding: Encoding) -> Result<Vec<u8
     })
 }
 
+/// The z rows of a job of generated images (none for an upload).
+fn rows_of(item: &Accepted) -> &[Vec<f32>] {
+    match &item.pending.job.source {
+        Source::Latents(rows) => rows,
+        Source::Upload(_) => &[],
+    }
+}
+
 /// z rows → `[N, D]` on the model's device.
 fn z_tensor(model: &ProgGan, rows: &[&Vec<f32>]) -> Result<Tensor, WorkerError> {
     let dim = model.z_dim();
@@ -333,7 +382,7 @@ fn render_and_keep(
     layer: &str,
     items: &[&Accepted],
 ) -> Result<Vec<Vec<u8>>, WorkerError> {
-    let rows: Vec<&Vec<f32>> = items.iter().map(|a| &a.pending.job.z[0]).collect();
+    let rows: Vec<&Vec<f32>> = items.iter().map(|a| &rows_of(a)[0]).collect();
     let z = z_tensor(model, &rows)?;
     let prefix = model.features(&z, layer)?;
     let planes: Vec<&EditPlanes> = items.iter().map(|a| &a.planes[0].planes).collect();
@@ -358,7 +407,7 @@ fn render_and_keep(
 /// (identity planes for images whose job does not edit that layer).
 fn render_stacked(model: &ProgGan, items: &[&Accepted]) -> Result<Vec<Vec<u8>>, WorkerError> {
     let device = model.device();
-    let rows: Vec<&Vec<f32>> = items.iter().flat_map(|a| a.pending.job.z.iter()).collect();
+    let rows: Vec<&Vec<f32>> = items.iter().flat_map(|a| rows_of(a).iter()).collect();
     let z = z_tensor(model, &rows)?;
     let mut layers: Vec<&str> = items
         .iter()
@@ -373,7 +422,7 @@ fn render_stacked(model: &ProgGan, items: &[&Accepted]) -> Result<Vec<Vec<u8>>, 
         for item in items {
             let own = item.planes.iter().find(|p| p.layer == layer);
             let planes = own.map_or(&identity, |p| &p.planes);
-            per_image.extend(std::iter::repeat_n(planes, item.pending.job.z.len()));
+            per_image.extend(std::iter::repeat_n(planes, rows_of(item).len()));
         }
         stacked.push(LayerPlanes {
             layer: layer.to_string(),
@@ -429,6 +478,7 @@ mod tests {
             record("layer6"),
             JobRoute::Stacked,
             JobRoute::Kept,
+            JobRoute::Upload,
         ];
         let plan = BatchPlan::new(&routes);
         assert_eq!(
@@ -446,6 +496,7 @@ mod tests {
                     },
                 ],
                 stacked: vec![1, 5],
+                uploads: vec![7],
             }
         );
     }
