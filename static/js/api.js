@@ -80,24 +80,21 @@ export async function generate(project, ids, signal) {
 
 /**
  * Uploads `file` (a PNG or JPEG) to `project` and waits while the server inverts it:
- * `onProgress({stage, step, steps, fraction})` hears each step; resolves to the answer
- * (`{image: 'upload-…', project, layer, width, height, resolution, psnr_db, psnr, timing,
- * stored}`). A PNG or JPEG goes as it is; anything else goes as a data URL, so that the
- * server, not the editor, says what is wrong with it. Aborting `signal` closes the
- * connection, which cancels the inversion.
+ * `onProgress({image, stage, step, steps, fraction})` hears each step; resolves to the
+ * answer (`{image: 'upload-…', project, layer, width, height, resolution, psnr_db, psnr,
+ * timing, stored}`). The file goes as it is. The server reads its bytes, not its label:
+ * a file that is neither PNG nor JPEG goes labelled as a PNG, so that the server, not the
+ * editor, says what is wrong with it. Aborting `signal` closes the connection, which
+ * cancels the inversion.
  */
 export async function upload(project, file, { signal, onProgress = () => {} } = {}) {
   const bytes = new Uint8Array(await file.arrayBuffer());
-  const type = sniffImageType(bytes);
-  const request = type
-    ? { url: `/api/v1/images?${new URLSearchParams({ project })}`, type, body: bytes }
-    : { url: '/api/v1/images', type: 'application/json', body: JSON.stringify({ project, image: await dataUrlOf(file) }) };
   let response;
   try {
-    response = await fetch(request.url, {
+    response = await fetch(`/api/v1/images?${new URLSearchParams({ project })}`, {
       method: 'POST',
-      headers: { Accept: 'text/event-stream', 'Content-Type': request.type },
-      body: request.body,
+      headers: { Accept: 'text/event-stream', 'Content-Type': sniffImageType(bytes) || 'image/png' },
+      body: bytes,
       signal,
     });
   } catch (error) {
@@ -129,15 +126,6 @@ export async function upload(project, file, { signal, onProgress = () => {} } = 
   } finally {
     reader.cancel().catch(() => {});
   }
-}
-
-function dataUrlOf(file) {
-  return new Promise((resolve, reject) => {
-    const reader = new FileReader();
-    reader.onload = () => resolve(reader.result);
-    reader.onerror = () => reject(new ApiError(400, 'bad_request', 'image: the browser could not read the file'));
-    reader.readAsDataURL(file);
-  });
 }
 
 /** What the server knows of upload `image` ('upload-…'): `{status, progress?, ...the answer}`. */

@@ -93,10 +93,18 @@ export function explainUpload(error) {
   if (error.status === 0) return { title: 'The upload stopped', message: `${sentence} Check that the server is running, then upload again.` };
   if (/cancelled/.test(detail)) return { title: 'The fitting was cancelled', message: `${sentence} Upload the picture again.` };
   if (error.status === 503) return { title: 'The server is busy', message: 'Too many pictures are waiting to be fitted. Upload again in a moment.' };
-  if (error.status === 413) return { title: 'The picture is too large', message: `${sentence} Send a smaller file (a JPEG, or fewer pixels).` };
+  if (error.status === 413) {
+    const sizes = /(\d+) is above the limit of (\d+) bytes/.exec(detail);
+    const mb = (bytes) => `${(Number(bytes) / 1e6).toFixed(1)} MB`;
+    const said = sizes ? `The file is ${mb(sizes[1])}; the server takes at most ${mb(sizes[2])}.` : sentence;
+    return { title: 'The picture is too large', message: `${said} Send a smaller file (a JPEG, or fewer pixels).` };
+  }
   if (error.status === 415) return { title: 'Not a picture the server takes', message: `${sentence} Upload a PNG or JPEG.` };
   if (error.status >= 500) return { title: 'The server could not fit the picture', message: 'Something went wrong on the server (its log has the cause). Upload again.' };
   if (/^project/.test(detail)) return { title: 'Unknown project', message: 'The server has no project by that name. Pick one from the Project menu.' };
-  if (/^image/.test(detail)) return { title: 'Could not use this picture', message: `${sentence} Upload a PNG or JPEG picture.` };
+  if (/^image/.test(detail)) {
+    // The server's reason often says what to do already.
+    return { title: 'Could not use this picture', message: /upload/i.test(words) ? sentence : `${sentence} Upload a PNG or JPEG picture.` };
+  }
   return { title: 'The server refused the picture', message: sentence || `HTTP ${error.status}` };
 }

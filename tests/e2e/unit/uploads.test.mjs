@@ -190,11 +190,14 @@ test('an edit of an upload exports with "image" and imports back', () => {
 });
 
 test('refusals read in plain words with the server\'s detail, and a gone upload says to upload again', () => {
-  const notImage = explainUpload({ status: 400, detail: 'image: not a PNG or JPEG' });
-  assert.match(notImage.message, /^Not a PNG or JPEG\./);
-  const large = explainUpload({ status: 413, detail: 'body: larger than 8 MB' });
+  // The server's words (as it answers them), then what to do.
+  const notImage = explainUpload({ status: 400, detail: 'image: the file is not a picture this server reads; upload a PNG or JPEG' });
+  assert.equal(notImage.message, 'The file is not a picture this server reads; upload a PNG or JPEG.');
+  const large = explainUpload({ status: 413, detail: 'body: Content-Length 9000000 is above the limit of 8388608 bytes' });
   assert.equal(large.title, 'The picture is too large');
-  assert.match(large.message, /larger than 8 MB/);
+  assert.equal(large.message, 'The file is 9.0 MB; the server takes at most 8.4 MB. Send a smaller file (a JPEG, or fewer pixels).');
+  assert.match(explainUpload({ status: 413, detail: 'body: too large' }).message, /^Body: too large\. Send a smaller file/);
+  assert.equal(explainUpload({ status: 400, detail: 'image: animated' }).message, 'Animated. Upload a PNG or JPEG picture.');
   assert.match(explainUpload({ status: 503, detail: 'inversion queue full' }).title, /busy/);
   assert.match(explainUpload({ status: 503, detail: 'image: the inversion was cancelled' }).title, /cancelled/);
   assert.match(explainUpload({ status: 500, detail: 'internal' }).title, /could not fit/);
