@@ -43,8 +43,13 @@ WORKDIR /app
 COPY static ./static
 COPY models ./models
 COPY dissect ./dissect
+# Uploaded pictures and their inversions survive restarts when this is a volume
+# (docker run -v ganpaint-uploads:/var/lib/ganpaint/uploads …).
+RUN mkdir -p /var/lib/ganpaint/uploads
+VOLUME /var/lib/ganpaint/uploads
 ENV PATH=/opt/ganpaint/bin:$PATH \
     GANPAINT_ADDRESS=0.0.0.0 \
+    GANPAINT_UPLOADS=/var/lib/ganpaint/uploads \
     RUST_LOG=info
 EXPOSE 5001
 HEALTHCHECK --interval=30s --timeout=3s --start-period=60s CMD ["curl", "-fsS", "http://127.0.0.1:5001/healthz"]

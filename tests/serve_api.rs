@@ -261,7 +261,14 @@ async fn native_projects_generate_and_paint() {
 async fn openapi_documents_the_native_routes() {
     let (_, doc) = get_json("/api/openapi.json").await;
     assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
-    for path in ["/api/v1/projects", "/api/v1/generate", "/api/v1/paint"] {
+    for path in [
+        "/api/v1/projects",
+        "/api/v1/generate",
+        "/api/v1/paint",
+        "/api/v1/images",
+        "/api/v1/images/{image}",
+        "/api/v1/images/{image}/picture.png",
+    ] {
         assert!(doc["paths"][path].is_object(), "{path} missing");
     }
     let paint = &doc["paths"]["/api/v1/paint"]["post"]["responses"]["200"]["content"];
@@ -273,7 +280,11 @@ async fn openapi_documents_the_native_routes() {
     );
     assert_eq!(
         schemas["PaintRequest"]["oneOf"],
-        json!([{ "required": ["id"] }, { "required": ["seed"] }])
+        json!([{ "required": ["id"] }, { "required": ["seed"] }, { "required": ["image"] }])
+    );
+    assert_eq!(
+        schemas["PaintRequest"]["properties"]["image"]["pattern"],
+        "^upload-[0-9a-f]{32}$"
     );
     assert_eq!(
         schemas["GenerateRequest"]["properties"]["seeds"]["items"]["format"],

@@ -113,13 +113,15 @@ pub async fn upload(
             })?;
             (project, body.to_vec())
         }
-        other => return Err(ApiError::new(
-            ErrorType::OtherClientError(StatusCode::UNSUPPORTED_MEDIA_TYPE),
-            format!(
+        other => {
+            return Err(ApiError::new(
+                ErrorType::OtherClientError(StatusCode::UNSUPPORTED_MEDIA_TYPE),
+                format!(
                 "Content-Type: `{other}` is not taken; send application/json {{project, image}} \
                      or the picture itself as image/png or image/jpeg"
             ),
-        )),
+            ))
+        }
     };
     let project = state.project(&project_name)?.clone();
     let uploads = state.uploads.clone();

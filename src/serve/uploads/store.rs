@@ -160,9 +160,24 @@ impl UploadStore {
         self.len() == 0
     }
 
-    /// Where `id` is stored, if it is; marks it as just used.
+    /// Where `id` is stored, if it is; marks it as just used. An upload another server
+    /// stored in the same folder since this one started (replicas sharing a volume) is
+    /// found on disk and joins the index.
     pub fn get(&self, id: &UploadId) -> Option<Stored> {
         let mut index = self.index.lock().expect("upload store lock");
+        if !index.entries.contains_key(id) {
+            let (project, bytes) = self.find_on_disk(id)?;
+            index.total += bytes;
+            index.entries.insert(
+                id.clone(),
+                Entry {
+                    project,
+                    bytes,
+                    used: 0,
+                },
+            );
+            self.evict(&mut index, Some(id));
+        }
         index.clock += 1;
         let clock = index.clock;
         let entry = index.entries.get_mut(id)?;
@@ -238,6 +253,22 @@ impl UploadStore {
         })
     }
 
+    /// A complete upload folder for `id` under any project: its project and bytes.
+    fn find_on_disk(&self, id: &UploadId) -> Option<(String, u64)> {
+        std::fs::read_dir(&self.root)
+            .ok()?
+            .flatten()
+            .find_map(|project| {
+                let dir = project.path().join(id.as_str());
+                (dir.join(INFO_FILE).is_file() && dir.join(FIT_FILE).is_file()).then(|| {
+                    (
+                        project.file_name().to_string_lossy().to_string(),
+                        folder_bytes(&dir),
+                    )
+                })
+            })
+    }
+
     /// Deletes the least recently used uploads (never `keep`) until the budget holds.
     fn evict(&self, index: &mut Index, keep: Option<&UploadId>) {
         while index.total > self.budget {
@@ -306,6 +337,19 @@ mod tests {
         let stored = again.get(&id(0)).unwrap();
         assert_eq!(stored.project, "demo");
         assert!(stored.fit_file().is_file());
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn an_upload_another_server_stored_in_the_folder_is_found() {
+        let root = temp("shared");
+        let one = UploadStore::open(&root, 10_000).unwrap();
+        let two = UploadStore::open(&root, 10_000).unwrap();
+        one.insert("demo", &id(5), write(100)).unwrap();
+        let found = two.get(&id(5)).unwrap();
+        assert_eq!(found.project, "demo");
+        assert_eq!(two.total_bytes(), 102);
+        assert!(two.get(&id(6)).is_none());
         std::fs::remove_dir_all(&root).unwrap();
     }
 
