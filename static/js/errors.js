@@ -69,8 +69,9 @@ export function explain(error, { strokeNumber = (i) => i + 1, layer = 'this laye
     return { title: 'The server no longer accepts an earlier part of this edit', message: 'The editor will resend the strokes in full.' };
   }
   if (/^project/.test(detail)) return { title: 'Unknown project', message: 'The server has no project by that name. Pick one from the Project menu.' };
-  if (/^layer/.test(detail) && uploadLayer) {
-    return { title: 'This picture cannot be painted at this layer', message: `It was fitted at ${uploadLayer}: paint it there or at a later layer.` };
+  const fittedAt = uploadLayer || /^layer: .*inverted at (\S+?);/.exec(detail)?.[1];
+  if (/^layer/.test(detail) && fittedAt) {
+    return { title: 'This picture cannot be painted at this layer', message: `It was fitted at ${fittedAt}: paint it there or at a later layer.` };
   }
   if (/^layer/.test(detail)) return { title: 'Unknown layer', message: 'This project has no layer by that name. Pick one from the Layer menu.' };
   if (/^image/.test(detail)) return { title: 'No such uploaded picture', message: 'The server knows no uploaded picture by this name. Upload the picture again.' };

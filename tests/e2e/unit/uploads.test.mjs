@@ -208,4 +208,7 @@ test('refusals read in plain words with the server\'s detail, and a gone upload 
   const layer = explain({ status: 400, detail: 'layer: before the inverted layer4' }, { uploadLayer: 'layer4' });
   assert.match(layer.message, /fitted at layer4: paint it there or at a later layer/);
   assert.equal(explain({ status: 400, detail: 'layer: unknown' }).title, 'Unknown layer');
+  // Without a record of the upload, the server's words name the layer.
+  const told = explain({ status: 400, detail: `layer: ${NAME} was inverted at layer4; paint it at layer4 or a later layer, not layer1` });
+  assert.equal(told.message, 'It was fitted at layer4: paint it there or at a later layer.');
 });
