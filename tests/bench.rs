@@ -24,6 +24,8 @@ fn bench_runs_every_case_and_writes_the_named_keys() {
             "1,4",
             "--http-seconds",
             "0.5",
+            "--upload-strokes",
+            "3",
         ])
         .arg("--json")
         .arg(&json_path)
@@ -110,6 +112,20 @@ fn bench_runs_every_case_and_writes_the_named_keys() {
         "centre stroke work {fraction}"
     );
     assert!(demo["throughput_images_per_s_fast"]["2"].as_f64().unwrap() > 0.0);
+
+    // One demo picture uploaded, then 3 rounds × 3 strokes painted on it and on a sample.
+    let upload = &result["upload"];
+    assert_eq!(upload["project"], "demo", "{upload}");
+    assert!(upload["psnr_db"].as_f64().unwrap() > 20.0, "{upload}");
+    assert!(
+        upload["inversion"]["adapt_ms"].as_f64().unwrap() > 0.0,
+        "{upload}"
+    );
+    for case in ["sample_paint", "upload_paint"] {
+        assert_eq!(upload[case]["samples"], 9, "{upload}");
+    }
+    assert_eq!(upload["upload_over_sample"]["rounds"], 3, "{upload}");
+    assert!(stdout.contains("on the upload"), "{stdout}");
 
     let cases = result["http"]["cases"].as_array().unwrap();
     assert_eq!(cases.len(), 4, "two routes × two concurrencies");

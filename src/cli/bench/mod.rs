@@ -10,7 +10,8 @@
 //! machine drift, but two cases timed seconds apart see the same machine. It also measures
 //! batch throughput and the fast path's PSNR against the exact one. Finally it serves the
 //! bundled project in-process and drives `/api/v1/paint` and the compatible
-//! `/api/generate` at several concurrencies ([`http`]). The results are typed
+//! `/api/generate` at several concurrencies ([`http`]), and compares painting an uploaded
+//! picture with painting a sample ([`upload`]). The results are typed
 //! ([`report`]), printed as a table and written as JSON.
 
 mod cases;
@@ -19,6 +20,7 @@ mod reference;
 mod report;
 mod rounds;
 mod stats;
+mod upload;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -77,6 +79,12 @@ pub struct BenchArgs {
     /// Concurrency levels for the HTTP cases.
     #[arg(long, value_delimiter = ',', default_value = "1,4,16")]
     concurrency: Vec<usize>,
+    /// Skip painting an uploaded picture against a sample.
+    #[arg(long)]
+    skip_upload: bool,
+    /// Strokes per stack in the upload comparison (each round paints both stacks).
+    #[arg(long, default_value_t = 8)]
+    upload_strokes: usize,
 }
 
 fn machine(device: Device) -> Machine {
@@ -196,6 +204,18 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         })?)
     };
 
+    let upload = if args.skip_upload {
+        None
+    } else {
+        Some(upload::bench_upload(&upload::UploadSettings {
+            data: args.http_data.clone(),
+            device: args.device,
+            precision: args.precision,
+            rounds,
+            strokes: args.upload_strokes,
+        })?)
+    };
+
     // Ratios on the 256² model (else the first one).
     let ratios_model = args
         .models
@@ -218,6 +238,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
             .collect(),
         models,
         http,
+        upload,
     };
     report::print_table(&report);
     if let Some(path) = &args.json {

@@ -28,6 +28,22 @@ pub struct BenchReport {
     pub psnr_db: BTreeMap<String, f64>,
     pub models: BTreeMap<String, ModelReport>,
     pub http: Option<HttpReport>,
+    pub upload: Option<UploadBench>,
+}
+
+/// Painting an uploaded picture against painting a sample ([`super::upload`]).
+#[derive(Clone, Debug, Serialize)]
+pub struct UploadBench {
+    pub project: String,
+    /// The upload's wall time as the client saw it (the inversion, mostly).
+    pub upload_ms: f64,
+    pub psnr_db: f64,
+    /// The server's `timing` of the inversion.
+    pub inversion: serde_json::Value,
+    pub sample_paint: Option<Latency>,
+    pub upload_paint: Option<Latency>,
+    /// Per round: the upload's median paint time over the sample's.
+    pub upload_over_sample: Option<RatioStats>,
 }
 
 /// Where it ran.
@@ -295,6 +311,20 @@ pub fn print_table(report: &BenchReport) {
         "PSNR fast vs exact (dB): {}",
         serde_json::to_string(&report.psnr_db).unwrap_or_default()
     );
+    if let Some(upload) = &report.upload {
+        println!(
+            "\n== Uploads, project {} — one picture inverted in {:.0} ms (PSNR {:.1} dB); paint ms p50 / p95",
+            upload.project, upload.upload_ms, upload.psnr_db
+        );
+        println!("  on a sample   {}", ms(upload.sample_paint.as_ref()));
+        println!("  on the upload {}", ms(upload.upload_paint.as_ref()));
+        if let Some(ratio) = &upload.upload_over_sample {
+            println!(
+                "  upload / sample, median of {} rounds: {} (min {}, max {})",
+                ratio.rounds, ratio.median, ratio.min, ratio.max
+            );
+        }
+    }
     if let Some(http) = &report.http {
         println!(
             "\n== HTTP, project {} — requests/s, latency ms p50 / p95, errors",
@@ -397,6 +427,7 @@ mod tests {
             psnr_db: BTreeMap::from([("demo_fast".to_string(), 52.5)]),
             models: BTreeMap::new(),
             http: None,
+            upload: None,
         };
         let json = serde_json::to_value(&report).unwrap();
         assert_eq!(json["ratios"]["fp32_vs_torch_fp32"], 0.7);
