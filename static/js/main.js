@@ -261,7 +261,7 @@ async function render() {
 }
 
 function renderFailed(error, strokes) {
-  if (error.status === 404 && isUpload(state().image)) {
+  if ((error.status === 404 || error.status === 409) && isUpload(state().image)) {
     // The server does not have the picture (yet, or any more). The strokes are the
     // person's: keep them (here and in this browser's storage).
     surface.setPending([]);
@@ -319,7 +319,7 @@ async function loadOriginal() {
     if (splitKey(edits.key).image === image) surface.showOriginal(result.image);
   } catch (error) {
     if (error.name === 'AbortError') return;
-    if (error.status === 404 && isUpload(image)) return; // the render says so
+    if ((error.status === 404 || error.status === 409) && isUpload(image)) return; // the render says so
     showError(error, { title: 'Could not load the original image' });
   }
 }
@@ -498,7 +498,7 @@ function syncLayerOptions() {
 }
 
 /**
- * The server answered 404 for upload `image`: it is still being fitted (a link opened
+ * The server answered 409 or 404 for upload `image`: it is still being fitted (a link opened
  * meanwhile: wait, then render), or gone (say so; uploading it again brings it back).
  */
 async function uploadMissing(image) {
