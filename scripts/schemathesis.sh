@@ -27,12 +27,15 @@ port="$("$VENV/bin/python" -c 'import socket; s=socket.socket(); s.bind(("127.0.
 url="http://127.0.0.1:$port"
 log="$(mktemp -t ganpaint-schemathesis.XXXXXX.log)"
 report="$(mktemp -d -t ganpaint-schemathesis-report.XXXXXX)"
-"$BINARY" serve --address 127.0.0.1 --port "$port" --data "$GANPAINT_ROOT/dissect" --device cpu >"$log" 2>&1 &
+uploads="$(mktemp -d -t ganpaint-schemathesis-uploads.XXXXXX)"
+"$BINARY" serve --address 127.0.0.1 --port "$port" --data "$GANPAINT_ROOT/dissect" --device cpu \
+  --uploads "$uploads" >"$log" 2>&1 &
 server=$!
 cleanup() {
   local status=$?
   kill "$server" 2>/dev/null || true
   wait "$server" 2>/dev/null || true
+  rm -rf "$uploads"
   if [ "$status" -eq 0 ]; then rm -rf "$log" "$report"; else echo "schemathesis: server log kept at $log" >&2; fi
 }
 trap cleanup EXIT

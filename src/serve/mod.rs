@@ -129,7 +129,7 @@ pub struct ServeConfig {
     #[arg(long, env = "GANPAINT_UPLOADS", default_value = "uploads")]
     pub uploads: PathBuf,
     /// Megabytes of stored uploads, all projects together; past it the least recently
-    /// used are deleted (a demo upload takes about 2 MB).
+    /// used are deleted (a demo upload takes 2.4 MB).
     #[arg(long, env = "GANPAINT_UPLOADS_MB", default_value_t = 1024)]
     pub uploads_mb: u64,
     /// Most pixels (width × height) of an uploaded file, checked before it is decoded.
