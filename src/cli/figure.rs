@@ -15,11 +15,11 @@ use image::{Rgb, RgbImage};
 use tch::{Device, Kind, Tensor};
 
 use crate::dissect::causal::{zones, Region, REGION_CELLS};
-use crate::dissect::output::{read_project, UnitChoice};
 use crate::edit::{intervention_planes, Pooling, StrokeMode};
 use crate::model::DeviceChoice;
+use crate::project::{read_project, UnitChoice};
 
-use super::project::{chosen_layer, concept_classes, load_project_models, ProjectModels};
+use super::project::{concept_classes, load_project_models, ProjectModels};
 
 #[derive(clap::Args, Debug)]
 pub struct FigureArgs {
@@ -54,7 +54,7 @@ pub fn run(args: FigureArgs) -> anyhow::Result<()> {
     let device = args.device.resolve()?;
     let project = read_project(&args.project)
         .with_context(|| format!("reading the dissection in {}", args.project.display()))?;
-    let layer = chosen_layer(&project, args.layer.as_deref())?;
+    let layer = project.chosen_layer(args.layer.as_deref())?;
     let ProjectModels {
         generator,
         segmenter,
