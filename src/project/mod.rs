@@ -18,8 +18,8 @@
 //! - `project.json` (optional): `{"model": "<weights>", "encoder": "<weights>"}`, paths
 //!   relative to the folder, naming the generator and the encoder outright.
 //!
-//! [`read_project`] reads a folder into a [`Project`]; [`ProjectLayer::stroke_edits`]
-//! turns a concept into the units a stroke paints.
+//! [`read_project`] reads a folder into a [`Project`]; [`ProjectLayer::stroke_edits`] and
+//! [`ProjectLayer::resolve_stroke`] turn a concept into the units a stroke paints.
 //!
 //! ## Which generator and encoder a project uses
 //! One function each, for the server and every command ([`models`]):
@@ -62,7 +62,7 @@ pub use models::{
 pub use quantiles::{gandissect_quantiles_path, QuantileNormalizer, RunningQuantileState};
 pub use read::{read_project, ConceptRanking, Project, ProjectLayer, UnitChoice};
 pub use spec::{discover, read_spec, ProjectSpec};
-pub use stroke::DRAW_QUANTILE;
+pub use stroke::{StrokeError, StrokeUnits, DEFAULT_UNITS, DRAW_QUANTILE, MAX_STRENGTH};
 
 /// Why a project could not be read, or has no such layer, concept or level.
 #[derive(Debug, thiserror::Error)]
