@@ -3,9 +3,10 @@
 # `node --test`, no server), then the browser tests (tests/e2e/*.test.mjs): Debian's
 # chromium driven by playwright-core, against a real `ganpaint serve` on a free port. A
 # second server with no strokes-per-request limit answers reference renders (a long
-# edit in one request) for the tests that compare against them. Idempotent: installs
-# chromium and the npm packages only when missing or stale. Builds nothing: run
-# scripts/setup.sh first.
+# edit in one request) for the tests that compare against them. Both keep the pictures
+# the tests upload in a temporary folder, removed at the end, never in the repository.
+# Idempotent: installs chromium and the npm packages only when missing or stale. Builds
+# nothing: run scripts/setup.sh first.
 #
 #   GANPAINT_E2E_DATA   data folder to serve (default: dissect, holding the demo project)
 #   GANPAINT_E2E_DEVICE device for the server (default: cpu)
@@ -52,10 +53,12 @@ free_port() {
 
 SERVER_PIDS=()
 LOGS=()
+UPLOADS="$(mktemp -d -t ganpaint-e2e-uploads.XXXXXX)"
 cleanup() {
   local status=$?
   for pid in "${SERVER_PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
   for pid in "${SERVER_PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+  rm -rf "$UPLOADS"
   for log in "${LOGS[@]}"; do
     if [ "$status" -eq 0 ]; then rm -f "$log"; else echo "e2e: server log kept at $log" >&2; fi
   done
@@ -63,15 +66,18 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# start_server NAME EXTRA_ARGS…: serves $DATA on a free port; prints nothing, sets URL_<NAME>.
+# start_server NAME EXTRA_ARGS…: serves $DATA on a free port, keeping uploads in
+# $UPLOADS/NAME; prints nothing, sets URL_<NAME>.
 start_server() {
   local name="$1"
   shift
   local port log
   port="$(free_port)"
   log="$(mktemp -t "ganpaint-e2e-$name.XXXXXX.log")"
+  mkdir -p "$UPLOADS/$name"
   echo "== e2e: serving $DATA on port $port ($name; log: $log)"
-  "$BINARY" serve --address 127.0.0.1 --port "$port" --data "$DATA" --device "$DEVICE" --client "$ROOT/static" "$@" >"$log" 2>&1 &
+  "$BINARY" serve --address 127.0.0.1 --port "$port" --data "$DATA" --device "$DEVICE" --client "$ROOT/static" \
+    --uploads "$UPLOADS/$name" "$@" >"$log" 2>&1 &
   SERVER_PIDS+=("$!")
   LOGS+=("$log")
   printf -v "URL_$name" '%s' "http://127.0.0.1:$port"

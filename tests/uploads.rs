@@ -170,6 +170,10 @@ async fn an_uploaded_picture_is_inverted_stored_and_painted_like_a_sample() {
     let (status, _, body) = get(state.clone(), &format!("/api/v1/images/{id}")).await;
     let figures = json_of(&body);
     assert_eq!(status, StatusCode::OK, "{figures}");
+    // Each key once (the figures are flattened beside the id).
+    let text = String::from_utf8_lossy(&body);
+    assert_eq!(text.matches("\"image\"").count(), 1, "{text}");
+    assert_eq!(text.matches("\"project\"").count(), 1, "{text}");
     assert_eq!(figures["status"], "done");
     assert_eq!(figures["psnr_db"], answer["psnr_db"]);
     let (status, headers, png) =
@@ -506,6 +510,22 @@ async fn progress_streams_as_events_and_a_disconnect_cancels_the_inversion() {
     let running = json_of(&answer);
     assert_eq!(running["status"], "running", "{running}");
     assert_eq!(running["progress"]["stage"], "adapt");
+    // Painting it, or asking for its picture, before it is done: 409, not "gone".
+    let (status, _, answer) = post(
+        slow.clone(),
+        "/api/v1/paint",
+        &json!({ "project": "tiny", "image": id, "strokes": [] }),
+        true,
+    )
+    .await;
+    assert_eq!(
+        status,
+        StatusCode::CONFLICT,
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
+    let (status, _, _) = get(slow.clone(), &format!("/api/v1/images/{id}/picture.png")).await;
+    assert_eq!(status, StatusCode::CONFLICT);
     let second = app.clone().oneshot(sse_upload(&picture(80))).await.unwrap();
     assert_eq!(second.status(), StatusCode::OK);
     let (status, headers, _) = call(slow.clone(), sse_upload(&picture(90))).await;

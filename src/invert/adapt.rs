@@ -70,7 +70,9 @@ pub fn adapt_after(
             .map(|p| p.f_detach_copy())
             .collect::<Result<_, _>>()
     })?;
-    let features = features.f_detach()?;
+    // Channels-last: libtorch's CPU convolutions (and their weight gradients) run about
+    // twice as fast on it, and every block keeps the layout.
+    let features = crate::model::block::channels_last(&features.f_detach()?)?;
     let mut adam = Adam::new(
         params.iter().map(Tensor::shallow_clone).collect(),
         settings.lr,

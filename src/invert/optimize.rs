@@ -113,7 +113,9 @@ pub fn optimize_layer(
         if cancel.load(Ordering::Relaxed) {
             return Err(InvertError::Cancelled);
         }
-        let image = generator.forward_from(layer, &features)?;
+        // Channels-last, as in step 3 (see `adapt`); the permutation is differentiable.
+        let image =
+            generator.forward_from(layer, &crate::model::block::channels_last(&features)?)?;
         let loss = image.f_mse_loss(target, tch::Reduction::Mean)?.f_add(
             &features
                 .f_mse_loss(&anchor, tch::Reduction::Mean)?

@@ -191,10 +191,11 @@ impl Latent {
 
 /// A stored upload of `project`, for the worker.
 fn upload_ref(uploads: &Uploads, id: &UploadId, project: &str) -> Result<UploadRef, ApiError> {
-    let stored = uploads
-        .store
-        .get(id)
-        .ok_or_else(|| upload_api::not_stored(id))?;
+    let stored = match uploads.store.get(id) {
+        Some(stored) => stored,
+        None if uploads.running(id).is_some() => return Err(upload_api::still_inverting(id)),
+        None => return Err(upload_api::not_stored(id)),
+    };
     if stored.project != project {
         return Err(ApiError::bad(
             "image",
@@ -217,6 +218,8 @@ fn upload_ref(uploads: &Uploads, id: &UploadId, project: &str) -> Result<UploadR
         (status = 200, description = "One image as image/png; several, or with Accept: application/json, JSON",
             content((ImagesResponse = "application/json"), (Vec<u8> = "image/png"))),
         (status = 400, description = "bad input", body = ErrorBody),
+        (status = 404, description = "an upload in `images` is not stored", body = ErrorBody),
+        (status = 409, description = "an upload in `images` is still being inverted", body = ErrorBody),
         (status = 503, description = "queue full", body = ErrorBody)))]
 pub async fn generate(
     State(state): State<Arc<AppState>>,
@@ -575,6 +578,8 @@ pub struct PaintTiming {
         (status = 200, description = "image/png; with Accept: application/json, JSON with the flattened edit",
             content((PaintResponse = "application/json"), (Vec<u8> = "image/png"))),
         (status = 400, description = "bad input", body = ErrorBody),
+        (status = 404, description = "the upload `image` is not stored", body = ErrorBody),
+        (status = 409, description = "the upload `image` is still being inverted", body = ErrorBody),
         (status = 503, description = "queue full", body = ErrorBody)))]
 pub async fn paint(
     State(state): State<Arc<AppState>>,
@@ -593,6 +598,19 @@ pub async fn paint(
     };
     let layer = state.layer(&project, &layer_name)?;
     let latent = Latent::pick(request.id, request.seed, request.image.as_deref())?;
+    if let (Latent::Upload(id), Ok(inverter)) = (&latent, &project.inverter) {
+        let specs = project.worker.config.layer_specs();
+        let index = |name: &str| specs.iter().position(|s| s.name == name);
+        if index(&layer_name) < index(&inverter.layer) {
+            return Err(ApiError::bad(
+                "layer",
+                format!(
+                    "{id} was inverted at {0}; paint it at {0} or a later layer, not {layer_name}",
+                    inverter.layer
+                ),
+            ));
+        }
+    }
     if request.strokes.len() > state.config.max_strokes {
         return Err(ApiError::bad(
             "strokes",
@@ -789,6 +807,7 @@ pub fn openapi_document(projects: &[&str]) -> serde_json::Value {
         super::uploads::UploadResponse,
         super::uploads::UploadStatus,
         super::uploads::UploadInfo,
+        super::uploads::UploadFigures,
         super::uploads::UploadProgress,
         super::uploads::UploadPsnr,
         super::uploads::UploadTiming

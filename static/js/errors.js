@@ -4,14 +4,19 @@
 
 const STROKE_FIELD = /^strokes\[(\d+)\]\.(\w+): (.*)$/s;
 
+/** What the editor says when an uploaded picture is gone from the server. */
+export const UPLOAD_GONE = 'This uploaded picture is no longer stored on the server; upload it again.';
+
 /**
  * `{title, message}` for an error thrown by api.js (`status`, `detail`), given how the
  * request's strokes map back to the person's strokes (`strokeNumber(i)`: the 1-based
- * number of the first stroke in request stroke i) and the layer's name.
+ * number of the first stroke in request stroke i), the layer's name and, for an uploaded
+ * picture, the layer it was fitted at (`uploadLayer`).
  */
-export function explain(error, { strokeNumber = (i) => i + 1, layer = 'this layer' } = {}) {
+export function explain(error, { strokeNumber = (i) => i + 1, layer = 'this layer', uploadLayer } = {}) {
   const detail = String(error.detail || error.message || '');
   if (error.name === 'AbortError') return null;
+  if (error.status === 404 && /^image/.test(detail)) return { title: 'The picture is gone', message: UPLOAD_GONE };
   if (error.status === 0) {
     return { title: 'Cannot reach the server', message: 'Check that `ganpaint serve` is still running, then retry.' };
   }
@@ -64,10 +69,43 @@ export function explain(error, { strokeNumber = (i) => i + 1, layer = 'this laye
     return { title: 'The server no longer accepts an earlier part of this edit', message: 'The editor will resend the strokes in full.' };
   }
   if (/^project/.test(detail)) return { title: 'Unknown project', message: 'The server has no project by that name. Pick one from the Project menu.' };
+  const fittedAt = uploadLayer || /^layer: .*inverted at (\S+?);/.exec(detail)?.[1];
+  if (/^layer/.test(detail) && fittedAt) {
+    return { title: 'This picture cannot be painted at this layer', message: `It was fitted at ${fittedAt}: paint it there or at a later layer.` };
+  }
   if (/^layer/.test(detail)) return { title: 'Unknown layer', message: 'This project has no layer by that name. Pick one from the Layer menu.' };
+  if (/^image/.test(detail)) return { title: 'No such uploaded picture', message: 'The server knows no uploaded picture by this name. Upload the picture again.' };
   if (/^(id|seed)/.test(detail)) {
     const max = /above (\d+)/.exec(detail);
     return { title: 'No such image', message: max ? `Image ids run from 0 to ${max[1]}.` : 'Give an image id or a seed (a whole number).' };
   }
   return { title: 'The server refused the edit', message: detail || `HTTP ${error.status}` };
+}
+
+/**
+ * `{title, message}` for an upload the server refused or could not finish (an error from
+ * api.upload): the server's own words about the picture, and what to do.
+ */
+export function explainUpload(error) {
+  if (error.name === 'AbortError') return null;
+  const detail = String(error.detail || error.message || '');
+  const words = detail.replace(/^image: /, '');
+  const sentence = words ? `${words.charAt(0).toUpperCase()}${words.slice(1)}${/[.!?]$/.test(words) ? '' : '.'}` : '';
+  if (error.status === 0) return { title: 'The upload stopped', message: `${sentence} Check that the server is running, then upload again.` };
+  if (/cancelled/.test(detail)) return { title: 'The fitting was cancelled', message: `${sentence} Upload the picture again.` };
+  if (error.status === 503) return { title: 'The server is busy', message: 'Too many pictures are waiting to be fitted. Upload again in a moment.' };
+  if (error.status === 413) {
+    const sizes = /(\d+) is above the limit of (\d+) bytes/.exec(detail);
+    const mb = (bytes) => `${(Number(bytes) / 1e6).toFixed(1)} MB`;
+    const said = sizes ? `The file is ${mb(sizes[1])}; the server takes at most ${mb(sizes[2])}.` : sentence;
+    return { title: 'The picture is too large', message: `${said} Send a smaller file (a JPEG, or fewer pixels).` };
+  }
+  if (error.status === 415) return { title: 'Not a picture the server takes', message: `${sentence} Upload a PNG or JPEG.` };
+  if (error.status >= 500) return { title: 'The server could not fit the picture', message: 'Something went wrong on the server (its log has the cause). Upload again.' };
+  if (/^project/.test(detail)) return { title: 'Unknown project', message: 'The server has no project by that name. Pick one from the Project menu.' };
+  if (/^image/.test(detail)) {
+    // The server's reason often says what to do already.
+    return { title: 'Could not use this picture', message: /upload/i.test(words) ? sentence : `${sentence} Upload a PNG or JPEG picture.` };
+  }
+  return { title: 'The server refused the picture', message: sentence || `HTTP ${error.status}` };
 }

@@ -1,4 +1,5 @@
-// The samples gallery: pages of GAN Dissection ids with thumbnails.
+// The samples gallery: pages of GAN Dissection ids with thumbnails; and the shelf of the
+// pictures this browser uploaded, so the person can go back to them.
 
 import * as api from './api.js';
 import { MAX_ID } from './hashstate.js';
@@ -79,6 +80,79 @@ export class Gallery {
       }
     } catch (error) {
       if (error.name !== 'AbortError') this.onError(error);
+    }
+  }
+}
+
+/**
+ * The pictures this browser uploaded to the project shown, newest first, each as its
+ * picture at the model's resolution. A picture the server no longer stores stays on the
+ * shelf, marked: its strokes are still here, and uploading it again brings it back.
+ */
+export class PictureShelf {
+  /** `onPick(record)` when a thumbnail is clicked. */
+  constructor({ box, list }, { onPick }) {
+    this.box = box;
+    this.list = list;
+    this.onPick = onPick;
+    this.gone = new Set(); // upload names the server answered 404 for
+  }
+
+  /** Shows `records` (from uploads.js, this project's), marking `current` ('upload-…' or null). */
+  show(records, current) {
+    this.box.hidden = records.length === 0;
+    const kept = new Map([...this.list.querySelectorAll('button')].map((b) => [b.dataset.image, b]));
+    this.list.replaceChildren(...records.map((record) => {
+      const item = document.createElement('li');
+      const button = kept.get(record.image) || this.thumb(record);
+      this.describe(button, record);
+      item.append(button);
+      return item;
+    }));
+    this.mark(current);
+  }
+
+  thumb(record) {
+    const button = document.createElement('button');
+    button.type = 'button';
+    button.className = 'thumb';
+    button.dataset.image = record.image;
+    button.addEventListener('click', () => this.onPick(button.record));
+    const img = document.createElement('img');
+    img.alt = '';
+    img.width = img.height = 64;
+    img.addEventListener('error', () => this.markGone(record.image));
+    img.src = api.pictureUrl(record.image);
+    button.append(img);
+    return button;
+  }
+
+  describe(button, record) {
+    button.record = record;
+    const name = record.name ? `Your picture ${record.name}` : 'Your uploaded picture';
+    const gone = this.gone.has(record.image);
+    button.classList.toggle('gone', gone);
+    button.setAttribute('aria-label', gone ? `${name} (no longer stored on the server)` : name);
+    button.title = gone ? `${name}: no longer stored on the server; upload it again` : name;
+  }
+
+  mark(current) {
+    for (const button of this.list.querySelectorAll('button')) {
+      button.setAttribute('aria-pressed', String(button.dataset.image === current));
+    }
+  }
+
+  /** The server no longer has `image` (or has it again: `gone` false). */
+  markGone(image, gone = true) {
+    const was = this.gone.has(image);
+    if (gone === was) return;
+    if (gone) this.gone.add(image);
+    else this.gone.delete(image);
+    for (const button of this.list.querySelectorAll('button')) {
+      if (button.dataset.image !== image) continue;
+      this.describe(button, button.record);
+      // Back on the server: load the thumbnail that failed.
+      if (!gone) button.querySelector('img').src = `${api.pictureUrl(image)}?again=${Date.now()}`;
     }
   }
 }

@@ -1,6 +1,6 @@
 // The edit lives in the URL hash — `#project=demo&layer=layer4&id=12&strokes=…`, or
-// `seed=7` instead of `id` — so a link reproduces it. Strokes use the compact form in
-// strokes.js. Pure: no DOM.
+// `seed=7` or `image=upload-…` (a picture someone uploaded) instead of `id` — so a link
+// reproduces it. Strokes use the compact form in strokes.js. Pure: no DOM.
 
 import { decodeStroke, encodeStroke } from './strokes.js';
 
@@ -8,11 +8,18 @@ import { decodeStroke, encodeStroke } from './strokes.js';
 export const MAX_ID = 2 ** 20;
 export const MAX_SEED = 2n ** 64n - 1n;
 
+/** The name the server gives an uploaded picture. */
+export const UPLOAD_NAME = /^upload-[0-9a-f]{32}$/;
+
 /**
- * An image is `"id:<n>"` (GAN Dissection's image n) or `"seed:<n>"` (any 64-bit seed, kept
- * as decimal text: seeds go beyond what a JS number holds exactly).
+ * An image is `"id:<n>"` (GAN Dissection's image n), `"seed:<n>"` (any 64-bit seed, kept
+ * as decimal text: seeds go beyond what a JS number holds exactly) or
+ * `"image:upload-<32 hex>"` (an uploaded picture, by the name the server gave it). The
+ * part before the colon is the paint request's field, and the address bar's.
  */
 export function parseImage(text) {
+  const upload = /^image:(.*)$/.exec(text || '');
+  if (upload) return UPLOAD_NAME.test(upload[1]) ? `image:${upload[1]}` : null;
   const match = /^(id|seed):(\d{1,20})$/.exec(text || '');
   if (!match) return null;
   const digits = match[2].replace(/^0+(?=\d)/, '');
@@ -20,14 +27,20 @@ export function parseImage(text) {
   return BigInt(digits) <= MAX_SEED ? `seed:${digits}` : null;
 }
 
-/** `{kind: 'id'|'seed', value: string}` of an image string. */
+/** `{kind: 'id'|'seed'|'image', value: string}` of an image string. */
 export function imageParts(image) {
   const [kind, value] = image.split(':');
   return { kind, value };
 }
 
+/** True for an uploaded picture. */
+export function isUpload(image) {
+  return imageParts(image).kind === 'image';
+}
+
 export function describeImage(image) {
   const { kind, value } = imageParts(image);
+  if (kind === 'image') return 'Your uploaded picture';
   return kind === 'id' ? `Image ${value}` : `Seed ${value}`;
 }
 
@@ -44,7 +57,8 @@ export function encodeHash({ project, layer, image, strokes }) {
 
 /**
  * `{project?, layer?, image?, strokes, dropped, badImage}`: what the hash names;
- * `dropped` counts strokes too malformed to read, `badImage` is an id or seed out of range.
+ * `dropped` counts strokes too malformed to read, `badImage` is an id or seed out of range
+ * (or an upload's name that is not one).
  */
 export function decodeHash(hash) {
   const state = { strokes: [], dropped: 0 };
@@ -59,7 +73,7 @@ export function decodeHash(hash) {
       } catch {
         // A mangled link: ignore the field, the defaults apply.
       }
-    } else if (key === 'id' || key === 'seed') {
+    } else if (key === 'id' || key === 'seed' || key === 'image') {
       const image = parseImage(`${key}:${value}`);
       if (image) state.image = image;
       else state.badImage = `${key} ${value}`;

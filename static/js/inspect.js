@@ -1,8 +1,11 @@
 // Unit heatmaps: where one unit fires in the image on screen, edits included. The
 // activation comes from the gandissect API's /featuremaps with interventions equal to
-// the stroke stack (runs of same-settings strokes merged, as for painting).
+// the stroke stack (runs of same-settings strokes merged, as for painting). That API
+// knows the dataset's images only: on an uploaded picture a unit shows the samples where
+// it fires most, and says that its heatmap is not available.
 
 import * as api from './api.js';
+import { isUpload } from './hashstate.js';
 import { groupStrokes, unionDataUrl } from './strokes.js';
 import { markUnits } from './units.js';
 
@@ -33,7 +36,9 @@ export class Inspector {
     markUnits($('units'), unit);
     const figure = $('unit-detail');
     figure.hidden = false;
-    $('unit-caption').textContent = `Unit ${unit} of ${store.get().layer.name}: the images where it fires most.`;
+    $('unit-caption').textContent = isUpload(store.get().image)
+      ? `Unit ${unit} of ${store.get().layer.name}: the images where it fires most. Where it fires in your uploaded picture is not available: heatmaps need one of the samples.`
+      : `Unit ${unit} of ${store.get().layer.name}: the images where it fires most.`;
     const image = $('unit-image');
     image.removeAttribute('src');
     image.alt = `Top activating images for unit ${unit}`;
@@ -78,6 +83,7 @@ export class Inspector {
   /** Shows unit `unit`'s activation over the image on screen. */
   async show(unit) {
     const { store, surface, busy, shown, showError, toast } = this.app;
+    if (isUpload(store.get().image)) return; // no heatmap: the caption says why
     const { key, strokes } = shown();
     const done = busy.begin();
     try {

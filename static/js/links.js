@@ -23,7 +23,11 @@ export function resolveLink(wanted, projects, current = {}) {
   if (wanted.layer && !layer) notes.push(`Project ${project.name} has no layer “${wanted.layer}”; showing ${project.default_layer}.`);
   const stay = project === currentProject ? current.layer : project.default_layer;
   layer = layer || project.layers.find((l) => l.name === stay) || project.layers.find((l) => l.name === project.default_layer) || project.layers[0];
-  if (wanted.badImage) notes.push(`The link's ${wanted.badImage} is out of range (ids run from 0 to ${MAX_ID}, seeds up to 2⁶⁴ − 1).`);
+  if (wanted.badImage?.startsWith('image ')) {
+    notes.push(`The link's image “${wanted.badImage.slice(6)}” is not the name of an uploaded picture (upload-, then 32 hex digits).`);
+  } else if (wanted.badImage) {
+    notes.push(`The link's ${wanted.badImage} is out of range (ids run from 0 to ${MAX_ID}, seeds up to 2⁶⁴ − 1).`);
+  }
   const image = wanted.image || current.image || 'id:0';
   const known = (stroke) => layer.concepts.some((c) => c.name === stroke.concept);
   const strokes = wanted.strokes.filter(known);

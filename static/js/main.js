@@ -6,12 +6,16 @@
 // What is edited is `edits` (an EditHistory): the present state names the image
 // (project|layer|image) and its strokes. Everything on screen follows it: `present()`
 // brings the controls, the address bar and the image in line after each change.
+//
+// An image is a sample (an id or a seed) or a picture the person uploaded
+// (`image:upload-…`, see uploader.js and uploads.js): once the server has fitted it, it
+// paints, undoes, links and exports like a sample.
 
 import * as api from './api.js';
 import { stepBrush } from './brush.js';
 import { explain } from './errors.js';
-import { Gallery } from './gallery.js';
-import { decodeHash, describeImage, encodeHash, imageParts, MAX_ID, parseImage } from './hashstate.js';
+import { Gallery, PictureShelf } from './gallery.js';
+import { decodeHash, describeImage, encodeHash, imageParts, isUpload, MAX_ID, parseImage } from './hashstate.js';
 import { EditHistory, imageKey, sameStrokes, splitKey } from './history.js';
 import { Inspector } from './inspect.js';
 import { installKeys, isTextField } from './keys.js';
@@ -27,6 +31,10 @@ import { renderStrokeList } from './strokelist.js';
 import { simplify } from './strokes.js';
 import { Surface } from './surface.js';
 import { Busy, setStatus, toast } from './ui.js';
+import { Uploader } from './uploader.js';
+import {
+  findUpload, layerAllowed, layerFor, qualityText, rememberUpload, resizeText, uploadRecord, uploadsOf, validRecords,
+} from './uploads.js';
 import { renderUnits } from './units.js';
 
 const $ = (id) => document.getElementById(id);
@@ -51,6 +59,10 @@ let edits = null; // EditHistory
 let surface;
 let busy;
 let gallery;
+let shelf; // PictureShelf: the pictures this browser uploaded
+let uploader;
+let uploads = []; // records of this browser's uploads (uploads.js), newest first
+let fittedNote = null; // {image, text}: how the fitting went, said with the next render
 let shown = { key: null, strokes: [] }; // what #image shows
 let current = null; // the PNG data URL on screen
 let inflight = null; // {controller, key}
@@ -71,6 +83,7 @@ function showError(error, { title, rendering = false } = {}) {
   const plain = explain(error, {
     strokeNumber: (i) => error.strokeNumbers?.[i] ?? i + 1,
     layer: state().layer?.name,
+    uploadLayer: uploadShown()?.layer,
   });
   if (!plain) return null;
   toast(plain.message, { title: title || plain.title, action: error.status >= 500 || error.status === 0 || error.status === 503 ? { label: 'Retry', run: render } : undefined });
@@ -174,10 +187,14 @@ function showLocation(projectName, layerName, image) {
   if (moved || state().image !== image) {
     store.set({ image });
     inspector.clear();
+    showGone(false);
     moved = true;
   }
   syncImageFields();
   gallery.follow(state().project.name, image);
+  showShelf();
+  showUploadInfo();
+  syncLayerOptions();
   if (moved) loadOriginal();
   updateUnits();
   return moved;
@@ -230,7 +247,10 @@ async function render() {
     if (inflight?.controller !== controller) return;
     inflight = null;
     await show(key, strokes, result.image);
-    setStatus(statusLine(result, Math.round(performance.now() - started)));
+    const line = statusLine(result, Math.round(performance.now() - started));
+    if (fittedNote?.image === image) setStatus(`${fittedNote.text}. ${line}`);
+    else setStatus(line);
+    fittedNote = null;
   } catch (error) {
     if (error.name === 'AbortError') return;
     if (inflight?.controller === controller) inflight = null;
@@ -241,6 +261,13 @@ async function render() {
 }
 
 function renderFailed(error, strokes) {
+  if (error.status === 404 && isUpload(state().image)) {
+    // The server does not have the picture (yet, or any more). The strokes are the
+    // person's: keep them (here and in this browser's storage).
+    surface.setPending([]);
+    uploadMissing(state().image);
+    return;
+  }
   const plain = showError(error, { rendering: true });
   const refused = plain && error.status >= 400 && error.status < 500 && error.status !== 408;
   // A server too old to continue from a flattened edit can't render this many strokes,
@@ -258,6 +285,8 @@ async function show(key, strokes, image) {
   if (!(await surface.showImage(image))) return;
   shown = { key, strokes };
   current = image;
+  showGone(false);
+  if (isUpload(state().image) && !uploadShown()) showUploadInfo();
   surface.setPending(edits.strokes.filter((s) => !strokes.includes(s)));
   const stage = $('stage');
   stage.dataset.renders = String(Number(stage.dataset.renders) + 1);
@@ -289,7 +318,9 @@ async function loadOriginal() {
     const result = await renderer.render({ project, layer, image, strokes: [], resolution: resolution() }, controller.signal);
     if (splitKey(edits.key).image === image) surface.showOriginal(result.image);
   } catch (error) {
-    if (error.name !== 'AbortError') showError(error, { title: 'Could not load the original image' });
+    if (error.name === 'AbortError') return;
+    if (error.status === 404 && isUpload(image)) return; // the render says so
+    showError(error, { title: 'Could not load the original image' });
   }
 }
 
@@ -371,9 +402,140 @@ function updateUnits() {
       ranking,
       count: unitsPerStroke(s),
       inspected: s.inspected,
+      heatmaps: !isUpload(s.image),
       onPick: (unit) => inspector.toggle(unit),
     },
   );
+}
+
+// ---- your own pictures ----------------------------------------------------------------
+
+/** The record of the upload shown (or `image`), or null: not an upload, or not known here. */
+function uploadShown(image = state().image) {
+  if (!image || !isUpload(image) || !state().project) return null;
+  return findUpload(uploads, state().project.name, imageParts(image).value);
+}
+
+function remember(record) {
+  uploads = rememberUpload(uploads, record);
+  storage.saveUploads(uploads);
+  showShelf();
+}
+
+function showShelf() {
+  const { kind, value } = imageParts(state().image);
+  shelf.show(uploadsOf(uploads, state().project.name), kind === 'image' ? value : null);
+}
+
+/** A picture the server has fitted: remember it, and show it (a step of the history). */
+function onFitted(answer, file) {
+  const project = state().projects.find((p) => p.name === answer.project) || state().project;
+  remember(uploadRecord(answer, file.name));
+  shelf.markGone(answer.image, false);
+  const total = answer.timing?.total_ms;
+  const text = answer.stored === false
+    ? 'This picture was uploaded before: the server kept its fit'
+    : `Fitted your picture${Number.isFinite(total) ? ` in ${(total / 1000).toFixed(1)} s` : ''}`;
+  fittedNote = { image: `image:${answer.image}`, text };
+  setStatus(text);
+  const shownLayer = project.name === state().project.name ? state().layer.name : project.default_layer;
+  openUpload(answer.image, project.name, layerFor(project.layers, answer.layer, shownLayer));
+}
+
+/** Shows upload `name` ('upload-…'), even when it is shown already but was gone. */
+function openUpload(name, project, layer) {
+  hideHint();
+  focusCanvas();
+  if (edits.switchTo(imageKey(project, layer, `image:${name}`))) {
+    present();
+  } else {
+    // The same picture, uploaded again after the server lost it: render it anew.
+    showGone(false);
+    present();
+    loadOriginal();
+  }
+}
+
+const askedAbout = new Set();
+
+/** The upload's quality and size under the image; asks the server when not known here. */
+function showUploadInfo() {
+  const box = $('upload-info');
+  const image = state().image;
+  box.hidden = !isUpload(image);
+  if (box.hidden) return;
+  const record = uploadShown();
+  $('upload-name').textContent = record?.name ? `Your picture ${record.name}` : 'Your uploaded picture';
+  $('upload-quality').textContent = record ? qualityText(record) : '';
+  $('upload-resized').textContent = record ? resizeText(record) : '';
+  const { value } = imageParts(image);
+  if (record || askedAbout.has(value)) return;
+  // A link from someone else, or a picture uploaded in another browser.
+  askedAbout.add(value);
+  api.uploadInfo(value)
+    .then((info) => {
+      if (info.status !== 'done') {
+        askedAbout.delete(value); // still being fitted: ask again once it renders
+        return;
+      }
+      remember(uploadRecord(info));
+      if (state().image === image) {
+        showUploadInfo();
+        syncLayerOptions();
+      }
+    })
+    .catch(() => askedAbout.delete(value)); // 404: the render says so
+}
+
+/** An upload paints at the layer it was fitted at or a later one: the others are disabled. */
+function syncLayerOptions() {
+  const record = uploadShown();
+  for (const option of $('layer').options) {
+    const refused = Boolean(record) && !layerAllowed(state().project.layers, record.layer, option.value);
+    option.disabled = refused;
+    option.title = refused ? `This picture was fitted at ${record.layer}: it paints there or at a later layer` : '';
+  }
+}
+
+/**
+ * The server answered 404 for upload `image`: it is still being fitted (a link opened
+ * meanwhile: wait, then render), or gone (say so; uploading it again brings it back).
+ */
+async function uploadMissing(image) {
+  let info = null;
+  let waited = false;
+  for (;;) {
+    try {
+      info = await api.uploadInfo(imageParts(image).value);
+    } catch {
+      info = null; // 404: not stored
+    }
+    if (state().image !== image) return;
+    if (info?.status !== 'running') break;
+    setStatus(`The server is still fitting this picture (${Math.round((info.progress?.fraction || 0) * 100)}%)…`);
+    await new Promise((resolve) => { setTimeout(resolve, 1000); });
+    if (state().image !== image) return;
+    waited = true;
+  }
+  if (waited && info?.status === 'done') {
+    render();
+    loadOriginal();
+  } else {
+    uploadGone();
+  }
+}
+
+/** The server no longer has the upload shown: say so over the canvas. */
+function uploadGone() {
+  shelf.markGone(imageParts(state().image).value);
+  showGone(true);
+  setStatus('Not rendered: the uploaded picture is no longer stored');
+}
+
+function showGone(on) {
+  $('upload-gone').hidden = !on;
+  if (on) $('stage').dataset.gone = 'true';
+  else delete $('stage').dataset.gone;
 }
 
 // ---- compare --------------------------------------------------------------------------
@@ -435,7 +597,8 @@ function focusCanvas() {
 function wireControls() {
   $('project').addEventListener('change', (e) => {
     const project = state().projects.find((p) => p.name === e.target.value);
-    goTo(state().image, { project: project.name, layer: project.default_layer });
+    // An upload belongs to the project it was fitted in; another project starts on a sample.
+    goTo(isUpload(state().image) ? 'id:0' : state().image, { project: project.name, layer: project.default_layer });
   });
   $('layer').addEventListener('change', (e) => goTo(state().image, { layer: e.target.value }));
   bindBrushPanel(store);
@@ -509,6 +672,8 @@ function wireControls() {
     goTo(image);
   });
   $('random').addEventListener('click', randomImage);
+  $('upload').addEventListener('click', () => uploader.choose());
+  $('upload-again').addEventListener('click', () => uploader.choose());
   $('help-button').addEventListener('click', openHelp);
   $('first-hint-close').addEventListener('click', () => {
     hideHint();
@@ -525,7 +690,7 @@ function wireControls() {
     compare: ({ on }) => setCompare(on),
     random: randomImage,
     escape: () => {
-      if (!surface.cancelStroke()) inspector.clear();
+      if (!surface.cancelStroke() && !inspector.clear()) uploader.cancel();
     },
     'leave-field': () => {
       syncImageFields();
@@ -590,6 +755,12 @@ async function start() {
     { list: $('gallery'), range: $('gallery-range'), prev: $('gallery-prev'), next: $('gallery-next') },
     { onPick: (id) => goTo(`id:${id}`), onError: (error) => showError(error, { title: 'Could not load the samples' }) },
   );
+  shelf = new PictureShelf(
+    { box: $('my-pictures'), list: $('uploads') },
+    { onPick: (record) => openUpload(record.image, state().project.name, layerFor(state().project.layers, record.layer, state().layer.name)) },
+  );
+  uploads = validRecords(storage.loadUploads());
+  uploader = new Uploader({ project: () => state().project?.name || null, onFitted });
   const prefs = storage.loadPrefs();
   $('pixelated').checked = Boolean(prefs.pixelated);
   store.set({ pixelated: Boolean(prefs.pixelated) });
@@ -612,6 +783,7 @@ async function start() {
   }
   store.set({ projects });
   fillSelect($('project'), projects.map((p) => p.name), projects[0].name);
+  $('upload').disabled = false;
   // The history this browser kept, if it still fits this server's projects.
   const saved = EditHistory.fromJSON(storage.loadHistory());
   if (saved) {

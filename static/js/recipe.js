@@ -1,25 +1,30 @@
-// An edit as JSON: exactly the body `/api/v1/paint` takes (`{project, layer, id | seed,
-// strokes: [{concept, mode, mask, units, strength}]}`), so a saved edit can be replayed
-// with curl (up to the server's strokes-per-request limit) and imported back into the
-// editor. Seeds are written as bare JSON integers, beyond 2⁵³ too. Pure: no DOM.
+// An edit as JSON: exactly the body `/api/v1/paint` takes (`{project, layer, id | seed |
+// image, strokes: [{concept, mode, mask, units, strength}]}`), so a saved edit can be
+// replayed with curl (up to the server's strokes-per-request limit) and imported back
+// into the editor. Seeds are written as bare JSON integers, beyond 2⁵³ too; an uploaded
+// picture as its name (`"image": "upload-…"`). Pure: no DOM.
 
 import { imageParts, parseImage } from './hashstate.js';
 
-/** JSON text with the image's id or seed as a bare integer (exact for 64-bit seeds). */
+/**
+ * JSON text with the image's id or seed as a bare integer (exact for 64-bit seeds), or an
+ * upload's name as a string.
+ */
 export function requestJson(body, image, indent) {
   const { kind, value } = imageParts(image);
+  if (kind === 'image') return JSON.stringify({ project: body.project, layer: body.layer, image: value, ...rest(body) }, null, indent);
   const marker = '"__ganpaint_image__"';
   const text = JSON.stringify({ project: body.project, layer: body.layer, [kind]: '__ganpaint_image__', ...rest(body) }, null, indent);
   return text.replace(marker, value);
 }
 
 function rest(body) {
-  const { project, layer, id, seed, ...others } = body;
+  const { project, layer, id, seed, image, ...others } = body;
   return others;
 }
 
 /**
- * Reads a recipe: `{project?, layer?, image?, strokes: [{concept, mode, mask, units,
+ * Reads a recipe: `{project?, layer?, image? (id:…, seed:… or image:upload-…), strokes: [{concept, mode, mask, units,
  * strength}]}` with masks still as data URLs (decoding them needs a browser). Throws an
  * Error with a plain message when the text is not one.
  */
@@ -38,7 +43,10 @@ export function parseRecipe(text) {
   const recipe = { strokes: [] };
   if (typeof data.project === 'string') recipe.project = data.project;
   if (typeof data.layer === 'string') recipe.layer = data.layer;
-  if (data.seed !== undefined) {
+  if (data.image !== undefined) {
+    recipe.image = typeof data.image === 'string' ? parseImage(`image:${data.image}`) : null;
+    if (!recipe.image) throw new Error('The edit\'s image is not the name of an uploaded picture (upload-, then 32 hex digits).');
+  } else if (data.seed !== undefined) {
     recipe.image = parseImage(`seed:${seedText ?? data.seed}`);
     if (!recipe.image) throw new Error('The edit\'s seed is not a whole number from 0 to 2⁶⁴ − 1.');
   } else if (data.id !== undefined) {

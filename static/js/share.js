@@ -16,7 +16,8 @@ export function shareActions(app) {
   const baseName = () => {
     const { kind, value } = imageParts(app.store.get().image);
     const edited = app.edits().strokes.length ? '-edited' : '';
-    return `ganpaint-${app.store.get().project.name}-${kind === 'seed' ? `seed${value}` : value}${edited}`;
+    const name = { seed: `seed${value}`, image: value.slice(0, 'upload-'.length + 8) }[kind] ?? value;
+    return `ganpaint-${app.store.get().project.name}-${name}${edited}`;
   };
 
   async function downloadPng() {

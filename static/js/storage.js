@@ -1,9 +1,11 @@
 // What the editor keeps in this browser (localStorage): the edit history of every image,
-// and small preferences. Writing never throws: when space runs out, the history keeps
+// the pictures this browser uploaded (their names and figures, not the pictures), and
+// small preferences. Writing never throws: when space runs out, the history keeps
 // fewer undo states, and the user is told if even the stroke stacks don't fit.
 
 const HISTORY_KEY = 'ganpaint.history.v1';
 const PREFS_KEY = 'ganpaint.prefs.v1';
+const UPLOADS_KEY = 'ganpaint.uploads.v1';
 
 function read(key) {
   try {
@@ -37,6 +39,15 @@ export function saveHistory(history) {
     if (entries === 1) break;
   }
   return 'failed';
+}
+
+/** The upload records (see uploads.js), newest first, as they were saved. */
+export function loadUploads() {
+  return read(UPLOADS_KEY);
+}
+
+export function saveUploads(records) {
+  return write(UPLOADS_KEY, records);
 }
 
 export function loadPrefs() {

@@ -6,9 +6,10 @@ import { metricLabel } from './ranking.js';
 
 /**
  * Shows `ranking` (from ranking.strokeRanking) for `concept` in `mode`; `count` units are
- * edited; `inspected` is the unit whose heatmap shows; `onPick(unit)` on click.
+ * edited; `inspected` is the unit whose heatmap shows; `onPick(unit)` on click;
+ * `heatmaps`: whether the image shown can have them (an uploaded picture cannot).
  */
-export function renderUnits({ list, heading, modeLabel, explanation }, { concept, mode, ranking, count, inspected, onPick }) {
+export function renderUnits({ list, heading, modeLabel, explanation }, { concept, mode, ranking, count, inspected, onPick, heatmaps = true }) {
   heading.textContent = concept ? concept.name : '—';
   modeLabel.textContent = mode;
   if (!concept || !ranking) {
@@ -17,9 +18,12 @@ export function renderUnits({ list, heading, modeLabel, explanation }, { concept
     return;
   }
   const scored = ranking.units.some((u) => u.score !== null);
+  const click = heatmaps
+    ? (ranking.name ? 'Click a unit to see where it fires in the current image.' : 'Click a unit to see where it fires.')
+    : 'Click a unit to see the samples where it fires most (where it fires in an uploaded picture cannot be shown).';
   explanation.textContent = ranking.name
-    ? `Ranked by ${ranking.name} (${metricLabel(ranking.metric, mode)}), best first. A stroke edits the first ${count}, highlighted. Click a unit to see where it fires in the current image.`
-    : `In the order the server takes them. A stroke edits the first ${count}, highlighted. Click a unit to see where it fires.`;
+    ? `Ranked by ${ranking.name} (${metricLabel(ranking.metric, mode)}), best first. A stroke edits the first ${count}, highlighted. ${click}`
+    : `In the order the server takes them. A stroke edits the first ${count}, highlighted. ${click}`;
   list.dataset.ranking = ranking.name || '';
   list.dataset.mode = mode;
   const best = Math.max(0, ...ranking.units.map((u) => u.score ?? 0)) || 1;

@@ -103,8 +103,13 @@ pub async fn upload(
                     "give the project in the JSON body or in the query, not both",
                 ));
             }
-            let (_, bytes) = crate::formats::data_url::decode_image(&request.image)
-                .map_err(|e| ApiError::bad("image", e))?;
+            let (_, bytes) =
+                crate::formats::data_url::decode_image(&request.image).map_err(|e| {
+                    ApiError::bad(
+                        "image",
+                        format!("send the picture as a PNG or JPEG data URL ({e})"),
+                    )
+                })?;
             (request.project, bytes)
         }
         "image/png" | "image/jpeg" => {
@@ -193,8 +198,12 @@ pub async fn upload(
     }
 }
 
+/// Only seen by a client that joined an inversion just as its last client left.
 fn cancelled() -> ApiError {
-    ApiError::new(ErrorType::Unavailable, "image: the inversion was cancelled")
+    ApiError::new(
+        ErrorType::Unavailable,
+        "image: the inversion was cancelled as its client went away; upload the picture again",
+    )
 }
 
 #[derive(serde::Serialize)]
@@ -273,7 +282,7 @@ pub async fn status(
                 project: running.project.clone(),
                 status: "running".into(),
                 progress: Some(progress),
-                info: None,
+                figures: None,
             }));
         }
     }
@@ -282,11 +291,11 @@ pub async fn status(
     let info: Option<UploadInfo> = off_runtime(move || uploads.stored_info(&lookup)).await?;
     let info = info.ok_or_else(|| not_stored(&id))?;
     Ok(Json(UploadStatus {
-        image: id.to_string(),
-        project: info.project.clone(),
+        image: info.image,
+        project: info.project,
         status: "done".into(),
         progress: None,
-        info: Some(info),
+        figures: Some(info.figures),
     }))
 }
 
@@ -297,13 +306,24 @@ pub fn not_stored(id: &UploadId) -> ApiError {
     )
 }
 
+/// An upload whose inversion has not finished.
+pub fn still_inverting(id: &UploadId) -> ApiError {
+    ApiError::new(
+        ErrorType::OtherClientError(StatusCode::CONFLICT),
+        format!(
+            "image: {id} is still being inverted; GET /api/v1/images/{id} follows its progress"
+        ),
+    )
+}
+
 /// The uploaded picture at the model's resolution, as it is painted on.
 #[utoipa::path(get, path = "/api/v1/images/{image}/picture.png",
     params(("image" = String, Path, description = "An upload's id")),
     responses(
         (status = 200, description = "The picture", content_type = "image/png", body = Vec<u8>),
         (status = 400, description = "not an upload id", body = crate::serve::native::ErrorBody),
-        (status = 404, description = "unknown, or no longer stored", body = crate::serve::native::ErrorBody)))]
+        (status = 404, description = "unknown, or no longer stored", body = crate::serve::native::ErrorBody),
+        (status = 409, description = "still being inverted", body = crate::serve::native::ErrorBody)))]
 pub async fn picture(
     State(state): State<Arc<AppState>>,
     Path(image): Path<String>,
@@ -311,12 +331,16 @@ pub async fn picture(
     let id = parse_id(&image)?;
     let uploads = state.uploads.clone();
     let lookup = id.clone();
-    let png = off_runtime(move || {
+    let found = off_runtime(move || {
         let stored = uploads.store.get(&lookup)?;
         std::fs::read(stored.dir.join(super::store::PICTURE_FILE)).ok()
     })
-    .await?
-    .ok_or_else(|| not_stored(&id))?;
+    .await?;
+    let png = match found {
+        Some(png) => png,
+        None if state.uploads.running(&id).is_some() => return Err(still_inverting(&id)),
+        None => return Err(not_stored(&id)),
+    };
     Ok((
         [
             (header::CONTENT_TYPE, "image/png"),

@@ -14,7 +14,9 @@ use tch::Device;
 
 use super::picture::Picture;
 use super::store::{FIT_FILE, INFO_FILE, PICTURE_FILE};
-use super::{JobState, Running, UploadInfo, UploadProgress, UploadPsnr, UploadTiming, Uploads};
+use super::{
+    JobState, Running, UploadFigures, UploadInfo, UploadProgress, UploadPsnr, UploadTiming, Uploads,
+};
 use crate::invert::{self, Encoder, InvertError, InvertSettings, Stage};
 use crate::model::ProgGan;
 use crate::serve::error::{ApiError, ErrorType};
@@ -64,8 +66,8 @@ impl Inverter {
                     let state = run_one(&config, &mut models, request, &uploads);
                     match &state {
                         JobState::Done(info) => tracing::info!(
-                            psnr_db = info.psnr_db,
-                            seconds = info.timing.total_ms / 1e3,
+                            psnr_db = info.figures.psnr_db,
+                            seconds = info.figures.timing.total_ms / 1e3,
                             "upload inverted and stored"
                         ),
                         JobState::Cancelled => tracing::info!("inversion cancelled"),
@@ -175,22 +177,24 @@ fn run_one(
     let info = UploadInfo {
         image: running.id.to_string(),
         project: config.project.clone(),
-        layer: config.layer.clone(),
-        width: picture.width,
-        height: picture.height,
-        resolution,
-        psnr_db: report.psnr_adapted_db,
-        psnr: UploadPsnr {
-            encoder_db: report.psnr_encoder_db,
-            optimized_db: report.psnr_optimized_db,
-            adapted_db: report.psnr_adapted_db,
-        },
-        timing: UploadTiming {
-            total_ms: arrived.elapsed().as_secs_f64() * 1e3,
-            queued_ms,
-            encode_ms: report.encode_s * 1e3,
-            optimize_ms: report.optimize_s * 1e3,
-            adapt_ms: report.adapt_s * 1e3,
+        figures: UploadFigures {
+            layer: config.layer.clone(),
+            width: picture.width,
+            height: picture.height,
+            resolution,
+            psnr_db: report.psnr_adapted_db,
+            psnr: UploadPsnr {
+                encoder_db: report.psnr_encoder_db,
+                optimized_db: report.psnr_optimized_db,
+                adapted_db: report.psnr_adapted_db,
+            },
+            timing: UploadTiming {
+                total_ms: arrived.elapsed().as_secs_f64() * 1e3,
+                queued_ms,
+                encode_ms: report.encode_s * 1e3,
+                optimize_ms: report.optimize_s * 1e3,
+                adapt_ms: report.adapt_s * 1e3,
+            },
         },
     };
     let stored = uploads.store.insert(&config.project, &running.id, |dir| {

@@ -108,6 +108,13 @@ pub struct UploadInfo {
     /// The id to paint with: `image` in `/api/v1/paint`.
     pub image: String,
     pub project: String,
+    #[serde(flatten)]
+    pub figures: UploadFigures,
+}
+
+/// An inverted upload's sizes and figures.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema, PartialEq)]
+pub struct UploadFigures {
     /// The layer it was inverted at: it can be painted at this layer or a later one.
     pub layer: String,
     /// The uploaded picture's size, before it was cropped to a square and resized.
@@ -149,8 +156,9 @@ pub struct UploadStatus {
     /// `running` (see `progress`) or `done` (with the upload's figures).
     pub status: String,
     pub progress: Option<UploadProgress>,
+    /// Once done.
     #[serde(flatten)]
-    pub info: Option<UploadInfo>,
+    pub figures: Option<UploadFigures>,
 }
 
 /// A running inversion's state, as its watchers see it.
@@ -269,7 +277,11 @@ impl Uploads {
         start: impl FnOnce(Arc<Running>) -> Result<(), ApiError>,
     ) -> Result<Begun, ApiError> {
         let mut running = self.running.lock().expect("uploads lock");
-        if let Some(job) = running.get(id) {
+        // A job whose clients all left is stopping: this request starts afresh.
+        if let Some(job) = running
+            .get(id)
+            .filter(|job| !job.cancel.load(Ordering::SeqCst))
+        {
             return Ok(Begun::Running {
                 watching: Watching::new(job.clone()),
                 new: false,
@@ -289,10 +301,16 @@ impl Uploads {
     }
 
     /// Called by the inverter once a job is over (stored, failed or cancelled).
-    pub fn finish(&self, running: &Running, state: JobState) {
+    pub fn finish(&self, running: &Arc<Running>, state: JobState) {
         let mut map = self.running.lock().expect("uploads lock");
         running.set(state);
-        map.remove(&running.id);
+        // Unless a new job for the same picture has taken its place.
+        if map
+            .get(&running.id)
+            .is_some_and(|job| Arc::ptr_eq(job, running))
+        {
+            map.remove(&running.id);
+        }
     }
 
     /// A running inversion, if `id` is one.

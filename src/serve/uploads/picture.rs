@@ -49,7 +49,7 @@ pub fn decode_upload(bytes: &[u8], max_pixels: u64, resolution: u32) -> Result<P
             let decoder = png::Decoder::new(Cursor::new(bytes));
             let reader = decoder
                 .read_info()
-                .map_err(|e| format!("the PNG is corrupt: {e}"))?;
+                .map_err(|_| "the PNG is corrupt: its header cannot be read".to_string())?;
             let info = reader.info();
             if info.animation_control.is_some() {
                 return Err("the PNG is animated (APNG); upload a still PNG or JPEG".to_string());
