@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Writes the GAN Dissection fixtures used by the tests of src/dissect/npz.rs.
+"""Writes the GAN Dissection fixtures used by the tests of src/project/quantiles.rs.
 
 Run with the project's venv (numpy only): `.venv/bin/python scripts/make_npz_fixture.py`.
 Output goes to tests/fixtures/gandissect/ (about 25 KB in all):

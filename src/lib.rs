@@ -11,6 +11,10 @@
 //!   implementation.
 //! - [`formats`] reads and writes files with no meaning attached: pickles, PyTorch
 //!   checkpoints, numpy arrays, data URLs.
+//! - [`project`] reads a dissected project folder (`dissect.json`, the level tables, GAN
+//!   Dissection's quantile sketches), resolves the generator and encoder it names, and
+//!   turns a stroke (concept, mode, units, strength) into units and levels. The
+//!   dissection writes projects; the server and the commands read them only through it.
 //! - [`invert`] paints on pictures the generator did not make: an encoder's guess of the
 //!   painted layer's activations, optimised, then the layers after it fine-tuned for the
 //!   picture (GANPaint Studio's three steps); edits render on the adapted generator.
@@ -28,5 +32,6 @@ pub mod imageio;
 pub mod invert;
 pub mod model;
 pub mod progress;
+pub mod project;
 pub mod segment;
 pub mod serve;

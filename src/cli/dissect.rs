@@ -17,19 +17,18 @@ use anyhow::{bail, Context};
 use crate::dissect::collect::{collect_counts, collect_sketches};
 use crate::dissect::output::{
     dissect_json, read_layer_sketches, write_json, write_layer_sketches, write_levels, Coverage,
-    LayerStats, LevelTable, Round, StatsFile, DISSECT_FILE,
+    LayerStats, Round, StatsFile,
 };
 use crate::dissect::quantile::DEFAULT_CAPACITY;
 use crate::dissect::report::{
     strip_samples, timing_text, write_report, write_unit_strips, ReportInfo,
 };
-use crate::dissect::{Settings, Shard};
+use crate::dissect::Shard;
 use crate::model::{repo_path, DeviceChoice, ProgGan, DEFAULT_MODEL};
+use crate::project::{resolve_setting_path, setting_path, LevelTable, Settings, DISSECT_FILE};
 
 use super::eval_demo::DEFAULT_SEGMENTER;
-use super::project::{
-    load_model, load_segmenter, resolve_setting_path, rewrite_report, setting_path,
-};
+use super::project::{load_model, load_segmenter, rewrite_report};
 
 #[derive(clap::Args, Debug)]
 #[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]

@@ -11,8 +11,8 @@ use anyhow::Context;
 use serde_json::Value;
 
 use crate::dissect::optimize::{OptimizeEdit, DRAW_METRIC, REMOVE_METRIC};
-use crate::dissect::output::{read_project, DISSECT_FILE};
 use crate::edit::StrokeMode;
+use crate::project::{read_project, DISSECT_FILE};
 
 use super::project::{concept_classes, labeled_concepts, ProjectModelArgs, ProjectModels};
 

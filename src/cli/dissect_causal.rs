@@ -13,8 +13,9 @@ use anyhow::Context;
 use serde_json::Value;
 
 use crate::dissect::ace::{UnitEffects, DRAW_METRIC, REMOVE_METRIC};
-use crate::dissect::output::{read_project, StatsFile, DISSECT_FILE};
+use crate::dissect::output::StatsFile;
 use crate::model::ProgGan;
+use crate::project::{read_project, DISSECT_FILE};
 use crate::segment::Segmenter;
 
 use super::project::{labeled_concepts, ProjectModelArgs, ProjectModels};

@@ -9,10 +9,10 @@ use std::path::PathBuf;
 use anyhow::Context;
 
 use crate::dissect::causal::EditEval;
-use crate::dissect::output::{read_project, UnitChoice};
 use crate::model::DeviceChoice;
+use crate::project::{read_project, UnitChoice};
 
-use super::project::{chosen_layer, load_project_models, ProjectModels};
+use super::project::{load_project_models, ProjectModels};
 
 #[derive(clap::Args, Debug)]
 pub struct EvalEditsArgs {
@@ -91,7 +91,7 @@ pub fn run(args: EvalEditsArgs) -> anyhow::Result<()> {
     let device = args.device.resolve()?;
     let project = read_project(&args.project)
         .with_context(|| format!("reading the dissection in {}", args.project.display()))?;
-    let layer = chosen_layer(&project, args.layer.as_deref())?;
+    let layer = project.chosen_layer(args.layer.as_deref())?;
     let layer_name = layer.layer.clone();
     let ProjectModels {
         generator,

@@ -1,7 +1,7 @@
 //! `ganpaint figure`: a before/after picture of what painting does, for a README or a
 //! paper. One row per image id; the first column is the generated image, then for each
 //! concept its **draw** and its **remove** stroke, each through the same path the server
-//! paints with ([`ProjectLayer::stroke_edits`], then the interventions' rule and the
+//! paints with ([`ProjectLayer::resolve_stroke`](crate::project::ProjectLayer::resolve_stroke), then the interventions' rule and the
 //! generator's suffix). The stroke's 3×3 cells are outlined.
 //!
 //! Where to paint, per image: removal takes the 3×3-cell region holding the most of the
@@ -15,11 +15,11 @@ use image::{Rgb, RgbImage};
 use tch::{Device, Kind, Tensor};
 
 use crate::dissect::causal::{zones, Region, REGION_CELLS};
-use crate::dissect::output::{read_project, UnitChoice};
 use crate::edit::{intervention_planes, Pooling, StrokeMode};
 use crate::model::DeviceChoice;
+use crate::project::read_project;
 
-use super::project::{chosen_layer, concept_classes, load_project_models, ProjectModels};
+use super::project::{concept_classes, load_project_models, ProjectModels};
 
 #[derive(clap::Args, Debug)]
 pub struct FigureArgs {
@@ -54,7 +54,7 @@ pub fn run(args: FigureArgs) -> anyhow::Result<()> {
     let device = args.device.resolve()?;
     let project = read_project(&args.project)
         .with_context(|| format!("reading the dissection in {}", args.project.display()))?;
-    let layer = chosen_layer(&project, args.layer.as_deref())?;
+    let layer = project.chosen_layer(args.layer.as_deref())?;
     let ProjectModels {
         generator,
         segmenter,
@@ -141,8 +141,7 @@ pub fn run(args: FigureArgs) -> anyhow::Result<()> {
             let remove_at = best(&|r| here[r]);
             for (mode, at) in [(StrokeMode::Draw, draw_at), (StrokeMode::Remove, remove_at)] {
                 let region = all_regions[at];
-                let edits =
-                    layer.stroke_edits(concept, mode, 20, 1.0, 0.99, UnitChoice::Optimized)?;
+                let edits = layer.resolve_stroke(concept, mode, None, None)?.edits();
                 let mask: Vec<f32> = region_zones[at]
                     .iter()
                     .map(|&z| f32::from(u8::from(z == 1)))

@@ -17,14 +17,14 @@ use std::sync::atomic::AtomicBool;
 
 use anyhow::{bail, Context};
 
-use crate::dissect::output::{read_project, UnitChoice};
 use crate::invert::eval::{InvertEval, FIRST_SCENE};
 use crate::invert::{
     invert, load_picture, AdaptSettings, Encoder, InvertSettings, OptimizeSettings, Stage,
 };
 use crate::model::DeviceChoice;
+use crate::project::{read_project, UnitChoice};
 
-use super::project::{chosen_layer, load_project_models, ProjectModels};
+use super::project::{load_project_models, ProjectModels};
 
 #[derive(clap::Args, Debug)]
 pub struct InvertArgs {
@@ -91,7 +91,7 @@ pub fn run(args: InvertArgs) -> anyhow::Result<()> {
     let device = args.device.resolve()?;
     let project = read_project(&args.project)
         .with_context(|| format!("reading the dissection in {}", args.project.display()))?;
-    let layer = chosen_layer(&project, args.layer.as_deref())?;
+    let layer = project.chosen_layer(args.layer.as_deref())?;
     let layer_name = layer.layer.clone();
     let ProjectModels {
         generator,
@@ -107,7 +107,7 @@ pub fn run(args: InvertArgs) -> anyhow::Result<()> {
     )?;
     let encoder_path = match &args.encoder {
         Some(path) => path.clone(),
-        None => crate::serve::project::encoder_file(&project)?,
+        None => crate::project::encoder_file(&project, crate::invert::DEFAULT_ENCODER)?,
     };
     if !encoder_path.exists() {
         bail!(

@@ -1,15 +1,18 @@
 //! Working on a finished dissection from the command line: the models it was made with
-//! (or the ones given instead), its concepts as segmenter classes, the paths its settings
-//! record, and its report. Shared by `dissect`, `dissect causal`, `dissect ace`,
+//! (or the ones given instead, found as [`crate::project`] resolves them), its concepts
+//! as segmenter classes, and its report. Shared by `dissect`, `dissect causal`, `dissect ace`,
 //! `eval-edits` and `figure`.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 
-use crate::dissect::output::{DissectJson, StatsFile, DISSECT_FILE};
+use crate::dissect::output::StatsFile;
 use crate::dissect::report::{write_report, ReportInfo};
-use crate::model::{repo_path, DeviceChoice, ProgGan, DEFAULT_MODEL};
+use crate::model::{DeviceChoice, ProgGan, DEFAULT_MODEL};
+use crate::project::{
+    generator_file, setting_file, DissectJson, Project, ProjectLayer, DISSECT_FILE,
+};
 use crate::segment::Segmenter;
 
 use super::eval_demo::DEFAULT_SEGMENTER;
@@ -32,76 +35,6 @@ pub(crate) fn rewrite_report(dir: &Path) -> anyhow::Result<PathBuf> {
     Ok(dir.join("dissect.html"))
 }
 
-/// The repository root: the first ancestor of the binary (or else the working directory)
-/// with a `Cargo.toml`.
-pub(crate) fn repo_root() -> Option<PathBuf> {
-    let exe = std::env::current_exe().ok();
-    let from_exe = exe.as_ref().and_then(|exe| {
-        exe.ancestors()
-            .skip(1)
-            .find(|dir| dir.join("Cargo.toml").is_file())
-            .map(Path::to_path_buf)
-    });
-    from_exe.or_else(|| {
-        let cwd = std::env::current_dir().ok()?;
-        cwd.join("Cargo.toml").is_file().then_some(cwd)
-    })
-}
-
-/// A path as settings record it: relative to the repository root when inside it.
-pub(crate) fn setting_path(path: &Path) -> String {
-    let absolute = path
-        .canonicalize()
-        .unwrap_or_else(|_| std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf()));
-    if let Some(root) = repo_root().and_then(|r| r.canonicalize().ok()) {
-        if let Ok(relative) = absolute.strip_prefix(&root) {
-            return relative.to_string_lossy().replace('\\', "/");
-        }
-    }
-    absolute.display().to_string()
-}
-
-/// The inverse of [`setting_path`].
-pub(crate) fn resolve_setting_path(recorded: &str) -> PathBuf {
-    let path = Path::new(recorded);
-    if path.is_absolute() {
-        return path.to_path_buf();
-    }
-    repo_root()
-        .map(|root| root.join(path))
-        .filter(|p| p.exists())
-        .unwrap_or_else(|| repo_path(recorded))
-}
-
-/// A file a dissection's `settings` names (`key`: `model` or `segmenter`): the one the
-/// user gave, else the recorded one when it exists, else the bundled `default`.
-pub(crate) fn project_file(
-    project: &crate::dissect::output::Project,
-    given: Option<&Path>,
-    key: &str,
-    default: &str,
-) -> PathBuf {
-    given.map(Path::to_path_buf).unwrap_or_else(|| {
-        project
-            .setting(key)
-            .map(resolve_setting_path)
-            .filter(|p| p.exists())
-            .unwrap_or_else(|| repo_path(default))
-    })
-}
-
-/// The layer a command works on: the one named, else the project's default layer
-/// (`layer4` when dissected, else the first), as the server chooses.
-pub(crate) fn chosen_layer<'a>(
-    project: &'a crate::dissect::output::Project,
-    layer: Option<&str>,
-) -> anyhow::Result<&'a crate::dissect::output::ProjectLayer> {
-    Ok(match layer {
-        Some(name) => project.layer(name)?,
-        None => project.default_layer()?,
-    })
-}
-
 /// The generator and segmenter a dissection was made with, or the ones given instead.
 pub(crate) struct ProjectModels {
     pub generator: ProgGan,
@@ -110,10 +43,7 @@ pub(crate) struct ProjectModels {
 }
 
 /// The dissection layer's ranked concepts that the segmenter labels, with their classes.
-pub(crate) fn labeled_concepts(
-    layer: &crate::dissect::output::ProjectLayer,
-    labels: &[String],
-) -> Vec<(String, i64)> {
+pub(crate) fn labeled_concepts(layer: &ProjectLayer, labels: &[String]) -> Vec<(String, i64)> {
     layer
         .concepts()
         .into_iter()
@@ -168,10 +98,7 @@ pub struct ProjectModelArgs {
 
 impl ProjectModelArgs {
     /// The dissection's models, or the ones these flags give.
-    pub(crate) fn load(
-        &self,
-        project: &crate::dissect::output::Project,
-    ) -> anyhow::Result<ProjectModels> {
+    pub(crate) fn load(&self, project: &Project) -> anyhow::Result<ProjectModels> {
         load_project_models(
             project,
             self.model.as_deref(),
@@ -185,7 +112,7 @@ impl ProjectModelArgs {
 
 /// `model_flag` is the command's flag for `model`, for the message when the file is missing.
 pub(crate) fn load_project_models(
-    project: &crate::dissect::output::Project,
+    project: &Project,
     model: Option<&Path>,
     model_flag: &str,
     segmenter: Option<&Path>,
@@ -196,10 +123,10 @@ pub(crate) fn load_project_models(
     // dissection's settings), unless one is given.
     let generator_path = match model {
         Some(path) => path.to_path_buf(),
-        None => crate::serve::project::generator_file(project)?,
+        None => generator_file(project)?,
     };
     let generator = load_model_given_by(&generator_path, model_flag, device)?;
-    let segmenter_path = project_file(project, segmenter, "segmenter", DEFAULT_SEGMENTER);
+    let segmenter_path = setting_file(project, segmenter, "segmenter", DEFAULT_SEGMENTER);
     let segmenter = load_segmenter(&segmenter_path, segmenter_labels, device)?;
     Ok(ProjectModels {
         generator,

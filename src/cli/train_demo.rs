@@ -427,15 +427,13 @@ fn train_encoder(a: EncoderArgs) -> anyhow::Result<()> {
         anyhow::bail!("--steps and --batch must be at least 1");
     }
     let device = a.device.resolve()?;
-    let project = crate::dissect::output::read_project(&a.project)
+    let project = crate::project::read_project(&a.project)
         .with_context(|| format!("reading the dissection in {}", a.project.display()))?;
-    let layer = super::project::chosen_layer(&project, a.layer.as_deref())?
-        .layer
-        .clone();
+    let layer = project.chosen_layer(a.layer.as_deref())?.layer.clone();
     // The generator the server paints this project with, unless one is given.
     let generator_path = match &a.generator {
         Some(path) => path.clone(),
-        None => crate::serve::project::generator_file(&project)?,
+        None => crate::project::generator_file(&project)?,
     };
     let generator = ProgGan::load(&generator_path, device)
         .with_context(|| format!("loading {}", generator_path.display()))?;

@@ -28,10 +28,10 @@ use tch::{Kind, Tensor};
 
 use super::causal::{regions, zones as region_zones, PRESENT_SHARE, REGION_CELLS};
 use super::collect::{latents, segment_images};
-use super::output::Ranking;
 use super::DissectError;
 use crate::edit::{render_edited, EditPlanes, Rendered, Route, StrokeMode};
 use crate::model::ProgGan;
+use crate::project::Ranking;
 use crate::segment::Segmenter;
 
 /// A remove ranking needs at least this many images whose region held the concept;
@@ -39,9 +39,9 @@ use crate::segment::Segmenter;
 /// the demo: with 4–7 such images, dome and door removed less by causal rank than by IoU).
 pub const MIN_PRESENT: u64 = 12;
 
-/// Ranking metrics written by this module (named in [`super::output::metric`], where
+/// Ranking metrics written by this module (named in [`crate::project::metric`], where
 /// painting reads them).
-pub use super::output::metric::{CAUSAL_DRAW as DRAW_METRIC, CAUSAL_REMOVE as REMOVE_METRIC};
+pub use crate::project::metric::{CAUSAL_DRAW as DRAW_METRIC, CAUSAL_REMOVE as REMOVE_METRIC};
 
 /// What to measure.
 pub struct UnitEffects<'a> {

@@ -31,12 +31,12 @@ use serde::Serialize;
 use tch::Tensor;
 
 use super::collect::{latents, segment_images};
-use super::output::{ProjectLayer, UnitChoice};
 use super::DissectError;
 use crate::edit::{
     intervention_planes, render_edited, EditPlanes, Pooling, Route, StrokeMode, UnitEdit,
 };
 use crate::model::{latent::RandomState, ProgGan};
+use crate::project::{ProjectLayer, UnitChoice};
 use crate::segment::Segmenter;
 
 /// The region's side, in cells.

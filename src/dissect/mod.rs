@@ -79,15 +79,13 @@
 //!   heatmap, the images GAN Dissection's `/api/units` lists; and `dissect.html`, the
 //!   report.
 //!
-//! [`output::read_project`] reads a folder back for the server and `eval-edits`.
-//! [`npz`] reads GAN Dissection's own per-layer sketches (`<layer>/quantiles.npz`), which
-//! `read_project` uses for a layer that `levels.json` lacks.
+//! Reading a finished folder back (for the server, `eval-edits` and the commands that
+//! work on a dissection), GAN Dissection's own folders included, is [`crate::project`]'s.
 
 pub mod ace;
 pub mod causal;
 pub mod collect;
 pub mod levels;
-pub mod npz;
 pub mod optimize;
 pub mod output;
 pub mod quantile;
@@ -99,10 +97,9 @@ use serde::{Deserialize, Serialize};
 use crate::edit::EditError;
 use crate::imageio::ImageError;
 use crate::model::ModelError;
+use crate::project::{ProjectError, Settings};
 use crate::segment::SegmentError;
 
-/// The quantiles whose values are the painting levels.
-pub const LEVEL_QUANTILES: [f64; 3] = [0.99, 0.995, 0.999];
 /// A unit counts as interpretable (`interp`) when its best IoU exceeds this.
 pub const IOU_THRESHOLD: f64 = 0.05;
 /// Top-activating samples kept (and drawn) per unit.
@@ -110,11 +107,6 @@ pub const TOP_SAMPLES: usize = 5;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DissectError {
-    #[error("cannot read {path}: {source}")]
-    Read {
-        path: String,
-        source: std::io::Error,
-    },
     #[error("cannot write {path}: {source}")]
     Write {
         path: String,
@@ -132,20 +124,11 @@ pub enum DissectError {
     Shape { what: String, detail: String },
     #[error("layer `{layer}` is not in the dissection (it has: {available})")]
     UnknownLayer { layer: String, available: String },
-    #[error("concept `{concept}` has no ranking at layer `{layer}` (ranked: {available})")]
-    UnknownConcept {
-        concept: String,
-        layer: String,
-        available: String,
-    },
-    #[error("layer `{layer}` has no level for quantile {quantile} (levels: {available})")]
-    NoLevel {
-        layer: String,
-        quantile: f64,
-        available: String,
-    },
     #[error("invalid settings: {0}")]
     Settings(String),
+    /// Reading a project's (or a shard's) files.
+    #[error(transparent)]
+    Project(#[from] ProjectError),
     #[error(transparent)]
     Model(#[from] ModelError),
     #[error(transparent)]
@@ -158,21 +141,7 @@ pub enum DissectError {
     Torch(#[from] tch::TchError),
 }
 
-/// What a dissection was run with. Shards must agree on all of it to merge.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Settings {
-    /// The generator, relative to the repository root when inside it.
-    pub model: String,
-    pub segmenter: String,
-    pub layers: Vec<String>,
-    pub samples: u64,
-    pub seed: u64,
-    /// The threshold quantile (`t_u`).
-    pub quantile: f64,
-    pub batch: usize,
-    pub sketch_capacity: usize,
-}
-
+/// [`Settings`] (what `dissect.json` records) as the sampling scheme reads them.
 impl Settings {
     /// Checks the values that the sampling scheme depends on.
     pub fn validate(&self) -> Result<(), DissectError> {
@@ -257,13 +226,6 @@ impl std::fmt::Display for Shard {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}/{}", self.index, self.count)
     }
-}
-
-fn read_file(path: &std::path::Path) -> Result<Vec<u8>, DissectError> {
-    std::fs::read(path).map_err(|source| DissectError::Read {
-        path: path.display().to_string(),
-        source,
-    })
 }
 
 fn write_file(path: &std::path::Path, bytes: &[u8]) -> Result<(), DissectError> {

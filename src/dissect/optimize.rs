@@ -33,16 +33,16 @@ use tch::{nn, nn::OptimizerConfig, Device, Kind, Tensor};
 
 use super::causal::{regions, zones, Region, PRESENT_SHARE, REGION_CELLS};
 use super::collect::latents;
-use super::output::Ranking;
 use super::DissectError;
 use crate::edit::{render_edited, EditPlanes, Route, StrokeMode};
 use crate::model::ProgGan;
+use crate::project::Ranking;
 use crate::segment::Segmenter;
 
-/// Ranking metrics written by this module (named in [`super::output::metric`], where
+/// Ranking metrics written by this module (named in [`crate::project::metric`], where
 /// painting reads them), and the lightest learned weight painting uses.
-pub use super::output::metric::{LEARNED_DRAW as DRAW_METRIC, LEARNED_REMOVE as REMOVE_METRIC};
-pub use super::output::MIN_WEIGHT;
+pub use crate::project::metric::{LEARNED_DRAW as DRAW_METRIC, LEARNED_REMOVE as REMOVE_METRIC};
+pub use crate::project::MIN_WEIGHT;
 
 /// What to learn.
 pub struct OptimizeEdit<'a> {

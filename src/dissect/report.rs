@@ -11,11 +11,12 @@ use image::imageops::FilterType;
 use image::{Rgb, RgbImage};
 
 use super::collect::{latents, run_layers};
-use super::output::{DissectJson, StatsFile};
+use super::output::StatsFile;
 use super::stats::to_f32_vec;
-use super::{write_file, DissectError, LEVEL_QUANTILES};
+use super::{write_file, DissectError};
 use crate::imageio;
 use crate::model::ProgGan;
+use crate::project::{DissectJson, DissectLayer, Ranking, LEVEL_QUANTILES};
 
 /// Thumbnails are at most this many pixels on a side.
 pub const MAX_THUMB: u32 = 64;
@@ -202,7 +203,7 @@ struct ConceptSummary<'a> {
     scores: &'a [f64],
 }
 
-fn concept_summaries<'a>(layer: &'a super::output::DissectLayer) -> Vec<ConceptSummary<'a>> {
+fn concept_summaries<'a>(layer: &'a DissectLayer) -> Vec<ConceptSummary<'a>> {
     let mut summaries: Vec<ConceptSummary> = layer
         .rankings
         .iter()
@@ -441,15 +442,15 @@ img{{image-rendering:pixelated;display:block}}
 
 /// The causal rankings, when the dissection has them: per concept, the units that draw
 /// and remove it best on their own, with their effects.
-fn causal_table(layer: &super::output::DissectLayer) -> String {
-    use super::output::metric::{CAUSAL_DRAW as DRAW_METRIC, CAUSAL_REMOVE as REMOVE_METRIC};
+fn causal_table(layer: &DissectLayer) -> String {
+    use crate::project::metric::{CAUSAL_DRAW as DRAW_METRIC, CAUSAL_REMOVE as REMOVE_METRIC};
     let find = |concept: &str, metric: &str| {
         layer
             .rankings
             .iter()
             .find(|r| r.concept == concept && r.metric == metric)
     };
-    let top = |ranking: Option<&super::output::Ranking>, format_effect: &dyn Fn(f64) -> String| {
+    let top = |ranking: Option<&Ranking>, format_effect: &dyn Fn(f64) -> String| {
         let Some(r) = ranking else {
             return "— (IoU order)".to_string();
         };
@@ -537,7 +538,7 @@ mod tests {
         assert!(warm[0] > 55 && warm[2] < 55, "{warm:?}");
     }
 
-    use super::super::output::DissectLayer;
+    use crate::project::DissectLayer;
 
     fn layer(name: &str, grid: i64, ious: &[(&str, &[f64])], interp: &[bool]) -> DissectLayer {
         DissectLayer {
@@ -546,7 +547,7 @@ mod tests {
             units: interp
                 .iter()
                 .enumerate()
-                .map(|(unit, &interp)| super::super::output::DissectUnit {
+                .map(|(unit, &interp)| crate::project::DissectUnit {
                     unit,
                     iou: 0.0,
                     iou_label: "tree".into(),
@@ -559,7 +560,7 @@ mod tests {
                 .collect(),
             rankings: ious
                 .iter()
-                .map(|(concept, ious)| super::super::output::Ranking {
+                .map(|(concept, ious)| crate::project::Ranking {
                     name: format!("{concept}-iou"),
                     concept: concept.to_string(),
                     metric: "iou".into(),

@@ -9,7 +9,7 @@
 //! decoding cannot recurse). Errors name the entry (`data.npy`) and what was wrong.
 //!
 //! What the arrays mean is up to the reader: GAN Dissection's quantile sketches are
-//! read by `crate::dissect::npz`.
+//! read by `crate::project::quantiles`.
 
 use std::io::{Cursor, Read};
 

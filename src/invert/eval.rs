@@ -20,10 +20,9 @@ use tch::{Device, Kind, Tensor};
 use super::{invert, Encoder, InvertError, InvertSettings};
 use crate::demo::data::{heldout_seed, render_batch};
 use crate::dissect::causal::{regions, zones};
-use crate::dissect::output::{ProjectLayer, UnitChoice};
-use crate::dissect::DissectError;
 use crate::edit::{intervention_planes, Pooling, StrokeMode};
 use crate::model::ProgGan;
+use crate::project::{ProjectError, ProjectLayer, UnitChoice};
 use crate::segment::Segmenter;
 
 /// The first held-out scene index used here: the segmenter's held-out scenes are numbered
@@ -71,7 +70,7 @@ pub enum EvalError {
     #[error(transparent)]
     Invert(#[from] InvertError),
     #[error(transparent)]
-    Dissect(#[from] DissectError),
+    Project(#[from] ProjectError),
     #[error(transparent)]
     Segment(#[from] crate::segment::SegmentError),
     #[error(transparent)]

@@ -189,7 +189,7 @@ impl AppState {
         let store = uploads::UploadStore::open(&config.uploads, config.uploads_mb << 20)
             .map_err(|e| anyhow::anyhow!("--uploads {}: {e}", config.uploads.display()))?;
         let uploads = Arc::new(uploads::Uploads::new(store));
-        let dirs = project::discover(&config.data);
+        let dirs = crate::project::discover(&config.data);
         if dirs.is_empty() {
             anyhow::bail!(
                 "no projects: no folder under {} holds a dissect.json",
@@ -307,7 +307,7 @@ fn load_project(
     dir: &Path,
     known: &BTreeMap<String, Arc<Project>>,
 ) -> anyhow::Result<Option<Project>> {
-    let spec = project::read_spec(dir)?;
+    let spec = crate::project::read_spec(dir)?;
     if known.contains_key(&spec.id) {
         tracing::warn!(id = %spec.id, dir = %dir.display(), "skipping a second project with the same id");
         return Ok(None);
@@ -421,12 +421,13 @@ fn file_fingerprint(path: &Path) -> anyhow::Result<String> {
 fn start_inverter(
     config: &ServeConfig,
     device: tch::Device,
-    spec: &project::ProjectSpec,
+    spec: &crate::project::ProjectSpec,
     worker: &WorkerHandle,
     layer: &str,
     uploads: &Arc<uploads::Uploads>,
 ) -> Result<Arc<uploads::Inverter>, String> {
-    let encoder = project::encoder_file(&spec.dissection).map_err(|e| e.to_string())?;
+    let encoder = crate::project::encoder_file(&spec.dissection, crate::invert::DEFAULT_ENCODER)
+        .map_err(|e| e.to_string())?;
     if !encoder.is_file() {
         return Err(format!(
             "no encoder ({} does not exist; train one with `ganpaint train-demo encoder`)",

@@ -21,9 +21,6 @@ use super::{off_runtime, AppState};
 use crate::edit::{mask, Pooling, StrokeMode};
 use crate::model::latent;
 
-/// The default number of a concept's top units a stroke edits.
-pub const DEFAULT_UNITS: usize = 20;
-
 #[derive(Serialize, ToSchema)]
 pub struct ConceptInfo {
     pub name: String,
@@ -628,53 +625,15 @@ pub async fn paint(
     let mut resolved = Vec::with_capacity(request.strokes.len());
     let mut used_units = Vec::new();
     for (i, stroke) in request.strokes.iter().enumerate() {
-        let unknown_concept = || {
-            let known: Vec<&str> = layer.concepts().map(|c| c.concept.as_str()).collect();
-            ApiError::bad(
-                &format!("strokes[{i}].concept"),
-                format!(
-                    "unknown concept `{}` at {layer_name}; known: {}",
-                    stroke.concept,
-                    known.join(", ")
-                ),
-            )
-        };
-        if layer.concept_units(&stroke.concept).is_none() {
-            return Err(unknown_concept());
-        }
-        // Left out, `units` is the default, or all of a smaller layer's units.
-        let count = stroke
-            .units
-            .unwrap_or(DEFAULT_UNITS.min(layer.channels as usize));
-        if count == 0 || count > layer.channels as usize {
-            return Err(ApiError::bad(
-                &format!("strokes[{i}].units"),
-                format!("must be 1..={}", layer.channels),
-            ));
-        }
-        let strength = stroke.strength.unwrap_or(1.0);
-        if !strength.is_finite() || !(0.0..=10.0).contains(&strength) {
-            return Err(ApiError::bad(
-                &format!("strokes[{i}].strength"),
-                "must be a number in [0, 10]",
-            ));
-        }
-        let (units, alphas): (Vec<i64>, Vec<f32>) = layer
-            .stroke_units(&stroke.concept, stroke.mode, count)
-            .ok_or_else(unknown_concept)?
-            .into_iter()
-            .map(|(u, alpha)| (u as i64, alpha))
-            .unzip();
-        let levels = units
-            .iter()
-            .map(|&u| {
-                layer.level(u as usize, 0.99).ok_or_else(|| {
-                    ApiError::internal(format!("no 0.99 level for unit {u} of {layer_name}"))
-                })
-            })
-            .collect::<Result<Vec<f32>, ApiError>>()?;
-        used_units.push(units.clone());
-        resolved.push((units, levels, alphas, stroke.mode, strength));
+        let stroke_units = layer
+            .dissection
+            .resolve_stroke(&stroke.concept, stroke.mode, stroke.units, stroke.strength)
+            .map_err(|e| match e.field() {
+                Some(field) => ApiError::bad(&format!("strokes[{i}].{field}"), e.to_string()),
+                None => ApiError::internal(e.to_string()),
+            })?;
+        used_units.push(stroke_units.units.clone());
+        resolved.push(stroke_units);
     }
     let grid = (layer.height as usize, layer.width as usize);
     let dim = project.worker.config.z_dim as usize;
@@ -709,16 +668,14 @@ pub async fn paint(
     let strokes: Vec<StrokeSpec> = resolved
         .into_iter()
         .zip(pooled)
-        .map(
-            |((units, levels, alphas, mode, strength), mask)| StrokeSpec {
-                units,
-                levels,
-                alphas,
-                mode,
-                strength,
-                mask,
-            },
-        )
+        .map(|(stroke, mask)| StrokeSpec {
+            units: stroke.units,
+            levels: stroke.levels,
+            alphas: stroke.alphas,
+            mode: stroke.mode,
+            strength: stroke.strength,
+            mask,
+        })
         .collect();
     let edits = if strokes.is_empty() && base.is_none() {
         Vec::new()

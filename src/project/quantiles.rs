@@ -1,11 +1,16 @@
-//! GAN Dissection's quantile files: a small `.npy`/`.npz` reader, and
-//! [`read_gandissect_quantiles`], which turns a layer's `quantiles.npz` into the
-//! [`LevelTable`] that painting uses.
+//! GAN Dissection's quantile files: a layer's `quantiles.npz`, the sketch of its
+//! `RunningQuantile`, read with the generic reader of [`crate::formats::npy`] and given
+//! gandissect's meaning twice:
 //!
-//! [`read_project`](super::output::read_project) calls it when a folder has no
-//! `levels.json` entry for a layer, so a GAN Dissection output folder
-//! (`<project>/dissect.json`, `<project>/<layer>/quantiles.npz`) can be served as it is,
-//! with the full level table rather than the one `level` per unit in its `dissect.json`.
+//! - [`read_gandissect_quantiles`] turns it into the [`LevelTable`] that painting uses.
+//!   [`read_project`](super::read_project) calls it when a folder has no `levels.json`
+//!   entry for a layer, so a GAN Dissection output folder (`<project>/dissect.json`,
+//!   `<project>/<layer>/quantiles.npz`) can be served as it is, with the full level table
+//!   rather than the one `level` per unit in its `dissect.json`.
+//! - [`QuantileNormalizer`] maps activations to quantiles through the whole sketch,
+//!   exactly as `RunningQuantile.normalize` does, for the server's `/api/features` and
+//!   `/api/featuremaps`, rather than through the level grid that painting uses.
+//!
 //! No Python runs: the one pickle inside goes through the inert
 //! [`pickle`](crate::formats::pickle) VM.
 //!
@@ -60,8 +65,7 @@
 
 use std::path::{Component, Path, PathBuf};
 
-use super::levels::{grid_quantiles, LevelTable};
-use super::{read_file, DissectError, LEVEL_QUANTILES};
+use super::{grid_quantiles, read_file, LevelTable, ProjectError, LEVEL_QUANTILES};
 use crate::formats::npy::{NpyArray, NpyData, NpyError, Npz};
 
 /// gandissect's file for a layer's sketch: `<project>/<layer>/quantiles.npz`.
@@ -363,14 +367,136 @@ pub fn gandissect_quantiles_path(dir: &Path, layer: &str) -> Option<PathBuf> {
 
 /// Reads gandissect's `<project>/<layer>/quantiles.npz` as a [`LevelTable`] (see
 /// [`RunningQuantileState::level_table`]).
-pub fn read_gandissect_quantiles(path: &Path) -> Result<LevelTable, DissectError> {
+pub fn read_gandissect_quantiles(path: &Path) -> Result<LevelTable, ProjectError> {
     let bytes = read_file(path)?;
-    let state = RunningQuantileState::from_npz(&bytes).map_err(|e| DissectError::Format {
+    let state = RunningQuantileState::from_npz(&bytes).map_err(|e| ProjectError::Format {
         path: path.display().to_string(),
         what: QUANTILES_WHAT.into(),
         detail: e.to_string(),
     })?;
     Ok(state.level_table())
+}
+
+// ---------------------------------------------------------------------------------------
+// GAN Dissection's RunningQuantile.normalize
+
+/// Each unit's map from activation to quantile, as GAN Dissection's
+/// `RunningQuantile.normalize` computes it from the sketch in a layer's `quantiles.npz`:
+/// a summary of the unit's two extremes (weight 0) and every sample of level `i` (weight
+/// `2^i`), sorted by value; each sample sits at `(cumsum(w) − w/2) / sum(w)`, computed in
+/// f32 as gandissect keeps weights; a value's quantile is `numpy.interp(value, samples,
+/// positions)` in f64, narrowed to f32 and clamped to [0, 1]. Ties are broken by summary
+/// position (extremes, then level 0, 1, …), as [`RunningQuantileState::quantiles`] does for
+/// the levels.
+#[derive(Debug)]
+pub struct QuantileNormalizer {
+    /// Per unit: `(sorted sample values, their positions)`.
+    units: Vec<(Vec<f64>, Vec<f32>)>,
+}
+
+impl QuantileNormalizer {
+    /// Reads `<project>/<layer>/quantiles.npz`.
+    pub fn read(path: &Path) -> Result<Self, ProjectError> {
+        let bytes = read_file(path)?;
+        let state = RunningQuantileState::from_npz(&bytes).map_err(|e| ProjectError::Format {
+            path: path.display().to_string(),
+            what: QUANTILES_WHAT.into(),
+            detail: e.to_string(),
+        })?;
+        Ok(Self::from_state(&state))
+    }
+
+    pub fn from_state(state: &RunningQuantileState) -> Self {
+        let depth = state.depth.max(1);
+        let units = (0..state.depth)
+            .map(|unit| {
+                if state.size == 0 {
+                    return (Vec::new(), Vec::new());
+                }
+                let Some(&(mut low, mut high)) = state.extremes.get(unit) else {
+                    return (Vec::new(), Vec::new());
+                };
+                // gandissect folds level 0 into the extremes only when it reads them.
+                if let Some(level0) = state.levels.first() {
+                    for row in level0.chunks_exact(depth) {
+                        low = low.min(row[unit]);
+                        high = high.max(row[unit]);
+                    }
+                }
+                let mut summary: Vec<(f64, f32)> = vec![(low, 0.0), (high, 0.0)];
+                for (level, values) in state.levels.iter().enumerate() {
+                    let weight = 2f32.powi(i32::try_from(level).unwrap_or(i32::MAX));
+                    summary.extend(values.chunks_exact(depth).map(|row| (row[unit], weight)));
+                }
+                // NaN last, as torch.sort; the sort is stable, so ties keep summary order.
+                summary.sort_by(|a, b| match (a.0.is_nan(), b.0.is_nan()) {
+                    (false, false) => a.0.partial_cmp(&b.0).unwrap_or(std::cmp::Ordering::Equal),
+                    (x, y) => x.cmp(&y),
+                });
+                // Weights are small powers of two: sums are exact in f64, and one rounding
+                // to f32 per operation is what torch's f32 arithmetic gives.
+                let total = summary.iter().map(|&(_, w)| w as f64).sum::<f64>() as f32;
+                let mut running = 0f64;
+                let positions = summary
+                    .iter()
+                    .map(|&(_, w)| {
+                        running += w as f64;
+                        let centred = (running as f32 as f64 - (w / 2.0) as f64) as f32;
+                        (centred as f64 / total as f64) as f32
+                    })
+                    .collect();
+                (summary.into_iter().map(|(v, _)| v).collect(), positions)
+            })
+            .collect();
+        QuantileNormalizer { units }
+    }
+
+    pub fn units(&self) -> usize {
+        self.units.len()
+    }
+
+    /// `unit`'s quantile of `value` in [0, 1]; `None` for an unknown unit or an empty
+    /// sketch.
+    pub fn normalize(&self, unit: usize, value: f32) -> Option<f32> {
+        let (values, positions) = self.units.get(unit)?;
+        let q = numpy_interp(value as f64, values, positions)?;
+        Some((q as f32).clamp(0.0, 1.0))
+    }
+}
+
+/// `numpy.interp(x, xp, fp)` for one point, with numpy's arithmetic: the last `j` with
+/// `xp[j] <= x`, then `slope·(x − xp[j]) + fp[j]`; clamped to the end values outside
+/// `xp`. `None` when `xp` is empty.
+fn numpy_interp(x: f64, xp: &[f64], fp: &[f32]) -> Option<f64> {
+    let n = xp.len();
+    if n == 0 || fp.len() != n {
+        return None;
+    }
+    let y = |i: usize| fp[i] as f64;
+    if x.is_nan() {
+        return Some(x);
+    }
+    if x < xp[0] {
+        return Some(y(0));
+    }
+    if x > xp[n - 1] {
+        return Some(y(n - 1));
+    }
+    let j = xp.partition_point(|&p| p <= x).saturating_sub(1);
+    if j == n - 1 || xp[j] == x {
+        return Some(y(j));
+    }
+    let slope = (y(j + 1) - y(j)) / (xp[j + 1] - xp[j]);
+    let value = slope * (x - xp[j]) + y(j);
+    if !value.is_nan() {
+        return Some(value);
+    }
+    let value = slope * (x - xp[j + 1]) + y(j + 1);
+    Some(if value.is_nan() && y(j) == y(j + 1) {
+        y(j)
+    } else {
+        value
+    })
 }
 
 #[cfg(test)]
@@ -550,7 +676,7 @@ mod tests {
     fn read_project_uses_the_gandissect_sketch_without_levels_json() {
         let dir = fixture("");
         assert!(!dir.join("levels.json").exists());
-        let project = super::super::output::read_project(&dir).unwrap();
+        let project = super::super::read_project(&dir).unwrap();
         let layer = project.layer("layer4").unwrap();
         assert_eq!(layer.units, 6);
         assert_eq!(layer.levels.quantiles, LEVEL_QUANTILES.to_vec());
@@ -582,7 +708,7 @@ mod tests {
         std::fs::write(dir.join("dissect.json"), dissect.to_string()).unwrap();
 
         // No sketch: each unit's one level.
-        let project = super::super::output::read_project(&dir).unwrap();
+        let project = super::super::read_project(&dir).unwrap();
         let table = &project.layer("layer4").unwrap().levels;
         assert_eq!(table.quantiles, vec![0.99]);
         assert_eq!(table.levels[3][0], levels[3] as f32);
@@ -593,7 +719,7 @@ mod tests {
             dir.join("layer4/quantiles.npz"),
         )
         .unwrap();
-        let err = super::super::output::read_project(&dir).unwrap_err();
+        let err = super::super::read_project(&dir).unwrap_err();
         let message = err.to_string();
         assert!(
             message.contains("quantiles.npz") && message.contains("6 units"),
@@ -615,7 +741,7 @@ mod tests {
             std::env::temp_dir().join(format!("ganpaint-npz-cut-{}.npz", std::process::id()));
         std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
         match read_gandissect_quantiles(&path) {
-            Err(DissectError::Format { path: p, what, .. }) => {
+            Err(ProjectError::Format { path: p, what, .. }) => {
                 assert!(p.ends_with(".npz"));
                 assert_eq!(what, QUANTILES_WHAT);
             }
@@ -756,5 +882,187 @@ mod tests {
             size: 0,
         };
         assert!(empty.quantiles(&[0.5])[0][0].is_nan());
+    }
+
+    /// One unit: level 0 holds -2, -1, 0, 1, 2 (weight 1 each), extremes -3 and 3.
+    fn five_samples() -> QuantileNormalizer {
+        QuantileNormalizer::from_state(&RunningQuantileState {
+            depth: 1,
+            levels: vec![vec![1.0, -2.0, 0.0, 2.0, -1.0]],
+            extremes: vec![(-3.0, 3.0)],
+            size: 5,
+        })
+    }
+
+    #[test]
+    fn normalize_interpolates_the_whole_sketch_as_gandissect() {
+        // Sorted summary -3 (w 0), -2, -1, 0, 1, 2, 3 (w 0); (cumsum(w) - w/2) / 5 puts
+        // them at 0, .1, .3, .5, .7, .9, 1, as f32.
+        let n = five_samples();
+        let (values, positions) = &n.units[0];
+        assert_eq!(values, &vec![-3.0, -2.0, -1.0, 0.0, 1.0, 2.0, 3.0]);
+        assert_eq!(positions, &vec![0.0, 0.1, 0.3, 0.5, 0.7, 0.9, 1.0]);
+        // numpy.interp(x, values, positions) in f64, then f32:
+        //   >>> np.float32(np.interp(-2.5, v, np.float32(p)))  -> 0.05
+        //   >>> np.float32(np.interp(0.25, v, np.float32(p)))  -> 0.55
+        let cases: [(f32, f32); 8] = [
+            (-10.0, 0.0),
+            (-3.0, 0.0),
+            (-2.5, 0.05),
+            (-2.0, 0.1),
+            (0.25, 0.55),
+            (2.0, 0.9),
+            (3.0, 1.0),
+            (10.0, 1.0),
+        ];
+        for (x, q) in cases {
+            assert_eq!(n.normalize(0, x), Some(q), "x = {x}");
+        }
+        assert_eq!(n.normalize(1, 0.0), None);
+    }
+
+    #[test]
+    fn normalize_equals_gandissect_on_its_own_quantiles_file() {
+        // The fixture of the tests above (scripts/make_npz_fixture.py). Expected: its
+        // RunningQuantile state run through `_weighted_summary` and `normalize` op for op
+        // in PyTorch 2 / numpy 2 (torch.sort, f32 torch.cumsum of the weights,
+        // numpy.interp, torch.tensor(..., dtype=torch.float).clamp_(0, 1)), printed with
+        // `.tolist()`.
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/gandissect/layer4/quantiles.npz");
+        let n = QuantileNormalizer::read(&path).unwrap();
+        let xs: [f32; 13] = [
+            -3.5, -2.0, -0.7, -0.06857, 0.0, 0.3, 0.95, 1.5, 2.2049733, 2.5, 3.1, 4.0, 6.0,
+        ];
+        let expected: [[f64; 13]; 6] = [
+            [
+                0.0,
+                0.018680552020668983,
+                0.2786453366279602,
+                0.5000007748603821,
+                0.5236981511116028,
+                0.6287418603897095,
+                0.8193138837814331,
+                0.9299550652503967,
+                0.9900000095367432,
+                0.9988113045692444,
+                1.0,
+                1.0,
+                1.0,
+            ],
+            [
+                0.0,
+                0.0,
+                0.0,
+                0.0,
+                0.0,
+                0.05033661052584648,
+                0.5000577569007874,
+                0.8328260779380798,
+                0.9196961522102356,
+                0.9588075876235962,
+                0.9689362645149231,
+                0.9837144017219543,
+                1.0,
+            ],
+            [
+                0.0,
+                0.0,
+                0.07567543536424637,
+                0.24050328135490417,
+                0.2557656466960907,
+                0.3145633041858673,
+                0.4640295207500458,
+                0.6707401275634766,
+                0.8863603472709656,
+                0.9160581827163696,
+                1.0,
+                1.0,
+                1.0,
+            ],
+            [
+                0.0,
+                0.0,
+                0.0,
+                0.10507769137620926,
+                0.1726691573858261,
+                0.3834027051925659,
+                0.7565154433250427,
+                0.8763887882232666,
+                0.9602072238922119,
+                0.9649887084960938,
+                0.987323522567749,
+                1.0,
+                1.0,
+            ],
+            [
+                0.0,
+                0.0,
+                0.0,
+                0.0,
+                0.0,
+                0.0,
+                0.014816422946751118,
+                0.16894865036010742,
+                0.5870682597160339,
+                0.7905942797660828,
+                0.933449387550354,
+                1.0,
+                1.0,
+            ],
+            [
+                0.0,
+                0.0,
+                0.17070679366588593,
+                0.5267921090126038,
+                0.5345509648323059,
+                0.5665936470031738,
+                0.5685701370239258,
+                0.570579469203949,
+                0.6402879953384399,
+                0.7745330333709717,
+                0.9640322327613831,
+                1.0,
+                1.0,
+            ],
+        ];
+        assert_eq!(n.units(), 6);
+        for (unit, row) in expected.iter().enumerate() {
+            for (&x, &q) in xs.iter().zip(row) {
+                assert_eq!(
+                    n.normalize(unit, x).map(f64::from),
+                    Some(q),
+                    "unit {unit}, x {x}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn level_zero_extends_the_saved_extremes() {
+        // gandissect saves extremes without level 0's samples; -5 lies below them.
+        let n = QuantileNormalizer::from_state(&RunningQuantileState {
+            depth: 1,
+            levels: vec![vec![-5.0, 0.0], vec![1.0]],
+            extremes: vec![(-1.0, 2.0)],
+            size: 4,
+        });
+        // -5 (w 0), -5 (w 1), 0 (w 1), 1 (w 2), 2 (w 0): positions 0, .125, .375, .75, 1.
+        assert_eq!(n.units[0].1, vec![0.0, 0.125, 0.375, 0.75, 1.0]);
+        // A tie takes the last of its run, as numpy.interp does.
+        assert_eq!(n.normalize(0, -5.0), Some(0.125));
+        assert_eq!(n.normalize(0, 1.5), Some(0.875));
+    }
+
+    #[test]
+    fn an_empty_sketch_normalizes_to_nothing() {
+        let n = QuantileNormalizer::from_state(&RunningQuantileState {
+            depth: 2,
+            levels: vec![],
+            extremes: vec![(0.0, 0.0), (0.0, 0.0)],
+            size: 0,
+        });
+        assert_eq!(n.units(), 2);
+        assert_eq!(n.normalize(0, 1.0), None);
     }
 }
