@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use tch::{nn, Device, Kind, Tensor};
 
 use super::data::SceneBatches;
-use super::grow::{Adoption, Fade, Growth};
+use super::fade::{Adoption, Fade, Growth};
 use super::nn::{copy_vars, ema_update, load_vars, Adam, EqLayer};
 use crate::model::{ProgGan, ProgGanConfig};
 
@@ -367,7 +367,13 @@ impl GanTrainer {
         self.step = step;
         self.fade = match self.growths.last().filter(|g| g.fading(step)) {
             Some(growth) => {
-                let mut fade = Fade::new(growth.clone(), &self.settings, self.g.device());
+                let channels = &self.settings.channels;
+                let mut fade = Fade::new(
+                    growth.clone(),
+                    channels[channels.len() - 2],
+                    self.settings.lr,
+                    self.g.device(),
+                );
                 fade.set_lr(self.settings.lr);
                 fade.load(tensors, step)?;
                 Some(fade)

@@ -90,6 +90,14 @@ impl ErrorType {
     }
 }
 
+/// Every error answer's body, as documented: `error` is the kind, `detail` names the
+/// field.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    pub error: String,
+    pub detail: String,
+}
+
 #[derive(Clone, Debug)]
 pub struct ApiError {
     pub kind: ErrorType,

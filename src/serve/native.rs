@@ -11,7 +11,7 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::error::{ApiError, AppJson};
+use super::error::{ApiError, AppJson, ErrorBody};
 use super::project::ProjectLayer;
 use super::uploads::api as upload_api;
 use super::uploads::{UploadId, Uploads};
@@ -727,13 +727,6 @@ pub async fn paint(
     .await?
     .map_err(ApiError::internal)?;
     Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
-}
-
-/// Every error answer: `error` is the kind, `detail` names the field.
-#[derive(Serialize, ToSchema)]
-pub struct ErrorBody {
-    pub error: String,
-    pub detail: String,
 }
 
 /// The OpenAPI document, completed with what the derive cannot say: the loaded project

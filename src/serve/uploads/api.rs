@@ -72,10 +72,10 @@ fn query_project(query: Option<&str>) -> Result<Option<String>, ApiError> {
     params(("project" = Option<String>, Query, description = "The project, when the body is the picture itself")),
     responses(
         (status = 200, description = "Inverted (or already stored)", body = UploadResponse),
-        (status = 400, description = "bad input: not a PNG or JPEG, corrupt, animated, too many pixels, unknown project", body = crate::serve::native::ErrorBody),
-        (status = 413, description = "body too large", body = crate::serve::native::ErrorBody),
-        (status = 415, description = "neither JSON nor a PNG or JPEG body", body = crate::serve::native::ErrorBody),
-        (status = 503, description = "the inversion queue is full", body = crate::serve::native::ErrorBody)))]
+        (status = 400, description = "bad input: not a PNG or JPEG, corrupt, animated, too many pixels, unknown project", body = crate::serve::error::ErrorBody),
+        (status = 413, description = "body too large", body = crate::serve::error::ErrorBody),
+        (status = 415, description = "neither JSON nor a PNG or JPEG body", body = crate::serve::error::ErrorBody),
+        (status = 503, description = "the inversion queue is full", body = crate::serve::error::ErrorBody)))]
 pub async fn upload(
     State(state): State<Arc<AppState>>,
     RawQuery(query): RawQuery,
@@ -268,8 +268,8 @@ fn error_body(e: &ApiError) -> serde_json::Value {
     params(("image" = String, Path, description = "An upload's id, `upload-` and 32 hex digits")),
     responses(
         (status = 200, description = "Running or done", body = UploadStatus),
-        (status = 400, description = "not an upload id", body = crate::serve::native::ErrorBody),
-        (status = 404, description = "unknown, or no longer stored", body = crate::serve::native::ErrorBody)))]
+        (status = 400, description = "not an upload id", body = crate::serve::error::ErrorBody),
+        (status = 404, description = "unknown, or no longer stored", body = crate::serve::error::ErrorBody)))]
 pub async fn status(
     State(state): State<Arc<AppState>>,
     Path(image): Path<String>,
@@ -321,9 +321,9 @@ pub fn still_inverting(id: &UploadId) -> ApiError {
     params(("image" = String, Path, description = "An upload's id")),
     responses(
         (status = 200, description = "The picture", content_type = "image/png", body = Vec<u8>),
-        (status = 400, description = "not an upload id", body = crate::serve::native::ErrorBody),
-        (status = 404, description = "unknown, or no longer stored", body = crate::serve::native::ErrorBody),
-        (status = 409, description = "still being inverted", body = crate::serve::native::ErrorBody)))]
+        (status = 400, description = "not an upload id", body = crate::serve::error::ErrorBody),
+        (status = 404, description = "unknown, or no longer stored", body = crate::serve::error::ErrorBody),
+        (status = 409, description = "still being inverted", body = crate::serve::error::ErrorBody)))]
 pub async fn picture(
     State(state): State<Arc<AppState>>,
     Path(image): Path<String>,

@@ -1,0 +1,209 @@
+//! What a run that grew keeps while the new resolution fades in (see [`super::grow`]):
+//! the record of each growth, where an adopted run began, and the [`Fade`] blocks (G's
+//! old output block and D's old input layer, with their optimisers) that blend the old
+//! resolution with the new one. [`super::gan`] trains with them; [`super::grow`] makes
+//! them. Neither imports the other for these types.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use tch::{nn, Device, Tensor};
+
+use super::nn::{ema_update, load_vars, Adam, EqLayer};
+use crate::model::proggan::pixel_norm;
+use crate::model::ProgGan;
+
+/// One growth of a run: at `step` the resolution went from `from` to `to`, and the new
+/// blocks were faded in over `fade_steps` steps.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Growth {
+    pub step: i64,
+    pub from: i64,
+    pub to: i64,
+    pub fade_steps: i64,
+    /// The batch before growing, when growing changed it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch_from: Option<i64>,
+}
+
+impl Growth {
+    /// The blend weight of the new blocks at `step`: 0 when grown, 1 after the fade.
+    pub fn alpha(&self, step: i64) -> f64 {
+        if self.fade_steps <= 0 {
+            return 1.0;
+        }
+        ((step - self.step) as f64 / self.fade_steps as f64).clamp(0.0, 1.0)
+    }
+
+    pub fn fading(&self, step: i64) -> bool {
+        self.alpha(step) < 1.0
+    }
+}
+
+/// Where a run began when it did not begin from random weights.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Adoption {
+    /// The generator file G and its moving average started from.
+    pub generator: String,
+    /// Steps a fresh D trained alone before G moved.
+    pub d_steps: i64,
+}
+
+/// G's output block as a layer of its own: `PixelNorm → conv1×1 (c → 3) → WScale(gain 1)`,
+/// exactly [`crate::model::proggan`]'s output block, under the same variable names.
+pub struct ToRgb {
+    weight: Tensor,
+    bias: Tensor,
+    scale: f64,
+}
+
+impl ToRgb {
+    fn new(path: nn::Path, channels: i64) -> Self {
+        let weight = (&path / "conv").var(
+            "weight",
+            &[3, channels, 1, 1],
+            nn::Init::Randn {
+                mean: 0.0,
+                stdev: 1.0,
+            },
+        );
+        let bias = (&path / "wscale").var("b", &[3], nn::Init::Const(0.0));
+        ToRgb {
+            weight,
+            bias,
+            scale: 1.0 / (channels as f64).sqrt(),
+        }
+    }
+
+    /// h: [N, c, R, R] → image [N, 3, R, R], in h's dtype.
+    fn forward(&self, h: &Tensor) -> Tensor {
+        let x = pixel_norm(h).expect("pixel norm");
+        let weight = self.weight.to_kind(x.kind());
+        let x = x.conv2d::<Tensor>(&weight, None, [1, 1], [0, 0], [1, 1], 1) * self.scale;
+        x + self.bias.to_kind(h.kind()).view([1, 3, 1, 1])
+    }
+}
+
+/// The blocks of the resolution a run grew from, kept while the new one fades in.
+pub struct Fade {
+    pub growth: Growth,
+    g_vs: nn::VarStore,
+    g_rgb: ToRgb,
+    g_ema_vs: nn::VarStore,
+    g_ema_rgb: ToRgb,
+    d_vs: nn::VarStore,
+    d_rgb: EqLayer,
+    opt_g: Adam,
+    opt_d: Adam,
+}
+
+impl Fade {
+    /// Fresh fade blocks for a run that grew by `growth`, whose last resolution before
+    /// growing had `old_channels` channels, trained at `lr`.
+    pub fn new(growth: Growth, old_channels: i64, lr: f64, device: Device) -> Self {
+        let out = output_name(growth.from);
+        let g_vs = nn::VarStore::new(device);
+        let g_rgb = ToRgb::new(g_vs.root() / out.as_str(), old_channels);
+        let g_ema_vs = nn::VarStore::new(device);
+        let g_ema_rgb = ToRgb::new(g_ema_vs.root() / out.as_str(), old_channels);
+        let d_vs = nn::VarStore::new(device);
+        let d_rgb = EqLayer::conv(d_vs.root() / "from_rgb", 3, old_channels, 1);
+        let opt_g = Adam::new(&g_vs, lr, 0.0, 0.99);
+        let opt_d = Adam::new(&d_vs, lr, 0.0, 0.99);
+        Fade {
+            growth,
+            g_vs,
+            g_rgb,
+            g_ema_vs,
+            g_ema_rgb,
+            d_vs,
+            d_rgb,
+            opt_g,
+            opt_d,
+        }
+    }
+
+    pub fn alpha(&self, step: i64) -> f64 {
+        self.growth.alpha(step)
+    }
+
+    /// The blended image of G (or of its moving average, `ema`) at `step`.
+    pub fn generate(&self, g: &ProgGan, ema: bool, step: i64, z: &Tensor) -> Tensor {
+        let split = split_layer(g);
+        let h = g.features(z, &split).expect("generator prefix");
+        let new = g.forward_from(&split, &h).expect("generator suffix");
+        let rgb = if ema { &self.g_ema_rgb } else { &self.g_rgb };
+        let old = rgb.forward(&h);
+        let (r, kind) = (self.growth.to, new.kind());
+        let old = old.upsample_nearest2d([r, r], None, None).to_kind(kind);
+        let alpha = self.alpha(step);
+        old * (1.0 - alpha) + new * alpha
+    }
+
+    /// The kept input layer of D and the blend weight, for [`super::gan::Discriminator`].
+    pub fn discriminator_path(&self, step: i64) -> (&EqLayer, f64) {
+        (&self.d_rgb, self.alpha(step))
+    }
+
+    pub fn zero_grad(&mut self) {
+        self.opt_g.zero_grad();
+        self.opt_d.zero_grad();
+    }
+
+    pub fn update_d(&mut self) {
+        self.opt_d.update();
+    }
+
+    pub fn update_g(&mut self, ema_beta: f64) {
+        self.opt_g.update();
+        ema_update(&self.g_ema_vs, &self.g_vs, ema_beta);
+    }
+
+    pub fn set_lr(&mut self, lr: f64) {
+        self.opt_g.lr = lr;
+        self.opt_d.lr = lr;
+    }
+
+    /// Named tensors for a checkpoint: `g_fade.*`, `g_ema_fade.*`, `d_fade.*` and the
+    /// Adam moments `adam_g_fade.*`, `adam_d_fade.*`.
+    pub fn tensors(&self) -> Vec<(String, Tensor)> {
+        let mut out = Vec::new();
+        for (prefix, vs) in [
+            ("g_fade.", &self.g_vs),
+            ("g_ema_fade.", &self.g_ema_vs),
+            ("d_fade.", &self.d_vs),
+        ] {
+            out.extend(
+                vs.variables()
+                    .into_iter()
+                    .map(|(k, t)| (format!("{prefix}{k}"), t)),
+            );
+        }
+        out.extend(self.opt_g.state("adam_g_fade"));
+        out.extend(self.opt_d.state("adam_d_fade"));
+        out
+    }
+
+    /// Loads what [`Self::tensors`] wrote. Without Adam moments (a compact state), the
+    /// moments start from zero and warm up again.
+    pub fn load(&mut self, tensors: &BTreeMap<String, Tensor>, step: i64) -> anyhow::Result<()> {
+        load_vars(&self.g_vs, "g_fade.", tensors)?;
+        load_vars(&self.g_ema_vs, "g_ema_fade.", tensors)?;
+        load_vars(&self.d_vs, "d_fade.", tensors)?;
+        if tensors.keys().any(|k| k.starts_with("adam_g_fade.")) {
+            self.opt_g.load_state("adam_g_fade", tensors, step)?;
+            self.opt_d.load_state("adam_d_fade", tensors, step)?;
+        }
+        Ok(())
+    }
+}
+
+pub(super) fn output_name(resolution: i64) -> String {
+    format!("output_{resolution}x{resolution}")
+}
+
+/// G's last layer at the resolution it grew from: `layer{2L}` of a generator now at
+/// `L + 1` resolutions.
+fn split_layer(g: &ProgGan) -> String {
+    format!("layer{}", 2 * (g.config().channels.len() - 1))
+}
