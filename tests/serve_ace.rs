@@ -116,5 +116,13 @@ async fn strokes_paint_learned_units_with_their_weights_and_rankings_elsewhere()
         .collect();
     assert_eq!(listed, vec![5, 3]);
     assert_eq!(tree["remove_units"].as_array().unwrap().len(), 16);
+    // And which ranking each mode takes them from, so no client keeps the rule: the
+    // learned weights for draw; remove has no learned edit here.
+    assert_eq!(tree["draw_ranking"], "tree-ace-draw");
+    let remove = tree["remove_ranking"].as_str().unwrap();
+    assert!(
+        remove == "tree-causal-remove" || remove == "tree-iou",
+        "{remove}"
+    );
     let _ = std::fs::remove_dir_all(&data);
 }

@@ -56,6 +56,19 @@ pub struct ConceptRanking {
     pub units: Vec<i64>,
 }
 
+impl ConceptRanking {
+    /// The name the dissection lists it under: `<concept>-<metric>` (`tree-causal-draw`).
+    pub fn name(&self) -> String {
+        format!("{}-{}", self.concept, self.metric)
+    }
+
+    /// Learned weights of an optimized intervention (scores are −weight), not a ranking
+    /// of the units by a measure.
+    pub fn is_learned(&self) -> bool {
+        self.metric == metric::LEARNED_DRAW || self.metric == metric::LEARNED_REMOVE
+    }
+}
+
 #[derive(Deserialize)]
 struct RawProject {
     #[serde(default)]
@@ -312,6 +325,44 @@ impl ProjectLayer {
         }
     }
 
+    /// The ranking a stroke of `mode` for `concept` takes its units from, as
+    /// [`Self::stroke_edits`] describes: the learned weights (with `Optimized`) when at
+    /// least one unit weighs [`MIN_WEIGHT`] or more, else the causal ranking for the mode
+    /// (with `Causal` and up) when there is one, else the IoU ranking. The server serves
+    /// its name with each concept, so no client keeps a copy of this rule.
+    pub fn stroke_ranking(
+        &self,
+        concept: &str,
+        mode: StrokeMode,
+        choice: UnitChoice,
+    ) -> Result<&ConceptRanking, ProjectError> {
+        let (causal_metric, ace_metric) = match mode {
+            StrokeMode::Draw => (metric::CAUSAL_DRAW, metric::LEARNED_DRAW),
+            StrokeMode::Remove => (metric::CAUSAL_REMOVE, metric::LEARNED_REMOVE),
+        };
+        let find = |metric: &str| {
+            self.rankings
+                .iter()
+                .find(|r| r.concept == concept && r.metric == metric)
+        };
+        // A learned edit without a unit heavy enough to paint is no edit at all.
+        let learned = (choice == UnitChoice::Optimized)
+            .then(|| find(ace_metric))
+            .flatten()
+            .filter(|r| {
+                r.units
+                    .first()
+                    .is_some_and(|&u| -r.scores[u as usize] as f32 >= MIN_WEIGHT)
+            });
+        let causal = (choice != UnitChoice::Iou)
+            .then(|| find(causal_metric))
+            .flatten();
+        match learned.or(causal) {
+            Some(ranking) => Ok(ranking),
+            None => self.ranking(concept),
+        }
+    }
+
     /// The unit edits (alpha and value per unit) a stroke of `mode` for `concept` makes:
     ///
     /// - [`UnitChoice::Optimized`], where the dissection has learned weights for the
@@ -331,18 +382,8 @@ impl ProjectLayer {
         quantile: f64,
         choice: UnitChoice,
     ) -> Result<Vec<UnitEdit>, ProjectError> {
-        let (causal_metric, ace_metric) = match mode {
-            StrokeMode::Draw => (metric::CAUSAL_DRAW, metric::LEARNED_DRAW),
-            StrokeMode::Remove => (metric::CAUSAL_REMOVE, metric::LEARNED_REMOVE),
-        };
-        let learned = (choice == UnitChoice::Optimized)
-            .then(|| {
-                self.rankings
-                    .iter()
-                    .find(|r| r.concept == concept && r.metric == ace_metric)
-            })
-            .flatten();
-        let learned: Vec<(i64, f32)> = learned.map_or_else(Vec::new, |ranking| {
+        let ranking = self.stroke_ranking(concept, mode, choice)?;
+        let weighted: Vec<(i64, f32)> = if ranking.is_learned() {
             ranking
                 .units
                 .iter()
@@ -350,17 +391,8 @@ impl ProjectLayer {
                 .take_while(|&(_, w)| w >= MIN_WEIGHT)
                 .take(k)
                 .collect()
-        });
-        // A learned edit without a unit heavy enough to paint is no edit at all.
-        let weighted: Vec<(i64, f32)> = match learned.is_empty() {
-            false => learned,
-            true => {
-                let units = match choice {
-                    UnitChoice::Iou => self.top_units(concept, k)?,
-                    _ => self.top_units_by(concept, causal_metric, k)?,
-                };
-                units.into_iter().map(|u| (u, 1.0)).collect()
-            }
+        } else {
+            ranking.units.iter().take(k).map(|&u| (u, 1.0)).collect()
         };
         let units: Vec<i64> = weighted.iter().map(|&(u, _)| u).collect();
         let levels = self.levels_for(&units, quantile)?;

@@ -30,6 +30,12 @@ pub struct ConceptInfo {
     pub units: Vec<UnitScore>,
     /// The units a remove stroke edits, in order (up to 40).
     pub remove_units: Vec<usize>,
+    /// The ranking (as `/api/rankings` names it) whose order a draw stroke takes: the
+    /// optimized intervention's learned weights (`tree-ace-draw`) where the dissection has
+    /// them, else `tree-causal-draw`, else `tree-iou`.
+    pub draw_ranking: String,
+    /// Likewise for a remove stroke.
+    pub remove_ranking: String,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -102,6 +108,8 @@ pub async fn projects(State(state): State<Arc<AppState>>) -> Json<Vec<ProjectInf
                                     })
                                     .collect(),
                                 remove_units: remove.collect(),
+                                draw_ranking: l.stroke_ranking(&c.concept, StrokeMode::Draw)?,
+                                remove_ranking: l.stroke_ranking(&c.concept, StrokeMode::Remove)?,
                             })
                         })
                         .collect(),

@@ -67,6 +67,15 @@ impl ProjectLayer {
         self.dissection.stroke_units(concept, mode, k)
     }
 
+    /// The name of the ranking a stroke of `mode` takes its units from (the server's
+    /// rule, [`crate::project::ProjectLayer::stroke_ranking`]), served to clients.
+    pub fn stroke_ranking(&self, concept: &str, mode: crate::edit::StrokeMode) -> Option<String> {
+        self.dissection
+            .stroke_ranking(concept, mode, crate::project::UnitChoice::Optimized)
+            .ok()
+            .map(ConceptRanking::name)
+    }
+
     /// See [`crate::project::ProjectLayer::concept_units`].
     pub fn concept_units(&self, concept: &str) -> Option<Vec<(usize, f64)>> {
         self.dissection.concept_units(concept)

@@ -94,15 +94,7 @@ pub fn bench_http(settings: &HttpSettings) -> anyhow::Result<HttpReport> {
     else {
         bail!("no project under {}", settings.data.display());
     };
-    let concept = layer
-        .concepts()
-        .map(|c| c.concept.clone())
-        .find(|c| {
-            layer
-                .concept_units(c)
-                .is_some_and(|u| u.first().is_some_and(|&(_, iou)| iou > 0.0))
-        })
-        .context("the project has no paintable concept")?;
+    let concept = paintable_concept(&layer)?;
     let resolution = state.projects[&project].resolution() as u32;
     let mask = crate::edit::mask::encode_png_mask(resolution, resolution, |x, y| {
         x >= resolution / 4 && x < resolution / 2 && y >= resolution / 4 && y < resolution / 2
@@ -163,4 +155,19 @@ pub fn bench_http(settings: &HttpSettings) -> anyhow::Result<HttpReport> {
         server.abort();
         Ok(HttpReport { project, cases })
     })
+}
+
+/// The first concept of `layer` that some unit overlaps (one a stroke can paint).
+pub(super) fn paintable_concept(
+    layer: &crate::serve::project::ProjectLayer,
+) -> anyhow::Result<String> {
+    layer
+        .concepts()
+        .map(|c| c.concept.clone())
+        .find(|c| {
+            layer
+                .concept_units(c)
+                .is_some_and(|u| u.first().is_some_and(|&(_, iou)| iou > 0.0))
+        })
+        .context("the project has no paintable concept")
 }

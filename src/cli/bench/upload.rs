@@ -13,6 +13,7 @@ use std::time::Instant;
 use anyhow::{bail, Context};
 use serde_json::{json, Value};
 
+use super::http::paintable_concept;
 use super::report::UploadBench;
 use super::stats::{median, Latency, RatioStats};
 use crate::model::{DeviceChoice, Precision};
@@ -48,15 +49,7 @@ pub fn bench_upload(settings: &UploadSettings) -> anyhow::Result<UploadBench> {
     else {
         bail!("no project under {} takes uploads", settings.data.display());
     };
-    let concept = layer
-        .concepts()
-        .map(|c| c.concept.clone())
-        .find(|c| {
-            layer
-                .concept_units(c)
-                .is_some_and(|u| u.first().is_some_and(|&(_, iou)| iou > 0.0))
-        })
-        .context("the project has no paintable concept")?;
+    let concept = paintable_concept(&layer)?;
     // Stroke k: a square a quarter of the image wide, walking across it.
     let strokes: Vec<Value> = (0..settings.strokes)
         .map(|k| {

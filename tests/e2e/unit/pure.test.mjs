@@ -85,34 +85,41 @@ test('server errors read in plain language', () => {
   assert.equal(explain({ name: 'AbortError' }), null);
 });
 
-test('the units panel names the ranking whose order the server uses', () => {
+test('the units panel names the ranking the server says it takes', () => {
   const scores = (order, n = 6) => {
     const s = Array(n).fill(0);
     order.forEach((unit, rank) => { s[unit] = -(1 - rank / 10); });
     return s;
   };
-  const concept = { name: 'tree', units: [{ unit: 3, iou: 0.1 }, { unit: 1, iou: 0.3 }], remove_units: [4, 0] };
+  const concept = {
+    name: 'tree',
+    units: [{ unit: 3, iou: 0.1 }, { unit: 1, iou: 0.3 }],
+    remove_units: [4, 0],
+    draw_ranking: 'tree-causal-draw',
+    remove_ranking: 'tree-iou',
+  };
   const rankings = [
-    { name: 'tree-iou', metric: 'iou', scores: scores([1, 3, 4, 0]) },
+    { name: 'tree-iou', metric: 'iou', scores: scores([4, 0, 1, 3]) },
     { name: 'tree-causal-draw', metric: 'causal-draw', scores: scores([3, 1]) },
   ];
   const draw = strokeRanking(concept, 'draw', rankings);
   assert.equal(draw.name, 'tree-causal-draw');
+  assert.equal(draw.metric, 'causal-draw');
   assert.deepEqual(draw.units.map((u) => u.unit), [3, 1]);
   assert.ok(draw.units[0].score >= draw.units[1].score, 'scores decrease');
-  // No causal remove ranking, and the IoU order isn't the remove order: say no name.
   const remove = strokeRanking(concept, 'remove', rankings);
+  assert.equal(remove.name, 'tree-iou');
   assert.deepEqual(remove.units.map((u) => u.unit), [4, 0]);
-  assert.equal(remove.name, null);
-  const removeByIou = strokeRanking({ ...concept, remove_units: [1, 3] }, 'remove', rankings);
-  assert.equal(removeByIou.name, 'tree-iou');
-  // An optimized intervention's learned weights come first when the server takes them,
-  // ties (weights of 1) in the server's order.
+  // An optimized intervention's learned weights, in the server's order.
   const learned = [0, -1, 0, -1, -0.5, -0.01];
   const withAce = [...rankings, { name: 'tree-ace-draw', metric: 'ace-draw', scores: learned }];
-  const drawAce = strokeRanking({ ...concept, units: [1, 3, 4].map((unit) => ({ unit, iou: 0 })) }, 'draw', withAce);
+  const drawAce = strokeRanking({ ...concept, draw_ranking: 'tree-ace-draw', units: [1, 3, 4].map((unit) => ({ unit, iou: 0 })) }, 'draw', withAce);
   assert.equal(drawAce.name, 'tree-ace-draw');
   assert.deepEqual(drawAce.units.map((u) => u.score), [1, 1, 0.5]);
+  // A ranking the server names but the rankings do not list: the order, unscored.
+  const unlisted = strokeRanking({ ...concept, remove_ranking: 'tree-causal-remove' }, 'remove', rankings);
+  assert.equal(unlisted.name, null);
+  assert.deepEqual(unlisted.units, [{ unit: 4, score: null }, { unit: 0, score: null }]);
 });
 
 test('a recipe is the paint request, with 64-bit seeds exact', () => {
