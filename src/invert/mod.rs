@@ -337,9 +337,11 @@ pub fn blend_edit(
         .f_abs()?
         .f_amax([1i64].as_slice(), true)?;
     let dilated = difference.f_max_pool2d([3, 3], [1, 1], [1, 1], [1, 1], false)?;
-    let weight = dilated.f_div_scalar(BLEND_THRESHOLD)?.f_clamp_max(1.0)?;
-    let keep = weight.f_neg()?.f_add_scalar(1.0)?;
-    Ok(original.f_mul(&keep)?.f_add(&edited.f_mul(&weight)?)?)
+    let weight = dilated
+        .f_mul_scalar(1.0 / BLEND_THRESHOLD)?
+        .f_clamp_max(1.0)?;
+    // (1 − w)·x + w·e, as x + w·(e − x): fewer passes over the image.
+    Ok(original.f_add(&edited.f_sub(original)?.f_mul(&weight)?)?)
 }
 
 #[cfg(test)]

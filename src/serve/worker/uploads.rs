@@ -172,11 +172,9 @@ impl UploadModels {
 /// An upload's render in [-1, 1], nudged up by half an 8-bit step: pixels are truncated
 /// to 8 bits (as GAN Dissection does), and the nudge makes that round to nearest, so the
 /// uploaded pixels come back exactly where the edit changes nothing.
+/// (Converting to bytes clamps to [0, 255].)
 fn to_pixels(image: &Tensor) -> Result<Tensor, WorkerError> {
-    Ok(image
-        .f_to_kind(Kind::Float)?
-        .f_clamp(-1.0, 1.0)?
-        .f_add_scalar(1.0 / 255.0)?)
+    Ok(image.f_to_kind(Kind::Float)?.f_add_scalar(1.0 / 255.0)?)
 }
 
 impl Loaded {
