@@ -72,7 +72,7 @@ impl ErrorType {
         }
     }
 
-    pub fn name(self) -> &'static str {
+    fn name(self) -> &'static str {
         match self {
             ErrorType::BadRequest => "bad_request",
             ErrorType::NotFound => "not_found",
@@ -140,16 +140,24 @@ impl std::fmt::Display for ApiError {
     }
 }
 
+impl ApiError {
+    /// The error body, `{"error", "detail"}`; an internal error's cause is logged here and
+    /// answered with a generic detail. Every answer and every error event uses it.
+    pub fn body(&self) -> serde_json::Value {
+        let detail = if self.kind == ErrorType::Internal {
+            tracing::error!(cause = %self.detail, "internal error");
+            "internal server error; see the server log"
+        } else {
+            self.detail.as_str()
+        };
+        json!({ "error": self.kind.name(), "detail": detail })
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.kind.status();
-        let detail = if status.is_server_error() && self.kind == ErrorType::Internal {
-            tracing::error!(cause = %self.detail, "internal error");
-            "internal server error; see the server log".to_string()
-        } else {
-            self.detail
-        };
-        let body = Json(json!({ "error": self.kind.name(), "detail": detail }));
+        let body = Json(self.body());
         let mut response = (status, body).into_response();
         if self.kind == ErrorType::Overloaded {
             response

@@ -241,26 +241,16 @@ fn event_stream(
                     info: info.clone(),
                     stored: true,
                 }),
-                JobState::Failed(e) => Event::default().event("error").json_data(error_body(e)),
+                JobState::Failed(e) => Event::default().event("error").json_data(e.body()),
                 JobState::Cancelled => Event::default()
                     .event("error")
-                    .json_data(error_body(&cancelled())),
+                    .json_data(cancelled().body()),
             };
             let event = event.unwrap_or_else(|_| Event::default().event("error"));
             Some((Ok(event), (rx, watching, false, now.is_final())))
         },
     );
     Sse::new(stream).keep_alive(KeepAlive::default())
-}
-
-fn error_body(e: &ApiError) -> serde_json::Value {
-    let detail = if e.kind == ErrorType::Internal {
-        tracing::error!(cause = %e.detail, "internal error");
-        "internal server error; see the server log".to_string()
-    } else {
-        e.detail.clone()
-    };
-    serde_json::json!({ "error": e.kind.name(), "detail": detail })
 }
 
 /// An upload's state: `running` with its progress, or `done` with its figures.

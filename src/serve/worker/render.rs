@@ -22,7 +22,7 @@ use super::uploads::UploadModels;
 use super::{WorkerError, WorkerObserver};
 use crate::edit::{self, EditPlanes, LayerPlanes, Route};
 use crate::imageio;
-use crate::model::ProgGan;
+use crate::model::{IncrementalStats, ProgGan};
 
 pub(super) type PendingRender = Pending<RenderJob, RenderOutput>;
 
@@ -216,11 +216,7 @@ pub(super) fn render_batch(
                 let recomputed = match &r.incremental {
                     Some(stats) => {
                         observer.incremental(stats);
-                        if stats.changed_cells == 0 {
-                            0.0
-                        } else {
-                            stats.work_fraction
-                        }
+                        recomputed_share(stats)
                     }
                     None if item.planes.is_empty() => 0.0,
                     None => 1.0,
@@ -367,12 +363,17 @@ fn rerender(
     )?;
     let stats = rendered.incremental.unwrap_or_default();
     observer.incremental(&stats);
-    let work = if stats.changed_cells == 0 {
+    let work = recomputed_share(&stats);
+    Ok((rgb_bytes(&rendered.images)?.pop().expect("one image"), work))
+}
+
+/// The share of a full pass an incremental update recomputed (0 when nothing changed).
+fn recomputed_share(stats: &IncrementalStats) -> f64 {
+    if stats.changed_cells == 0 {
         0.0
     } else {
         stats.work_fraction
-    };
-    Ok((rgb_bytes(&rendered.images)?.pop().expect("one image"), work))
+    }
 }
 
 /// Renders one-image jobs that all edit `layer`, in one batch, and keeps each render.
