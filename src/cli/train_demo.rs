@@ -175,6 +175,11 @@ struct GanArgs {
     /// Decay of the exported moving average of G's weights [default: 0.998].
     #[arg(long)]
     ema_beta: Option<f64>,
+    /// Hold G's first K layers (`layer1..layerK`) fixed and train the rest [default: 0].
+    /// After `grow`, the old resolutions' layers (10 for a run grown from 64²) keep what
+    /// they draw while the new blocks learn the finer scale. May change on resume.
+    #[arg(long)]
+    freeze_g_layers: Option<i64>,
     /// Activations in bf16 (fp32 master weights); worth it on CPUs with AMX/AVX-512-BF16.
     #[arg(long, default_value_t = false)]
     bf16: bool,
@@ -277,6 +282,7 @@ pub fn run(args: TrainDemoArgs) -> anyhow::Result<()> {
                 ema_beta: a.ema_beta.unwrap_or(0.998),
                 bf16: a.bf16,
                 seed: a.seed,
+                frozen_layers: a.freeze_g_layers.unwrap_or(0),
             };
             let run = GanRun {
                 dir: a.run,
@@ -288,6 +294,7 @@ pub fn run(args: TrainDemoArgs) -> anyhow::Result<()> {
                     ema_beta: a.ema_beta,
                     r1_gamma: a.r1_gamma,
                     r1_every: a.r1_every,
+                    frozen_layers: a.freeze_g_layers,
                 },
                 keep_from: a.keep_from,
             };
@@ -379,6 +386,7 @@ pub fn run(args: TrainDemoArgs) -> anyhow::Result<()> {
                 ema_beta: a.ema_beta,
                 bf16: a.bf16,
                 seed: a.seed,
+                frozen_layers: 0,
             };
             let trainer = adopt_generator(
                 &a.run,

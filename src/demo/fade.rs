@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use tch::{nn, Device, Tensor};
 
+use super::gan::frozen_prefix;
 use super::nn::{ema_update, load_vars, Adam, EqLayer};
 use crate::model::proggan::pixel_norm;
 use crate::model::ProgGan;
@@ -127,11 +128,15 @@ impl Fade {
         self.growth.alpha(step)
     }
 
-    /// The blended image of G (or of its moving average, `ema`) at `step`.
-    pub fn generate(&self, g: &ProgGan, ema: bool, step: i64, z: &Tensor) -> Tensor {
-        let split = split_layer(g);
-        let h = g.features(z, &split).expect("generator prefix");
-        let new = g.forward_from(&split, &h).expect("generator suffix");
+    /// The blended image of G (or of its moving average, `ema`) at `step`, with G's first
+    /// `frozen` layers run without gradients (see [`super::gan::GanSettings::frozen_layers`]).
+    pub fn generate(&self, g: &ProgGan, ema: bool, step: i64, z: &Tensor, frozen: usize) -> Tensor {
+        let split = old_layers(g);
+        let (h, next) = frozen_prefix(g, z, frozen.min(split));
+        let h = g.run(&h, next..split).expect("generator prefix");
+        let new = g
+            .run(&h, split..g.layer_names().len())
+            .expect("generator suffix");
         let rgb = if ema { &self.g_ema_rgb } else { &self.g_rgb };
         let old = rgb.forward(&h);
         let (r, kind) = (self.growth.to, new.kind());
@@ -154,8 +159,12 @@ impl Fade {
         self.opt_d.update();
     }
 
-    pub fn update_g(&mut self, ema_beta: f64) {
-        self.opt_g.update();
+    /// Updates G's kept output block, unless `held` (G's every old layer is frozen, so the
+    /// old resolution's output stays exactly what it drew), and its moving average.
+    pub fn update_g(&mut self, ema_beta: f64, held: bool) {
+        if !held {
+            self.opt_g.update();
+        }
         ema_update(&self.g_ema_vs, &self.g_vs, ema_beta);
     }
 
@@ -202,8 +211,8 @@ pub(super) fn output_name(resolution: i64) -> String {
     format!("output_{resolution}x{resolution}")
 }
 
-/// G's last layer at the resolution it grew from: `layer{2L}` of a generator now at
+/// The number of G's layers at the resolution it grew from: `2L` of a generator now at
 /// `L + 1` resolutions.
-fn split_layer(g: &ProgGan) -> String {
-    format!("layer{}", 2 * (g.config().channels.len() - 1))
+pub(super) fn old_layers(g: &ProgGan) -> usize {
+    2 * (g.config().channels.len() - 1)
 }

@@ -39,6 +39,17 @@ pub struct GanSettings {
     pub ema_beta: f64,
     pub bf16: bool,
     pub seed: u64,
+    /// G's first this many layers (`layer1..layerK`) are held fixed: they run without
+    /// gradients and their weights do not move. 0 trains all of G. A run grown from a
+    /// finished generator can hold the resolutions it already draws well and train only
+    /// the new blocks (and, when K covers every old layer, the old output block is held
+    /// too while it fades out).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub frozen_layers: i64,
+}
+
+fn is_zero(v: &i64) -> bool {
+    *v == 0
 }
 
 impl GanSettings {
@@ -209,12 +220,21 @@ impl GanTrainer {
     }
 
     /// G's images for `z` (its moving average's when `ema`), blended with the old
-    /// resolution's while a new one fades in.
+    /// resolution's while a new one fades in. G's frozen layers run without gradients.
     pub fn generate(&self, z: &Tensor, ema: bool) -> Tensor {
         let g = if ema { &self.g_ema } else { &self.g };
+        let frozen = if ema {
+            0
+        } else {
+            self.settings.frozen_layers as usize
+        };
         match &self.fade {
-            Some(fade) => fade.generate(g, ema, self.step, z),
-            None => g.forward(z).expect("generator forward"),
+            Some(fade) => fade.generate(g, ema, self.step, z, frozen),
+            None => {
+                let (h, next) = frozen_prefix(g, z, frozen);
+                g.run(&h, next..g.layer_names().len())
+                    .expect("generator forward")
+            }
         }
     }
 
@@ -300,8 +320,9 @@ impl GanTrainer {
         self.opt_g.update();
         self.opt_d.zero_grad();
         let beta = self.settings.ema_beta;
+        let held = self.settings.frozen_layers as usize >= super::fade::old_layers(&self.g);
         if let Some(fade) = self.fade.as_mut() {
-            fade.update_g(beta);
+            fade.update_g(beta, held);
             fade.zero_grad();
         }
         ema_update(self.g_ema.var_store(), self.g.var_store(), beta);
@@ -389,7 +410,10 @@ impl GanTrainer {
     }
 
     /// Applies the settings `retune` asks for from this step on, recording each change.
-    pub fn retune(&mut self, retune: &Retune) {
+    pub fn retune(&mut self, retune: &Retune) -> anyhow::Result<()> {
+        if let Some(k) = retune.frozen_layers {
+            check_frozen_layers(k, &self.settings.channels)?;
+        }
         let step = self.step;
         let mut record = |setting: &str, from: f64, to: f64| {
             tracing::info!(step, setting, from, to, "training setting changed");
@@ -421,6 +445,18 @@ impl GanTrainer {
             record("r1_every", self.settings.r1_every as f64, every as f64);
             self.settings.r1_every = every;
         }
+        if let Some(k) = retune
+            .frozen_layers
+            .filter(|&v| v != self.settings.frozen_layers)
+        {
+            record(
+                "frozen_layers",
+                self.settings.frozen_layers as f64,
+                k as f64,
+            );
+            self.settings.frozen_layers = k;
+        }
+        Ok(())
     }
 
     pub fn save(&self, dir: &Path) -> anyhow::Result<()> {
@@ -536,6 +572,35 @@ pub struct Retune {
     pub ema_beta: Option<f64>,
     pub r1_gamma: Option<f64>,
     pub r1_every: Option<i64>,
+    pub frozen_layers: Option<i64>,
+}
+
+/// Checks that holding G's first `k` layers fixed leaves a layer to train: G at these
+/// widths has `layer1..layer{2n}` (n widths).
+pub fn check_frozen_layers(k: i64, channels: &[i64]) -> anyhow::Result<()> {
+    let layers = 2 * channels.len() as i64;
+    if !(0..layers).contains(&k) {
+        anyhow::bail!(
+            "--freeze-g-layers {k}: G has layer1..layer{layers} at these widths; hold 0 to {} \
+             of them fixed, so that one still trains",
+            layers - 1
+        );
+    }
+    Ok(())
+}
+
+/// G's activation after its first `frozen` layers for `z` (computed without gradients,
+/// so those layers get none), and the index of the block that comes next. With 0 frozen
+/// layers that is G's latent input and block 0.
+pub(super) fn frozen_prefix(g: &ProgGan, z: &Tensor, frozen: usize) -> (Tensor, usize) {
+    if frozen == 0 {
+        let z = z.view([z.size()[0], -1, 1, 1]);
+        return (z, 0);
+    }
+    let h = tch::no_grad(|| g.features(z, &format!("layer{frozen}")))
+        .expect("generator prefix")
+        .detach();
+    (h, frozen)
 }
 
 /// One widening of a run: at `step`, the channels went from `from` to `to`.
@@ -587,10 +652,13 @@ impl GanRun {
                     tracing::warn!(stored = ?t.settings, "resuming with the run's stored architecture, batch, precision and seed, not the flags");
                 }
                 tracing::info!(step = t.step, dir = %self.dir.display(), "resumed");
-                t.retune(&self.retune);
+                t.retune(&self.retune)?;
                 t
             }
-            None => GanTrainer::new(settings, device),
+            None => {
+                check_frozen_layers(settings.frozen_layers, &settings.channels)?;
+                GanTrainer::new(settings, device)
+            }
         };
         let s = trainer.settings.clone();
         let resolution = s.resolution() as usize;
@@ -726,6 +794,7 @@ pub(crate) mod tests {
             ema_beta: 0.9,
             bf16: false,
             seed: 3,
+            frozen_layers: 0,
         }
     }
 
@@ -767,11 +836,13 @@ pub(crate) mod tests {
         }
         // Resuming may change the training settings from here on; the change is recorded.
         let mut retuned = GanTrainer::resume(&dir, Device::Cpu).unwrap().unwrap();
-        retuned.retune(&Retune {
-            lr: Some(0.001),
-            ema_beta: Some(0.9),
-            ..Default::default()
-        });
+        retuned
+            .retune(&Retune {
+                lr: Some(0.001),
+                ema_beta: Some(0.9),
+                ..Default::default()
+            })
+            .unwrap();
         assert_eq!(retuned.opt_g.lr, 0.001);
         assert_eq!(retuned.opt_d.lr, 0.001);
         assert_eq!(retuned.changes.len(), 1, "{:?}", retuned.changes); // ema_beta was 0.9

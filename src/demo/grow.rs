@@ -372,6 +372,59 @@ mod tests {
     }
 
     #[test]
+    fn frozen_old_layers_hold_what_the_old_resolution_drew_while_the_new_block_trains() {
+        let dir = temp_dir("frozen");
+        small_run(&dir, &[16, 16, 8]);
+        let mut grown = grow_run(&dir, 32, 8, 10, None).unwrap().unwrap();
+        // G at 16² had layer1..layer6; hold them all (and so the fading old output block).
+        grown
+            .retune(&crate::demo::gan::Retune {
+                frozen_layers: Some(6),
+                ..Default::default()
+            })
+            .unwrap();
+        let snapshot = |t: &GanTrainer| -> BTreeMap<String, Tensor> {
+            t.checkpoint_tensors()
+                .into_iter()
+                .filter(|(k, _)| k.starts_with("g.") || k.starts_with("g_fade."))
+                .map(|(k, v)| (k, v.copy()))
+                .collect()
+        };
+        let before = snapshot(&grown);
+        for _ in 0..3 {
+            let losses = grown.train_step(&images(32));
+            assert!(losses.d_loss.is_finite() && losses.g_loss.is_finite());
+        }
+        let after = snapshot(&grown);
+        let held = |k: &str| {
+            k.starts_with("g_fade.") || (1..=6).any(|l| k.starts_with(&format!("g.layer{l}.")))
+        };
+        let mut moved = Vec::new();
+        for (name, old) in &before {
+            let same = old.equal(&after[name]);
+            if held(name) {
+                assert!(same, "{name} is held but moved");
+            } else if !same {
+                moved.push(name.clone());
+            }
+        }
+        assert!(
+            moved.iter().any(|k| k.starts_with("g.layer7."))
+                && moved.iter().any(|k| k.starts_with("g.output_32x32.")),
+            "the new blocks did not train: {moved:?}"
+        );
+        // Holding every layer leaves nothing to train, and is refused.
+        let err = grown
+            .retune(&crate::demo::gan::Retune {
+                frozen_layers: Some(8),
+                ..Default::default()
+            })
+            .unwrap_err();
+        assert!(err.to_string().contains("--freeze-g-layers 8"), "{err}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
     fn a_compact_state_resumes_mid_fade_with_fresh_optimizers() {
         let dir = temp_dir("compact");
         small_run(&dir, &[16, 16, 8]);
