@@ -74,6 +74,8 @@ pub fn psnr(a: &[image::RgbImage], b: &[image::RgbImage]) -> f64 {
 
 /// The bench's intervention on one model: the cached prefix and the planes.
 pub struct Scene {
+    /// The latents of the 8 images `[8, D]`.
+    pub z: Tensor,
     /// Exact prefix activations of 8 images `[8, C, H, W]`.
     pub prefix: Tensor,
     pub planes: EditPlanes,
@@ -138,6 +140,7 @@ pub fn scene(model: &ProgGan, layer: &str, units: i64) -> anyhow::Result<Scene> 
         centre_stroke: stroke((h / 2 - 1, h / 2 + 1), (w / 2 - 1, w / 2 + 1))?,
         corner_stroke: stroke((0, 2), (0, 2))?,
         every_stroke,
+        z,
         prefix,
         planes,
     })
@@ -167,6 +170,7 @@ enum Case {
     ExactPng,
     Fast,
     FastPng,
+    FastFromZ,
     PngEncode,
     IncrementalCentre,
     IncrementalCorner,
@@ -205,6 +209,27 @@ fn incremental<'a>(
 }
 
 /// A full render of `prefix` under `planes` through to u8 pixels (and PNG when `png`).
+/// The fast pass from z: every block, the edit applied at `layer` on the way, as the
+/// server renders an image it holds nothing of (its batched route, `edit::render`).
+fn render_from_z<'a>(
+    model: &'a ProgGan,
+    layer: &'a str,
+    z: &'a Tensor,
+    planes: &'a EditPlanes,
+) -> impl FnMut() -> anyhow::Result<()> + 'a {
+    let edits = [edit::LayerPlanes {
+        layer: layer.to_string(),
+        planes: EditPlanes {
+            alpha: planes.alpha.shallow_clone(),
+            value: planes.value.shallow_clone(),
+        },
+    }];
+    move || {
+        pixels(&edit::render(model, z, &edits)?)?;
+        Ok(())
+    }
+}
+
 fn full_render<'a>(
     model: &'a ProgGan,
     layer: &'a str,
@@ -297,8 +322,14 @@ pub fn bench_model(
     let samples = {
         let render = |model, png| full_render(model, layer, &one, &scene.planes, png);
         let image = &fast_images[0];
+        let one_z = scene.z.narrow(0, 0, 1);
         let mut cases = vec![
             case(Case::Fast, reps, Ours(render(fast, false))),
+            case(
+                Case::FastFromZ,
+                reps,
+                Ours(render_from_z(fast, layer, &one_z, &scene.planes)),
+            ),
             case(Case::Exact, reps, Ours(render(exact, false))),
         ];
         if let Some(references) = &references {
@@ -445,6 +476,7 @@ pub fn bench_model(
             exact_fp32_png: latency(Case::ExactPng)?,
             fast: latency(Case::Fast)?,
             fast_png: latency(Case::FastPng)?,
+            fast_from_z: latency(Case::FastFromZ)?,
             png_encode: latency(Case::PngEncode)?,
             incremental_2x2_centre: latency(Case::IncrementalCentre)?,
             incremental_2x2_corner: latency(Case::IncrementalCorner)?,

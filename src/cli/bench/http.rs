@@ -153,7 +153,11 @@ pub fn bench_http(settings: &HttpSettings) -> anyhow::Result<HttpReport> {
             }
         }
         server.abort();
-        Ok(HttpReport { project, cases })
+        Ok(HttpReport {
+            project,
+            cases,
+            against_passes: Vec::new(),
+        })
     })
 }
 

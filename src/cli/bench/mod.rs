@@ -160,7 +160,6 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         tch::Cuda::cudnn_set_benchmark(true);
     }
     let _guard = tch::no_grad_guard();
-    let scratch = Scratch::create()?;
     let python = args
         .python
         .clone()
@@ -170,38 +169,28 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         batches.push(32);
     }
     let rounds = args.rounds as usize;
-    let mut models = BTreeMap::new();
-    for name in &args.models {
-        let exact = load_model(name, device)?;
-        let fast = twin(&exact, args.precision)?;
-        let iters = if name == "demo" {
-            5 * args.iters as usize
-        } else {
-            args.iters as usize
-        };
-        let settings = cases::ModelSettings {
-            name,
-            layer: &args.layer,
-            units: args.units,
-            iters,
-            rounds,
-            batches: &batches,
-            python: (!args.skip_torch).then_some(python.as_path()),
-            scratch: &scratch.0,
-        };
-        models.insert(name.clone(), cases::bench_model(&settings, &exact, &fast)?);
-    }
-    drop(scratch);
+    // The in-process passes run on a thread of their own that ends before the server
+    // starts, so that libtorch's OpenMP pool of that thread is gone and the server's
+    // worker computes as the only pool, as in `ganpaint serve` (see `AppState::load`).
+    let models = std::thread::scope(|scope| {
+        std::thread::Builder::new()
+            .name("bench-passes".into())
+            .spawn_scoped(scope, || bench_models(&args, device, &batches, &python))?
+            .join()
+            .map_err(|_| anyhow::anyhow!("the in-process passes panicked"))?
+    })?;
     let http = if args.skip_http {
         None
     } else {
-        Some(http::bench_http(&http::HttpSettings {
+        let mut http = http::bench_http(&http::HttpSettings {
             data: args.http_data.clone(),
             device: args.device,
             precision: args.precision,
             seconds: args.http_seconds,
             concurrency: args.concurrency.clone(),
-        })?)
+        })?;
+        http.compare_with(&models);
+        Some(http)
     };
 
     let upload = if args.skip_upload {
@@ -247,4 +236,39 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         println!("wrote {}", path.display());
     }
     Ok(())
+}
+
+/// Every model's in-process cases (`--models`), by name.
+fn bench_models(
+    args: &BenchArgs,
+    device: tch::Device,
+    batches: &[i64],
+    python: &std::path::Path,
+) -> anyhow::Result<BTreeMap<String, report::ModelReport>> {
+    // Grad mode is per thread.
+    let _guard = tch::no_grad_guard();
+    let scratch = Scratch::create()?;
+    let rounds = args.rounds as usize;
+    let mut models = BTreeMap::new();
+    for name in &args.models {
+        let exact = load_model(name, device)?;
+        let fast = twin(&exact, args.precision)?;
+        let iters = if name == "demo" {
+            5 * args.iters as usize
+        } else {
+            args.iters as usize
+        };
+        let settings = cases::ModelSettings {
+            name,
+            layer: &args.layer,
+            units: args.units,
+            iters,
+            rounds,
+            batches,
+            python: (!args.skip_torch).then_some(python),
+            scratch: &scratch.0,
+        };
+        models.insert(name.clone(), cases::bench_model(&settings, &exact, &fast)?);
+    }
+    Ok(models)
 }

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use super::stats::{Latency, RatioStats};
+use super::stats::{round3, Latency, RatioStats};
 
 /// A whole run.
 #[derive(Clone, Debug, Serialize)]
@@ -152,6 +152,9 @@ pub struct Latencies {
     pub exact_fp32_png: Latency,
     pub fast: Latency,
     pub fast_png: Latency,
+    /// The fast pass from z (layers before the edited one too), as the server renders an
+    /// image it holds nothing of.
+    pub fast_from_z: Latency,
     pub png_encode: Latency,
     pub incremental_2x2_centre: Latency,
     pub incremental_2x2_corner: Latency,
@@ -206,6 +209,49 @@ pub struct TunedMalloc {
 pub struct HttpReport {
     pub project: String,
     pub cases: Vec<HttpCase>,
+    /// Each route's p50 at one client over the in-process passes of the model of the same
+    /// name, when one was benchmarked (for example `church256` served as `church256`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub against_passes: Vec<HttpAgainstPass>,
+}
+
+/// One route's p50 at one client against the model's fast passes (p50 over p50): the
+/// pass from a held `layer` activation, and the pass from z that the server runs for an
+/// image it holds nothing of.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct HttpAgainstPass {
+    pub route: String,
+    pub model: String,
+    pub vs_fast: f64,
+    pub vs_fast_from_z: f64,
+}
+
+impl HttpReport {
+    /// Fills [`Self::against_passes`] from the model reports (nothing when none is named
+    /// as the served project).
+    pub fn compare_with(&mut self, models: &BTreeMap<String, ModelReport>) {
+        if let Some(model) = models.get(&self.project) {
+            let latency = &model.latency_ms;
+            self.against_passes = self.against(&latency.fast, &latency.fast_from_z);
+        }
+    }
+
+    /// Each route's p50 at one client over the two passes' p50s.
+    fn against(&self, fast: &Latency, fast_from_z: &Latency) -> Vec<HttpAgainstPass> {
+        self.cases
+            .iter()
+            .filter(|case| case.concurrency == 1)
+            .filter_map(|case| {
+                let p50 = case.latency_ms.as_ref()?.p50_ms;
+                Some(HttpAgainstPass {
+                    route: case.route.clone(),
+                    model: self.project.clone(),
+                    vs_fast: round3(p50 / fast.p50_ms),
+                    vs_fast_from_z: round3(p50 / fast_from_z.p50_ms),
+                })
+            })
+            .collect()
+    }
 }
 
 /// One route at one concurrency.
@@ -265,6 +311,7 @@ pub fn print_table(report: &BenchReport) {
             ("ours exact fp32 + PNG", Some(&latency.exact_fp32_png)),
             ("ours fast", Some(&latency.fast)),
             ("ours fast + PNG", Some(&latency.fast_png)),
+            ("ours fast, from z", Some(&latency.fast_from_z)),
             (
                 "ours incremental, 2×2 cells at centre",
                 Some(&latency.incremental_2x2_centre),
@@ -340,6 +387,12 @@ pub fn print_table(report: &BenchReport) {
                 case.errors
             );
         }
+        for against in &http.against_passes {
+            println!(
+                "  {} p50, 1 client, over {}'s fast pass: {:.3} (from a held activation), {:.3} (from z)",
+                against.route, against.model, against.vs_fast, against.vs_fast_from_z
+            );
+        }
     }
 }
 
@@ -379,6 +432,51 @@ mod tests {
             p95_ms: p50 + 1.0,
             samples: 4,
         }
+    }
+
+    #[test]
+    fn http_routes_are_set_against_both_passes_at_one_client_only() {
+        let case = |route: &str, concurrency, p50: Option<f64>| HttpCase {
+            route: route.into(),
+            concurrency,
+            requests: 10,
+            errors: 0,
+            requests_per_s: 1.0,
+            latency_ms: p50.map(latency),
+        };
+        let report = HttpReport {
+            project: "church256".into(),
+            cases: vec![
+                case("/api/v1/paint", 1, Some(50.0)),
+                case("/api/v1/paint", 4, Some(150.0)),
+                case("/api/generate", 1, Some(55.0)),
+                case("/api/other", 1, None),
+            ],
+            against_passes: Vec::new(),
+        };
+        let against = report.against(&latency(40.0), &latency(50.0));
+        assert_eq!(
+            against,
+            [
+                HttpAgainstPass {
+                    route: "/api/v1/paint".into(),
+                    model: "church256".into(),
+                    vs_fast: 1.25,
+                    vs_fast_from_z: 1.0,
+                },
+                HttpAgainstPass {
+                    route: "/api/generate".into(),
+                    model: "church256".into(),
+                    vs_fast: 1.375,
+                    vs_fast_from_z: 1.1,
+                },
+            ]
+        );
+        // No model of the project's name: nothing to set against, and no key written.
+        let mut alone = report.clone();
+        alone.compare_with(&BTreeMap::new());
+        let json = serde_json::to_value(&alone).unwrap();
+        assert!(json.get("against_passes").is_none());
     }
 
     #[test]
