@@ -577,8 +577,22 @@ mod tests {
 
     #[test]
     fn fast_plans_match_the_exact_forward() {
+        // 16² runs every upsampling block upsampled then convolved; 32² adds one that runs
+        // as the transposed convolution. layer1 runs as a matrix product in both.
+        for config in [
+            tiny(),
+            ProgGanConfig {
+                z_dim: 16,
+                channels: vec![32, 16, 8, 8],
+            },
+        ] {
+            check_fast_plans(config);
+        }
+    }
+
+    fn check_fast_plans(config: ProgGanConfig) {
         tch::manual_seed(5);
-        let mut model = ProgGan::new(tiny(), Device::Cpu);
+        let mut model = ProgGan::new(config, Device::Cpu);
         let _guard = tch::no_grad_guard();
         let z = Tensor::randn([4, 16], (Kind::Float, Device::Cpu));
         let exact = model.forward(&z).unwrap();
