@@ -9,7 +9,6 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use tch::{nn, Device, Tensor};
 
-use super::gan::frozen_prefix;
 use super::nn::{ema_update, load_vars, Adam, EqLayer};
 use crate::model::proggan::pixel_norm;
 use crate::model::ProgGan;
@@ -215,4 +214,18 @@ pub(super) fn output_name(resolution: i64) -> String {
 /// `L + 1` resolutions.
 pub(super) fn old_layers(g: &ProgGan) -> usize {
     2 * (g.config().channels.len() - 1)
+}
+
+/// G's activation after its first `frozen` layers for `z` (computed without gradients,
+/// so those layers get none), and the index of the block that comes next. With 0 frozen
+/// layers that is G's latent input and block 0.
+pub(super) fn frozen_prefix(g: &ProgGan, z: &Tensor, frozen: usize) -> (Tensor, usize) {
+    if frozen == 0 {
+        let z = z.view([z.size()[0], -1, 1, 1]);
+        return (z, 0);
+    }
+    let h = tch::no_grad(|| g.features(z, &format!("layer{frozen}")))
+        .expect("generator prefix")
+        .detach();
+    (h, frozen)
 }

@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use tch::{nn, Device, Kind, Tensor};
 
 use super::data::SceneBatches;
-use super::fade::{Adoption, Fade, Growth};
+use super::fade::{frozen_prefix, Adoption, Fade, Growth};
 use super::nn::{copy_vars, ema_update, load_vars, Adam, EqLayer};
 use crate::model::{ProgGan, ProgGanConfig};
 
@@ -587,20 +587,6 @@ pub fn check_frozen_layers(k: i64, channels: &[i64]) -> anyhow::Result<()> {
         );
     }
     Ok(())
-}
-
-/// G's activation after its first `frozen` layers for `z` (computed without gradients,
-/// so those layers get none), and the index of the block that comes next. With 0 frozen
-/// layers that is G's latent input and block 0.
-pub(super) fn frozen_prefix(g: &ProgGan, z: &Tensor, frozen: usize) -> (Tensor, usize) {
-    if frozen == 0 {
-        let z = z.view([z.size()[0], -1, 1, 1]);
-        return (z, 0);
-    }
-    let h = tch::no_grad(|| g.features(z, &format!("layer{frozen}")))
-        .expect("generator prefix")
-        .detach();
-    (h, frozen)
 }
 
 /// One widening of a run: at `step`, the channels went from `from` to `to`.
