@@ -180,6 +180,14 @@ struct GanArgs {
     /// they draw while the new blocks learn the finer scale. May change on resume.
     #[arg(long)]
     freeze_g_layers: Option<i64>,
+    /// Anchor a grown run to this generator, the one at half the run's resolution it grew
+    /// from: G's images, average-pooled to that resolution, are pulled towards what it draws
+    /// there, with weight `--anchor-weight`. Stored with the run from this step on.
+    #[arg(long)]
+    anchor: Option<PathBuf>,
+    /// Weight of the anchor loss [default: 0, off]. May change on resume.
+    #[arg(long)]
+    anchor_weight: Option<f64>,
     /// Activations in bf16 (fp32 master weights); worth it on CPUs with AMX/AVX-512-BF16.
     #[arg(long, default_value_t = false)]
     bf16: bool,
@@ -269,6 +277,9 @@ pub fn run(args: TrainDemoArgs) -> anyhow::Result<()> {
             if let Some(g) = a.r1_gamma.filter(|v| !(v.is_finite() && *v >= 0.0)) {
                 anyhow::bail!("--r1-gamma must be 0 or more, got {g}");
             }
+            if let Some(w) = a.anchor_weight.filter(|v| !(v.is_finite() && *v >= 0.0)) {
+                anyhow::bail!("--anchor-weight must be 0 or more, got {w}");
+            }
             if let Some(e) = a.r1_every.filter(|v| *v < 0) {
                 anyhow::bail!("--r1-every must be 0 (off) or more, got {e}");
             }
@@ -283,6 +294,7 @@ pub fn run(args: TrainDemoArgs) -> anyhow::Result<()> {
                 bf16: a.bf16,
                 seed: a.seed,
                 frozen_layers: a.freeze_g_layers.unwrap_or(0),
+                anchor_weight: a.anchor_weight.unwrap_or(0.0),
             };
             let run = GanRun {
                 dir: a.run,
@@ -295,8 +307,10 @@ pub fn run(args: TrainDemoArgs) -> anyhow::Result<()> {
                     r1_gamma: a.r1_gamma,
                     r1_every: a.r1_every,
                     frozen_layers: a.freeze_g_layers,
+                    anchor_weight: a.anchor_weight,
                 },
                 keep_from: a.keep_from,
+                anchor: a.anchor,
             };
             run.run(settings, a.device.resolve()?)?;
             Ok(())
@@ -387,6 +401,7 @@ pub fn run(args: TrainDemoArgs) -> anyhow::Result<()> {
                 bf16: a.bf16,
                 seed: a.seed,
                 frozen_layers: 0,
+                anchor_weight: 0.0,
             };
             let trainer = adopt_generator(
                 &a.run,

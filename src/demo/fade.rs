@@ -229,3 +229,124 @@ pub(super) fn frozen_prefix(g: &ProgGan, z: &Tensor, frozen: usize) -> (Tensor, 
         .detach();
     (h, frozen)
 }
+
+/// The output block of the resolution a run grew from, kept to anchor the new one: with
+/// G's old layers held fixed, `toRGB_R(h_R)` is the image the grown-from generator drew,
+/// and the new output, average-pooled to `R`, is pulled towards it
+/// ([`super::gan::GanSettings::anchor_weight`]). The adversarial loss is free to add
+/// detail inside each pooled cell, but not to change the colours or the layout the
+/// finished generator had. Stored with the run as `g_anchor.output_RxR.*`.
+pub struct Anchor {
+    vs: nn::VarStore,
+    rgb: ToRgb,
+    /// The anchored resolution R (half of G's).
+    pub resolution: i64,
+}
+
+/// Checkpoint prefix of the anchor's output block.
+pub const ANCHOR_PREFIX: &str = "g_anchor.";
+
+impl Anchor {
+    fn empty(g: &ProgGan) -> anyhow::Result<Self> {
+        let channels = &g.config().channels;
+        if channels.len() < 2 {
+            anyhow::bail!("a generator at 4x4 has no resolution below it to anchor to");
+        }
+        let resolution = g.resolution() / 2;
+        let vs = nn::VarStore::new(g.device());
+        let rgb = ToRgb::new(
+            vs.root() / output_name(resolution).as_str(),
+            channels[channels.len() - 2],
+        );
+        Ok(Anchor {
+            vs,
+            rgb,
+            resolution,
+        })
+    }
+
+    /// The anchor for `g` from `generator`, a generator at half `g`'s resolution whose
+    /// layers are `g`'s first ones (the one the run grew from): its output block. Refuses a
+    /// generator whose layers differ in shape from `g`'s (naming the key and the shapes);
+    /// returns the largest difference of their values too, for the caller to report.
+    pub fn from_generator(g: &ProgGan, generator: &ProgGan) -> anyhow::Result<(Self, f64)> {
+        let anchor = Anchor::empty(g)?;
+        if generator.resolution() != anchor.resolution {
+            anyhow::bail!(
+                "the anchor generator draws {0}x{0}; this run is at {1}x{1}, so it anchors to {2}x{2}",
+                generator.resolution(),
+                g.resolution(),
+                anchor.resolution
+            );
+        }
+        let ours: BTreeMap<String, Tensor> = g.named_tensors().into_iter().collect();
+        let out = output_name(anchor.resolution);
+        let mut theirs = BTreeMap::new();
+        let mut largest: f64 = 0.0;
+        for (key, tensor) in generator.named_tensors() {
+            if key.starts_with(&format!("{out}.")) {
+                theirs.insert(key, tensor);
+                continue;
+            }
+            let mine = ours
+                .get(&key)
+                .ok_or_else(|| anyhow::anyhow!("the run's generator has no `{key}`"))?;
+            if mine.size() != tensor.size() {
+                anyhow::bail!(
+                    "`{key}` is {:?} in the anchor generator but {:?} in the run",
+                    tensor.size(),
+                    mine.size()
+                );
+            }
+            let diff = (mine - &tensor).abs().max().double_value(&[]);
+            largest = largest.max(diff);
+        }
+        load_vars(&anchor.vs, "", &theirs)?;
+        Ok((anchor, largest))
+    }
+
+    /// The anchor stored in a checkpoint, if it has one.
+    pub fn load(g: &ProgGan, tensors: &BTreeMap<String, Tensor>) -> anyhow::Result<Option<Self>> {
+        if !tensors.keys().any(|k| k.starts_with(ANCHOR_PREFIX)) {
+            return Ok(None);
+        }
+        let anchor = Anchor::empty(g)?;
+        load_vars(&anchor.vs, ANCHOR_PREFIX, tensors)?;
+        Ok(Some(anchor))
+    }
+
+    /// Named tensors for a checkpoint.
+    pub fn tensors(&self) -> Vec<(String, Tensor)> {
+        self.vs
+            .variables()
+            .into_iter()
+            .map(|(k, t)| (format!("{ANCHOR_PREFIX}{k}"), t))
+            .collect()
+    }
+
+    /// The anchored image `[N, 3, R, R]` (f32, no gradients): the output block on `g`'s
+    /// last activation at `R`.
+    pub fn target(&self, g: &ProgGan, z: &Tensor) -> Tensor {
+        tch::no_grad(|| {
+            let layer = format!("layer{}", 2 * (g.config().channels.len() - 1));
+            let h = g.features(z, &layer).expect("generator prefix");
+            self.rgb.forward(&h).to_kind(tch::Kind::Float)
+        })
+    }
+
+    /// Mean squared difference between `images` `[N, 3, 2R, 2R]`, average-pooled to `R`,
+    /// and the anchored images for the same `z`.
+    pub fn loss(&self, g: &ProgGan, z: &Tensor, images: &Tensor) -> Tensor {
+        let target = self.target(g, z);
+        let factor = images.size()[2] / self.resolution;
+        let pooled = images.to_kind(tch::Kind::Float).avg_pool2d(
+            [factor, factor],
+            [factor, factor],
+            [0, 0],
+            false,
+            true,
+            None::<i64>,
+        );
+        (pooled - target).square().mean(tch::Kind::Float)
+    }
+}

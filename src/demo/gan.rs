@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use tch::{nn, Device, Kind, Tensor};
 
 use super::data::SceneBatches;
-use super::fade::{frozen_prefix, Adoption, Fade, Growth};
+use super::fade::{frozen_prefix, Adoption, Anchor, Fade, Growth};
 use super::nn::{copy_vars, ema_update, load_vars, Adam, EqLayer};
 use crate::model::{ProgGan, ProgGanConfig};
 
@@ -46,10 +46,19 @@ pub struct GanSettings {
     /// too while it fades out).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub frozen_layers: i64,
+    /// Weight of the anchor loss (see [`Anchor`]): the mean squared difference between
+    /// G's images, average-pooled to the resolution the run grew from, and what the
+    /// grown-from generator drew there. 0 (or no anchor): off.
+    #[serde(default, skip_serializing_if = "is_zero_f64")]
+    pub anchor_weight: f64,
 }
 
 fn is_zero(v: &i64) -> bool {
     *v == 0
+}
+
+fn is_zero_f64(v: &f64) -> bool {
+    *v == 0.0
 }
 
 impl GanSettings {
@@ -156,6 +165,8 @@ pub struct StepLosses {
     pub r1: f64,
     pub real_score: f64,
     pub fake_score: f64,
+    /// The anchor loss (0 when off).
+    pub anchor: f64,
 }
 
 pub struct GanTrainer {
@@ -177,6 +188,8 @@ pub struct GanTrainer {
     pub origin: Option<Adoption>,
     /// The old resolution's blocks while a new one fades in.
     pub fade: Option<Fade>,
+    /// The output block of the resolution the run grew from, when anchored.
+    pub anchor: Option<Anchor>,
     compute_kind: Kind,
 }
 
@@ -210,6 +223,7 @@ impl GanTrainer {
             growths: Vec::new(),
             origin: None,
             fade: None,
+            anchor: None,
             compute_kind,
         }
     }
@@ -247,7 +261,7 @@ impl GanTrainer {
     pub fn train_step(&mut self, reals: &Tensor) -> StepLosses {
         let do_r1 = self.settings.r1_every > 0 && self.step % self.settings.r1_every == 0;
         let mut losses = self.d_step(reals, do_r1);
-        losses.g_loss = self.g_step(reals.size()[0]);
+        (losses.g_loss, losses.anchor) = self.g_step(reals.size()[0]);
         self.step += 1;
         if self
             .fade
@@ -307,16 +321,29 @@ impl GanTrainer {
         losses
     }
 
-    /// One G update on `n` fresh latents, then the moving average; returns G's loss.
-    fn g_step(&mut self, n: i64) -> f64 {
+    /// One G update on `n` fresh latents, then the moving average; returns G's
+    /// adversarial loss and the anchor loss (0 when off).
+    fn g_step(&mut self, n: i64) -> (f64, f64) {
         self.opt_g.zero_grad();
         self.opt_d.zero_grad();
         if let Some(fade) = self.fade.as_mut() {
             fade.zero_grad();
         }
-        let fakes = self.generate(&self.sample_z(n), false);
+        let z = self.sample_z(n);
+        let fakes = self.generate(&z, false);
         let g_loss = (-self.critic(&fakes)).softplus().mean(Kind::Float);
-        g_loss.backward();
+        let weight = self.settings.anchor_weight;
+        let anchor_loss = match self.anchor.as_ref().filter(|_| weight > 0.0) {
+            Some(anchor) => {
+                let loss = anchor.loss(&self.g, &z, &fakes);
+                (&g_loss + &loss * weight).backward();
+                loss.double_value(&[])
+            }
+            None => {
+                g_loss.backward();
+                0.0
+            }
+        };
         self.opt_g.update();
         self.opt_d.zero_grad();
         let beta = self.settings.ema_beta;
@@ -326,7 +353,23 @@ impl GanTrainer {
             fade.zero_grad();
         }
         ema_update(self.g_ema.var_store(), self.g.var_store(), beta);
-        g_loss.double_value(&[])
+        (g_loss.double_value(&[]), anchor_loss)
+    }
+
+    /// Anchors the run to `generator`, the generator at half G's resolution it grew from
+    /// (see [`Anchor`]); recorded as a setting change. Returns the largest difference
+    /// between its layers and G's first ones (0 when G's old layers are those, held).
+    pub fn set_anchor(&mut self, generator: &ProgGan) -> anyhow::Result<f64> {
+        let (anchor, difference) = Anchor::from_generator(&self.g, generator)?;
+        let had = self.anchor.is_some();
+        self.anchor = Some(anchor);
+        self.changes.push(SettingChange {
+            step: self.step,
+            setting: "anchor".into(),
+            from: if had { 1.0 } else { 0.0 },
+            to: 1.0,
+        });
+        Ok(difference)
     }
 
     /// Every tensor of the run by name: `g.*`, `g_ema.*`, `d.*` and both Adam states.
@@ -347,6 +390,9 @@ impl GanTrainer {
         tensors.extend(self.opt_d.state("adam_d"));
         if let Some(fade) = &self.fade {
             tensors.extend(fade.tensors());
+        }
+        if let Some(anchor) = &self.anchor {
+            tensors.extend(anchor.tensors());
         }
         tensors
     }
@@ -386,6 +432,7 @@ impl GanTrainer {
             );
         }
         self.step = step;
+        self.anchor = Anchor::load(&self.g, tensors)?;
         self.fade = match self.growths.last().filter(|g| g.fading(step)) {
             Some(growth) => {
                 let channels = &self.settings.channels;
@@ -455,6 +502,13 @@ impl GanTrainer {
                 k as f64,
             );
             self.settings.frozen_layers = k;
+        }
+        if let Some(w) = retune
+            .anchor_weight
+            .filter(|&v| v != self.settings.anchor_weight)
+        {
+            record("anchor_weight", self.settings.anchor_weight, w);
+            self.settings.anchor_weight = w;
         }
         Ok(())
     }
@@ -573,6 +627,7 @@ pub struct Retune {
     pub r1_gamma: Option<f64>,
     pub r1_every: Option<i64>,
     pub frozen_layers: Option<i64>,
+    pub anchor_weight: Option<f64>,
 }
 
 /// Checks that holding G's first `k` layers fixed leaves a layer to train: G at these
@@ -625,6 +680,9 @@ pub struct GanRun {
     pub retune: Retune,
     /// From this step on, every checkpoint also keeps its generators ([`GanTrainer::keep`]).
     pub keep_from: Option<i64>,
+    /// A generator file to anchor the run to (see [`Anchor`]), applied from the current
+    /// step on.
+    pub anchor: Option<PathBuf>,
 }
 
 impl GanRun {
@@ -646,6 +704,21 @@ impl GanRun {
                 GanTrainer::new(settings, device)
             }
         };
+        if let Some(path) = &self.anchor {
+            let generator = ProgGan::load(path, device)
+                .with_context(|| format!("--anchor {}", path.display()))?;
+            let difference = trainer
+                .set_anchor(&generator)
+                .with_context(|| format!("--anchor {}", path.display()))?;
+            tracing::info!(anchor = %path.display(), difference, "anchored to the generator the run grew from");
+            if difference > 1e-2 {
+                tracing::warn!(
+                    difference,
+                    "the anchor generator's layers differ from the run's first ones: it anchors to \
+                     what that generator drew, not to what this run's layers compute"
+                );
+            }
+        }
         let s = trainer.settings.clone();
         let resolution = s.resolution() as usize;
         let batches = SceneBatches::spawn(
@@ -681,6 +754,7 @@ impl GanRun {
                     r1 = losses.r1,
                     real = losses.real_score,
                     fake = losses.fake_score,
+                    anchor = losses.anchor,
                     s_per_step = per_step,
                     "losses"
                 );
@@ -718,7 +792,7 @@ impl GanTrainer {
 /// The files of a compact run state (see [`write_compact_state`]), each holding the
 /// tensors of the checkpoint names that start with one of its prefixes.
 const COMPACT_FILES: [(&str, &[&str]); 3] = [
-    ("g.safetensors", &["g.", "g_fade."]),
+    ("g.safetensors", &["g.", "g_fade.", "g_anchor."]),
     ("g_ema.safetensors", &["g_ema.", "g_ema_fade."]),
     ("d.safetensors", &["d.", "d_fade."]),
 ];
@@ -781,6 +855,7 @@ pub(crate) mod tests {
             bf16: false,
             seed: 3,
             frozen_layers: 0,
+            anchor_weight: 0.0,
         }
     }
 

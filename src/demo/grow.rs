@@ -425,6 +425,68 @@ mod tests {
     }
 
     #[test]
+    fn an_anchored_run_pulls_its_pooled_images_to_what_it_grew_from_and_keeps_the_anchor() {
+        let dir = temp_dir("anchor");
+        let small = small_run(&dir, &[16, 16, 8]);
+        let copy_of = |g: &ProgGan, name: &str| {
+            let path = dir.join(name);
+            g.save_safetensors(&path).unwrap();
+            ProgGan::load(&path, Device::Cpu).unwrap()
+        };
+        let old = copy_of(&small.g, "old.safetensors");
+        // No fade, old layers held: the new block alone draws, and only the anchor says
+        // what it should look like at 16².
+        let mut grown = grow_run(&dir, 32, 8, 0, None).unwrap().unwrap();
+        grown
+            .retune(&crate::demo::gan::Retune {
+                frozen_layers: Some(6),
+                anchor_weight: Some(50.0),
+                ..Default::default()
+            })
+            .unwrap();
+        // A generator of another resolution is refused by name.
+        let same = copy_of(&grown.g_ema, "same.safetensors");
+        let err = grown.set_anchor(&same).unwrap_err();
+        assert!(err.to_string().contains("anchors to 16x16"), "{err}");
+        let difference = grown.set_anchor(&old).unwrap();
+        assert!(difference < 1e-6, "held layers moved: {difference}");
+        let z = Tensor::randn([8, 16], (Kind::Float, Device::Cpu));
+        let anchor = grown.anchor.as_ref().unwrap();
+        // The anchor draws what the old generator drew.
+        let drawn = tch::no_grad(|| old.forward(&z).unwrap());
+        assert!(max_diff(&anchor.target(&grown.g, &z), &drawn) < 1e-5);
+        let loss_now = |t: &GanTrainer| tch::no_grad(|| anchor_loss(t, &z));
+        let before = loss_now(&grown);
+        let mut logged = Vec::new();
+        for _ in 0..20 {
+            logged.push(grown.train_step(&images(32)).anchor);
+        }
+        let after = loss_now(&grown);
+        assert!(
+            logged.iter().all(|l| l.is_finite() && *l > 0.0),
+            "{logged:?}"
+        );
+        assert!(after < 0.5 * before, "anchor loss {before} → {after}");
+        // The anchor travels with the compact state.
+        let out = dir.join("state");
+        write_compact_state(&grown, &out).unwrap();
+        let resumed = GanTrainer::resume(&out, Device::Cpu).unwrap().unwrap();
+        assert!(resumed.anchor.is_some());
+        assert_eq!(resumed.settings.anchor_weight, 50.0);
+        assert!((loss_now(&resumed) - after).abs() < 0.05 * after.max(1e-3));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    fn anchor_loss(t: &GanTrainer, z: &Tensor) -> f64 {
+        let images = t.generate(z, false);
+        t.anchor
+            .as_ref()
+            .unwrap()
+            .loss(&t.g, z, &images)
+            .double_value(&[])
+    }
+
+    #[test]
     fn a_compact_state_resumes_mid_fade_with_fresh_optimizers() {
         let dir = temp_dir("compact");
         small_run(&dir, &[16, 16, 8]);

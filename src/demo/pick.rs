@@ -152,6 +152,7 @@ mod tests {
             sample_every: 100,
             retune: Retune::default(),
             keep_from: Some(4),
+            anchor: None,
         }
         .run(tiny_settings(), Device::Cpu)
         .unwrap();
