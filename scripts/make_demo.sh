@@ -80,11 +80,19 @@ fi
 # 64² are held fixed (--freeze-g-layers 10): the picked 64² generator keeps what it draws,
 # and only the new 128² block (and D) train. Trained on all of G after growing, the run
 # drifted within 750 steps (stripes, washed-out walls, lost windows; see models/README.md).
+# From step 1200 the run is anchored to the 64² generator it grew from: its images,
+# average-pooled to 64², are pulled towards what that generator draws (--anchor-weight 20),
+# so the new block adds detail without changing colours. The anchor is stored with the
+# run, so it is given once.
 GROW128_STEPS=20000
 $BIN train-demo grow --run "$RUN_B" --to 128 --channels 16 --fade-steps 1000 --batch 16
-$BIN train-demo gan --run "$RUN_B" --steps "$GROW128_STEPS" --bf16 --seed 1 --batch 16 \
-  --channels 256,256,128,64,32,16 --lr 0.001 --freeze-g-layers 10 \
-  --checkpoint-every 200 --sample-every 250
+B128=(--bf16 --seed 1 --batch 16 --channels 256,256,128,64,32,16 --lr 0.001 --freeze-g-layers 10
+  --checkpoint-every 200 --sample-every 250)
+$BIN train-demo gan --run "$RUN_B" --steps 1200 "${B128[@]}"
+ANCHOR=()
+grep -q '"anchor"' "$RUN_B/state.json" || ANCHOR=(--anchor models/demo_generator.safetensors)
+$BIN train-demo gan --run "$RUN_B" --steps "$GROW128_STEPS" "${B128[@]}" "${ANCHOR[@]}" \
+  --anchor-weight 20
 $BIN train-demo snapshot --run "$RUN_B" --out models/train
 
 # ---- The bundle. Until stage B's generator is picked and shipped (with a segmenter,
