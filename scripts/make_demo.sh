@@ -89,10 +89,14 @@ $BIN train-demo grow --run "$RUN_B" --to 128 --channels 16 --fade-steps 1000 --b
 B128=(--bf16 --seed 1 --batch 16 --channels 256,256,128,64,32,16 --lr 0.001 --freeze-g-layers 10
   --checkpoint-every 200 --sample-every 250)
 $BIN train-demo gan --run "$RUN_B" --steps 1200 "${B128[@]}"
+# The anchor is the generator the run adopted (state.json's origin.generator).
 ANCHOR=()
-grep -q '"anchor"' "$RUN_B/state.json" || ANCHOR=(--anchor models/demo_generator.safetensors)
-$BIN train-demo gan --run "$RUN_B" --steps "$GROW128_STEPS" "${B128[@]}" "${ANCHOR[@]}" \
-  --anchor-weight 20
+if ! grep -q '"anchor"' "$RUN_B/state.json"; then
+  ORIGIN=$(sed -n 's/.*"generator": *"\([^"]*\)".*/\1/p' "$RUN_B/state.json" | head -n 1)
+  ANCHOR=(--anchor "$ORIGIN")
+fi
+$BIN train-demo gan --run "$RUN_B" --steps "$GROW128_STEPS" "${B128[@]}" \
+  ${ANCHOR[@]+"${ANCHOR[@]}"} --anchor-weight 20
 $BIN train-demo snapshot --run "$RUN_B" --out models/train
 
 # ---- The bundle. Until stage B's generator is picked and shipped (with a segmenter,

@@ -97,6 +97,7 @@ fn bench_runs_every_case_and_writes_the_named_keys() {
         "exact_fp32",
         "fast",
         "fast_png",
+        "fast_from_z",
         "incremental_2x2_centre",
         "incremental_2x2_any_place",
     ] {
@@ -133,4 +134,19 @@ fn bench_runs_every_case_and_writes_the_named_keys() {
         assert_eq!(case["errors"], 0, "{case}");
         assert!(case["requests"].as_u64().unwrap() > 0, "{case}");
     }
+    // The served project is the benchmarked model: each route at one client is set
+    // against its two passes.
+    let against = result["http"]["against_passes"].as_array().unwrap();
+    let routes: Vec<&str> = against
+        .iter()
+        .map(|a| a["route"].as_str().unwrap())
+        .collect();
+    assert_eq!(routes, ["/api/v1/paint", "/api/generate"], "{against:?}");
+    for a in against {
+        assert_eq!(a["model"], "demo", "{a}");
+        for ratio in ["vs_fast", "vs_fast_from_z"] {
+            assert!(a[ratio].as_f64().unwrap() > 0.0, "{a}");
+        }
+    }
+    assert!(stdout.contains("over demo's fast pass"), "{stdout}");
 }

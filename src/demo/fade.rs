@@ -130,18 +130,29 @@ impl Fade {
     /// The blended image of G (or of its moving average, `ema`) at `step`, with G's first
     /// `frozen` layers run without gradients (see [`super::gan::GanSettings::frozen_layers`]).
     pub fn generate(&self, g: &ProgGan, ema: bool, step: i64, z: &Tensor, frozen: usize) -> Tensor {
+        self.generate_parts(g, ema, step, z, frozen).0
+    }
+
+    /// [`Self::generate`], and G's activation at the old resolution when it was computed
+    /// without gradients (every old layer held): what an [`Anchor`] draws from.
+    pub fn generate_parts(
+        &self,
+        g: &ProgGan,
+        ema: bool,
+        step: i64,
+        z: &Tensor,
+        frozen: usize,
+    ) -> (Tensor, Option<Tensor>) {
         let split = old_layers(g);
-        let (h, next) = frozen_prefix(g, z, frozen.min(split));
-        let h = g.run(&h, next..split).expect("generator prefix");
-        let new = g
-            .run(&h, split..g.layer_names().len())
-            .expect("generator suffix");
+        let h = run_held(g, &latent(z), 0..split, frozen);
+        let new = run_held(g, &h, split..g.layer_names().len(), frozen);
         let rgb = if ema { &self.g_ema_rgb } else { &self.g_rgb };
         let old = rgb.forward(&h);
         let (r, kind) = (self.growth.to, new.kind());
         let old = old.upsample_nearest2d([r, r], None, None).to_kind(kind);
         let alpha = self.alpha(step);
-        old * (1.0 - alpha) + new * alpha
+        let image = old * (1.0 - alpha) + new * alpha;
+        (image, (frozen >= split).then_some(h))
     }
 
     /// The kept input layer of D and the blend weight, for [`super::gan::Discriminator`].
@@ -216,18 +227,28 @@ pub(super) fn old_layers(g: &ProgGan) -> usize {
     2 * (g.config().channels.len() - 1)
 }
 
-/// G's activation after its first `frozen` layers for `z` (computed without gradients,
-/// so those layers get none), and the index of the block that comes next. With 0 frozen
-/// layers that is G's latent input and block 0.
-pub(super) fn frozen_prefix(g: &ProgGan, z: &Tensor, frozen: usize) -> (Tensor, usize) {
-    if frozen == 0 {
-        let z = z.view([z.size()[0], -1, 1, 1]);
-        return (z, 0);
-    }
-    let h = tch::no_grad(|| g.features(z, &format!("layer{frozen}")))
-        .expect("generator prefix")
-        .detach();
-    (h, frozen)
+/// G's latent input `[N, D, 1, 1]` for z `[N, D]`.
+pub(super) fn latent(z: &Tensor) -> Tensor {
+    z.view([z.size()[0], -1, 1, 1])
+}
+
+/// Runs G's blocks `blocks` on `h`; those before block `frozen` (G's frozen layers) run
+/// without gradients and their result is detached, so they get none.
+pub(super) fn run_held(
+    g: &ProgGan,
+    h: &Tensor,
+    blocks: std::ops::Range<usize>,
+    frozen: usize,
+) -> Tensor {
+    let mid = frozen.clamp(blocks.start, blocks.end);
+    let h = if mid > blocks.start {
+        tch::no_grad(|| g.run(h, blocks.start..mid))
+            .expect("generator blocks")
+            .detach()
+    } else {
+        h.shallow_clone()
+    };
+    g.run(&h, mid..blocks.end).expect("generator blocks")
 }
 
 /// The output block of the resolution a run grew from, kept to anchor the new one: with
@@ -325,19 +346,27 @@ impl Anchor {
     }
 
     /// The anchored image `[N, 3, R, R]` (f32, no gradients): the output block on `g`'s
-    /// last activation at `R`.
-    pub fn target(&self, g: &ProgGan, z: &Tensor) -> Tensor {
+    /// last activation at `R`, `h` when the caller has it (see
+    /// [`Fade::generate_parts`]), else computed from `z`.
+    pub fn target(&self, g: &ProgGan, z: &Tensor, h: Option<&Tensor>) -> Tensor {
         tch::no_grad(|| {
-            let layer = format!("layer{}", 2 * (g.config().channels.len() - 1));
-            let h = g.features(z, &layer).expect("generator prefix");
-            self.rgb.forward(&h).to_kind(tch::Kind::Float)
+            let computed;
+            let h = match h {
+                Some(h) => h,
+                None => {
+                    let layer = format!("layer{}", old_layers(g));
+                    computed = g.features(z, &layer).expect("generator prefix");
+                    &computed
+                }
+            };
+            self.rgb.forward(h).to_kind(tch::Kind::Float)
         })
     }
 
     /// Mean squared difference between `images` `[N, 3, 2R, 2R]`, average-pooled to `R`,
-    /// and the anchored images for the same `z`.
-    pub fn loss(&self, g: &ProgGan, z: &Tensor, images: &Tensor) -> Tensor {
-        let target = self.target(g, z);
+    /// and the anchored images for the same `z` (`h` as in [`Self::target`]).
+    pub fn loss(&self, g: &ProgGan, z: &Tensor, h: Option<&Tensor>, images: &Tensor) -> Tensor {
+        let target = self.target(g, z, h);
         let factor = images.size()[2] / self.resolution;
         let pooled = images.to_kind(tch::Kind::Float).avg_pool2d(
             [factor, factor],

@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use tch::{nn, Device, Kind, Tensor};
 
 use super::data::SceneBatches;
-use super::fade::{frozen_prefix, Adoption, Anchor, Fade, Growth};
+use super::fade::{latent, old_layers, run_held, Adoption, Anchor, Fade, Growth};
 use super::nn::{copy_vars, ema_update, load_vars, Adam, EqLayer};
 use crate::model::{ProgGan, ProgGanConfig};
 
@@ -236,6 +236,12 @@ impl GanTrainer {
     /// G's images for `z` (its moving average's when `ema`), blended with the old
     /// resolution's while a new one fades in. G's frozen layers run without gradients.
     pub fn generate(&self, z: &Tensor, ema: bool) -> Tensor {
+        self.generate_parts(z, ema).0
+    }
+
+    /// [`Self::generate`], and G's activation at the resolution below when it was computed
+    /// without gradients (G's old layers all frozen): what the anchor draws from.
+    fn generate_parts(&self, z: &Tensor, ema: bool) -> (Tensor, Option<Tensor>) {
         let g = if ema { &self.g_ema } else { &self.g };
         let frozen = if ema {
             0
@@ -243,11 +249,12 @@ impl GanTrainer {
             self.settings.frozen_layers as usize
         };
         match &self.fade {
-            Some(fade) => fade.generate(g, ema, self.step, z, frozen),
+            Some(fade) => fade.generate_parts(g, ema, self.step, z, frozen),
             None => {
-                let (h, next) = frozen_prefix(g, z, frozen);
-                g.run(&h, next..g.layer_names().len())
-                    .expect("generator forward")
+                let split = old_layers(g);
+                let h = run_held(g, &latent(z), 0..split, frozen);
+                let image = run_held(g, &h, split..g.layer_names().len(), frozen);
+                (image, (frozen >= split).then_some(h))
             }
         }
     }
@@ -330,12 +337,12 @@ impl GanTrainer {
             fade.zero_grad();
         }
         let z = self.sample_z(n);
-        let fakes = self.generate(&z, false);
+        let (fakes, held) = self.generate_parts(&z, false);
         let g_loss = (-self.critic(&fakes)).softplus().mean(Kind::Float);
         let weight = self.settings.anchor_weight;
         let anchor_loss = match self.anchor.as_ref().filter(|_| weight > 0.0) {
             Some(anchor) => {
-                let loss = anchor.loss(&self.g, &z, &fakes);
+                let loss = anchor.loss(&self.g, &z, held.as_ref(), &fakes);
                 (&g_loss + &loss * weight).backward();
                 loss.double_value(&[])
             }
@@ -347,7 +354,7 @@ impl GanTrainer {
         self.opt_g.update();
         self.opt_d.zero_grad();
         let beta = self.settings.ema_beta;
-        let held = self.settings.frozen_layers as usize >= super::fade::old_layers(&self.g);
+        let held = self.settings.frozen_layers as usize >= old_layers(&self.g);
         if let Some(fade) = self.fade.as_mut() {
             fade.update_g(beta, held);
             fade.zero_grad();
@@ -361,14 +368,21 @@ impl GanTrainer {
     /// between its layers and G's first ones (0 when G's old layers are those, held).
     pub fn set_anchor(&mut self, generator: &ProgGan) -> anyhow::Result<f64> {
         let (anchor, difference) = Anchor::from_generator(&self.g, generator)?;
-        let had = self.anchor.is_some();
-        self.anchor = Some(anchor);
-        self.changes.push(SettingChange {
-            step: self.step,
-            setting: "anchor".into(),
-            from: if had { 1.0 } else { 0.0 },
-            to: 1.0,
+        let same = self.anchor.as_ref().is_some_and(|had| {
+            had.tensors()
+                .iter()
+                .zip(anchor.tensors())
+                .all(|((_, a), (_, b))| a.equal(&b))
         });
+        if !same {
+            self.changes.push(SettingChange {
+                step: self.step,
+                setting: "anchor".into(),
+                from: if self.anchor.is_some() { 1.0 } else { 0.0 },
+                to: 1.0,
+            });
+        }
+        self.anchor = Some(anchor);
         Ok(difference)
     }
 
@@ -699,11 +713,9 @@ impl GanRun {
                 t.retune(&self.retune)?;
                 t
             }
-            None => {
-                check_frozen_layers(settings.frozen_layers, &settings.channels)?;
-                GanTrainer::new(settings, device)
-            }
+            None => GanTrainer::new(settings, device),
         };
+        check_frozen_layers(trainer.settings.frozen_layers, &trainer.settings.channels)?;
         if let Some(path) = &self.anchor {
             let generator = ProgGan::load(path, device)
                 .with_context(|| format!("--anchor {}", path.display()))?;
@@ -716,6 +728,20 @@ impl GanRun {
                     difference,
                     "the anchor generator's layers differ from the run's first ones: it anchors to \
                      what that generator drew, not to what this run's layers compute"
+                );
+            }
+        }
+        if trainer.settings.anchor_weight > 0.0 {
+            if trainer.anchor.is_none() {
+                tracing::warn!(
+                    "--anchor-weight is set but the run holds no anchor (growing or widening \
+                     drops it): give --anchor with the generator the run grew from"
+                );
+            } else if (trainer.settings.frozen_layers as usize) < old_layers(&trainer.g) {
+                tracing::warn!(
+                    frozen = trainer.settings.frozen_layers,
+                    "G's old layers are not all frozen, so the anchor's target moves as they \
+                     train: it anchors to the old output block on this run's own features"
                 );
             }
         }

@@ -425,6 +425,36 @@ mod tests {
     }
 
     #[test]
+    fn layers_frozen_past_the_old_ones_hold_during_the_fade_too() {
+        let dir = temp_dir("frozen-past");
+        small_run(&dir, &[16, 16, 8]);
+        let mut grown = grow_run(&dir, 32, 8, 10, None).unwrap().unwrap();
+        grown
+            .retune(&crate::demo::gan::Retune {
+                frozen_layers: Some(7),
+                ..Default::default()
+            })
+            .unwrap();
+        assert!(grown.fade.is_some());
+        let layer7 = |t: &GanTrainer| -> Vec<Tensor> {
+            t.g.named_tensors()
+                .into_iter()
+                .filter(|(k, _)| k.starts_with("layer7."))
+                .map(|(_, v)| v.copy())
+                .collect()
+        };
+        let before = layer7(&grown);
+        assert!(!before.is_empty());
+        for _ in 0..2 {
+            grown.train_step(&images(32));
+        }
+        for (a, b) in before.iter().zip(layer7(&grown)) {
+            assert!(a.equal(&b), "layer7 is frozen but moved while fading");
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
     fn an_anchored_run_pulls_its_pooled_images_to_what_it_grew_from_and_keeps_the_anchor() {
         let dir = temp_dir("anchor");
         let small = small_run(&dir, &[16, 16, 8]);
@@ -454,7 +484,7 @@ mod tests {
         let anchor = grown.anchor.as_ref().unwrap();
         // The anchor draws what the old generator drew.
         let drawn = tch::no_grad(|| old.forward(&z).unwrap());
-        assert!(max_diff(&anchor.target(&grown.g, &z), &drawn) < 1e-5);
+        assert!(max_diff(&anchor.target(&grown.g, &z, None), &drawn) < 1e-5);
         let loss_now = |t: &GanTrainer| tch::no_grad(|| anchor_loss(t, &z));
         let before = loss_now(&grown);
         let mut logged = Vec::new();
@@ -482,7 +512,7 @@ mod tests {
         t.anchor
             .as_ref()
             .unwrap()
-            .loss(&t.g, z, &images)
+            .loss(&t.g, z, None, &images)
             .double_value(&[])
     }
 

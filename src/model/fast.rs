@@ -118,6 +118,17 @@ pub(crate) struct FastBlock {
     norm_floor: f64,
 }
 
+/// Multiply-adds per output pixel and per channel pair of `spec`'s block in the fast plan:
+/// 2×2 taps for the transposed convolution, k² for a convolution (after an upsample on
+/// small maps too).
+pub(crate) fn taps_per_output(spec: &LayerSpec) -> i64 {
+    if spec.upsample && spec.resolution >= UPCONV_FROM_RESOLUTION {
+        4
+    } else {
+        spec.kernel * spec.kernel
+    }
+}
+
 /// Folds a 3×3 kernel applied after nearest ×2 into the 4×4 kernel of a stride-2,
 /// padding-1 transposed convolution. Per axis, output row `2m` reads input rows `m−1`
 /// (tap w₋₁) and `m` (taps w₀+w₁); row `2m+1` reads `m` (w₋₁+w₀) and `m+1` (w₁). In

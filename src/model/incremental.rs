@@ -349,12 +349,8 @@ impl ProgGan {
                 x0: cols.0,
                 x1: cols.1,
             };
-            // Multiply-adds per output pixel: 2×2 taps after an upsample, k² otherwise.
-            let taps = if spec.upsample {
-                4
-            } else {
-                spec.kernel * spec.kernel
-            };
+            // Multiply-adds per output pixel, as the fast plan runs the block.
+            let taps = super::fast::taps_per_output(spec);
             let per_pixel = (taps * spec.in_channels * spec.out_channels) as f64;
             let need_r = footprint.needed(rows, in_len);
             let need_c = footprint.needed(cols, in_len);

@@ -183,21 +183,11 @@ impl AppState {
     /// thread and runs a warm-up pass. Returns when all are ready. A project that cannot
     /// load is logged in one line and left out; it is an error only when none loads.
     ///
-    /// The loading runs on a thread of its own that ends with it. libtorch's OpenMP keeps
-    /// a pool of threads for every thread that has computed, and once a process holds
-    /// more pool threads than CPUs, every pool spins only briefly before sleeping between
-    /// operations; the workers' many small operations then each wait for a wake-up.
-    /// Measured on 2 CPUs with the 256² church architecture, a second live pool made
-    /// each render about 13% slower. So whatever reading the projects computes leaves no
-    /// pool behind, and each worker's pool is the only one that renders.
+    /// The loading runs on a thread of its own that ends with it
+    /// ([`crate::model::on_own_thread`]): whatever reading the projects computes leaves no
+    /// OpenMP pool behind, and each worker's pool is the only one that renders.
     pub fn load(config: ServeConfig) -> anyhow::Result<AppState> {
-        std::thread::scope(|scope| {
-            std::thread::Builder::new()
-                .name("load-projects".into())
-                .spawn_scoped(scope, move || AppState::load_here(config))?
-                .join()
-                .map_err(|_| anyhow::anyhow!("loading the projects panicked"))?
-        })
+        crate::model::on_own_thread("load-projects", move || AppState::load_here(config))
     }
 
     fn load_here(config: ServeConfig) -> anyhow::Result<AppState> {

@@ -208,7 +208,6 @@ fn incremental<'a>(
     }
 }
 
-/// A full render of `prefix` under `planes` through to u8 pixels (and PNG when `png`).
 /// The fast pass from z: every block, the edit applied at `layer` on the way, as the
 /// server renders an image it holds nothing of (its batched route, `edit::render`).
 fn render_from_z<'a>(
@@ -230,6 +229,7 @@ fn render_from_z<'a>(
     }
 }
 
+/// A full render of `prefix` under `planes` through to u8 pixels (and PNG when `png`).
 fn full_render<'a>(
     model: &'a ProgGan,
     layer: &'a str,

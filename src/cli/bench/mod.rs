@@ -170,14 +170,10 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     }
     let rounds = args.rounds as usize;
     // The in-process passes run on a thread of their own that ends before the server
-    // starts, so that libtorch's OpenMP pool of that thread is gone and the server's
-    // worker computes as the only pool, as in `ganpaint serve` (see `AppState::load`).
-    let models = std::thread::scope(|scope| {
-        std::thread::Builder::new()
-            .name("bench-passes".into())
-            .spawn_scoped(scope, || bench_models(&args, device, &batches, &python))?
-            .join()
-            .map_err(|_| anyhow::anyhow!("the in-process passes panicked"))?
+    // starts, so the server's worker computes as the only OpenMP pool, as in
+    // `ganpaint serve` (see `crate::model::on_own_thread`).
+    let models = crate::model::on_own_thread("bench-passes", || {
+        bench_models(&args, device, &batches, &python)
     })?;
     let http = if args.skip_http {
         None
@@ -245,8 +241,6 @@ fn bench_models(
     batches: &[i64],
     python: &std::path::Path,
 ) -> anyhow::Result<BTreeMap<String, report::ModelReport>> {
-    // Grad mode is per thread.
-    let _guard = tch::no_grad_guard();
     let scratch = Scratch::create()?;
     let rounds = args.rounds as usize;
     let mut models = BTreeMap::new();
