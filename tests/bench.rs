@@ -134,6 +134,20 @@ fn bench_runs_every_case_and_writes_the_named_keys() {
         assert_eq!(case["errors"], 0, "{case}");
         assert!(case["requests"].as_u64().unwrap() > 0, "{case}");
     }
+    // The routes alternated in the bench's 3 rounds at each concurrency, and are set
+    // against each other round by round.
+    assert_eq!(result["http"]["rounds"], 3, "{}", result["http"]);
+    let route_ratios = result["http"]["generate_vs_paint"].as_array().unwrap();
+    let concurrencies: Vec<u64> = route_ratios
+        .iter()
+        .map(|r| r["concurrency"].as_u64().unwrap())
+        .collect();
+    assert_eq!(concurrencies, [1, 4], "{route_ratios:?}");
+    for r in route_ratios {
+        let stats = &r["generate_vs_paint"];
+        assert_eq!(stats["rounds"], 3, "{r}");
+        assert!(stats["median"].as_f64().unwrap() > 0.0, "{r}");
+    }
     // The served project is the benchmarked model: each route at one client is set
     // against its two passes.
     let against = result["http"]["against_passes"].as_array().unwrap();

@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use serde_json::{json, Value};
 
-use super::report::{HttpCase, HttpReport};
-use super::stats::{round3, Latency};
+use super::report::{HttpCase, HttpReport, HttpRouteRatio};
+use super::stats::{round3, Latency, RatioStats};
 use crate::model::{DeviceChoice, Precision};
 
 /// What the load test serves and how hard it drives it.
@@ -20,22 +20,25 @@ pub struct HttpSettings {
     pub precision: Precision,
     pub seconds: f64,
     pub concurrency: Vec<usize>,
+    /// At each concurrency the two routes alternate in this many rounds (the order
+    /// reversed every other round), each driven `seconds / rounds` per round, so that a
+    /// machine whose speed drifts does not favour the route that ran first.
+    pub rounds: usize,
 }
 
 type Body = Arc<dyn Fn(u64) -> Value + Send + Sync>;
 
-/// One HTTP case: `concurrency` clients posting for `seconds`.
+/// What `concurrency` clients posting for `seconds` got: each success's milliseconds and
+/// the count of failures.
 async fn load(
     client: &reqwest::Client,
-    route: &str,
     url: String,
     body: Body,
     concurrency: usize,
     seconds: f64,
     counter: Arc<AtomicU64>,
-) -> HttpCase {
-    let started = Instant::now();
-    let until = started + Duration::from_secs_f64(seconds);
+) -> (Vec<f64>, u64) {
+    let until = Instant::now() + Duration::from_secs_f64(seconds);
     let mut tasks = Vec::new();
     for _ in 0..concurrency {
         let (client, url, body, counter) =
@@ -66,14 +69,29 @@ async fn load(
             errors += e;
         }
     }
-    let elapsed = started.elapsed().as_secs_f64();
-    HttpCase {
-        route: route.to_string(),
-        concurrency,
-        requests: all.len(),
-        errors,
-        requests_per_s: round3(all.len() as f64 / elapsed),
-        latency_ms: Latency::of(&all),
+    (all, errors)
+}
+
+/// One route's samples at one concurrency, gathered over the rounds.
+#[derive(Default)]
+struct Gathered {
+    ms: Vec<f64>,
+    errors: u64,
+    seconds: f64,
+    /// Each round's median (NaN for a round without a success).
+    round_p50: Vec<f64>,
+}
+
+impl Gathered {
+    fn case(&self, route: &str, concurrency: usize) -> HttpCase {
+        HttpCase {
+            route: route.to_string(),
+            concurrency,
+            requests: self.ms.len(),
+            errors: self.errors,
+            requests_per_s: round3(self.ms.len() as f64 / self.seconds.max(1e-9)),
+            latency_ms: Latency::of(&self.ms),
+        }
     }
 }
 
@@ -136,26 +154,54 @@ pub fn bench_http(settings: &HttpSettings) -> anyhow::Result<HttpReport> {
                 "interventions": [{ "ablations": units,
                     "mask": { "bitbounds": [], "bitstring": mask_compat, "shape": [] } }] })
         });
-        for (route, body) in [("/api/v1/paint", paint), ("/api/generate", compat)] {
-            for &c in &settings.concurrency {
-                let url = format!("http://{address}{route}");
-                let case = load(
-                    &client,
-                    route,
-                    url,
-                    body.clone(),
-                    c,
-                    settings.seconds,
-                    counter.clone(),
-                )
-                .await;
-                cases.push(case);
+        let routes = [("/api/v1/paint", paint), ("/api/generate", compat)];
+        let rounds = settings.rounds.max(1);
+        let mut route_ratios = Vec::new();
+        for &c in &settings.concurrency {
+            let mut gathered: Vec<Gathered> = routes.iter().map(|_| Gathered::default()).collect();
+            for round in 0..rounds {
+                let mut order: Vec<usize> = (0..routes.len()).collect();
+                if round % 2 == 1 {
+                    order.reverse();
+                }
+                for i in order {
+                    let (route, body) = &routes[i];
+                    let started = Instant::now();
+                    let (ms, errors) = load(
+                        &client,
+                        format!("http://{address}{route}"),
+                        body.clone(),
+                        c,
+                        settings.seconds / rounds as f64,
+                        counter.clone(),
+                    )
+                    .await;
+                    let g = &mut gathered[i];
+                    g.seconds += started.elapsed().as_secs_f64();
+                    g.round_p50
+                        .push(Latency::of(&ms).map_or(f64::NAN, |l| l.p50_ms));
+                    g.ms.extend(ms);
+                    g.errors += errors;
+                }
+            }
+            for ((route, _), g) in routes.iter().zip(&gathered) {
+                cases.push(g.case(route, c));
+            }
+            if let Some(stats) =
+                RatioStats::of_rounds(&gathered[1].round_p50, &gathered[0].round_p50)
+            {
+                route_ratios.push(HttpRouteRatio {
+                    concurrency: c,
+                    generate_vs_paint: stats,
+                });
             }
         }
         server.abort();
         Ok(HttpReport {
             project,
+            rounds,
             cases,
+            generate_vs_paint: route_ratios,
             against_passes: Vec::new(),
         })
     })

@@ -184,6 +184,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
             precision: args.precision,
             seconds: args.http_seconds,
             concurrency: args.concurrency.clone(),
+            rounds,
         })?;
         http.compare_with(&models);
         Some(http)

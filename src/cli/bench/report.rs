@@ -208,11 +208,23 @@ pub struct TunedMalloc {
 #[derive(Clone, Debug, Serialize)]
 pub struct HttpReport {
     pub project: String,
+    /// The rounds the routes alternated in at each concurrency.
+    pub rounds: usize,
     pub cases: Vec<HttpCase>,
+    /// `/api/generate` over `/api/v1/paint` at each concurrency: the median of the
+    /// per-round ratios of their p50s, with the spread.
+    pub generate_vs_paint: Vec<HttpRouteRatio>,
     /// Each route's p50 at one client over the in-process passes of the model of the same
     /// name, when one was benchmarked (for example `church256` served as `church256`).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub against_passes: Vec<HttpAgainstPass>,
+}
+
+/// The two routes set against each other, round by round.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct HttpRouteRatio {
+    pub concurrency: usize,
+    pub generate_vs_paint: RatioStats,
 }
 
 /// One route's p50 at one client against the model's fast passes (p50 over p50): the
@@ -387,6 +399,13 @@ pub fn print_table(report: &BenchReport) {
                 case.errors
             );
         }
+        for ratio in &http.generate_vs_paint {
+            println!(
+                "  /api/generate over /api/v1/paint, c={}: {}",
+                ratio.concurrency,
+                ratio_text(&ratio.generate_vs_paint)
+            );
+        }
         for against in &http.against_passes {
             println!(
                 "  {} p50, 1 client, over {}'s fast pass: {:.3} (from a held activation), {:.3} (from z)",
@@ -446,6 +465,8 @@ mod tests {
         };
         let report = HttpReport {
             project: "church256".into(),
+            rounds: 1,
+            generate_vs_paint: Vec::new(),
             cases: vec![
                 case("/api/v1/paint", 1, Some(50.0)),
                 case("/api/v1/paint", 4, Some(150.0)),
