@@ -128,12 +128,7 @@ impl Fade {
     }
 
     /// The blended image of G (or of its moving average, `ema`) at `step`, with G's first
-    /// `frozen` layers run without gradients (see [`super::gan::GanSettings::frozen_layers`]).
-    pub fn generate(&self, g: &ProgGan, ema: bool, step: i64, z: &Tensor, frozen: usize) -> Tensor {
-        self.generate_parts(g, ema, step, z, frozen).0
-    }
-
-    /// [`Self::generate`], and G's activation at the old resolution when it was computed
+    /// `frozen` layers run without gradients, and G's activation at the old resolution when it was computed
     /// without gradients (every old layer held): what an [`Anchor`] draws from.
     pub fn generate_parts(
         &self,
