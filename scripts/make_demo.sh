@@ -116,7 +116,9 @@ $BIN dissect ace dissect/demo --layer layer4 --concepts tree,cloud --modes draw 
 $BIN dissect ace dissect/demo --layer layer4 --concepts cloud --modes remove --steps 100 \
   --batch 8 --lr 0.1 --l1 0.01
 # The encoder that starts `ganpaint invert` (painting on your own picture), trained on
-# pairs the bundled generator makes: retrained whenever that generator changes.
+# pairs the bundled generator makes: retrained whenever that generator changes. It
+# predicts z too (--z-weight, default 0.1), which starts the fit of z that lets uploads be
+# painted at layers before layer4.
 $BIN train-demo encoder --project dissect/demo --out models/demo_encoder.safetensors \
   --steps 250 --batch 16 --lr 2e-3 --seed 1
 $BIN eval-edits --project dissect/demo --samples 100 --ranking causal,ace

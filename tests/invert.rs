@@ -50,6 +50,8 @@ fn train_an_encoder_then_invert_a_picture_writing_pictures_and_figures() {
     );
     let line: Value = serde_json::from_str(trained.lines().last().unwrap()).unwrap();
     assert!(line["feature_loss"].as_f64().unwrap().is_finite(), "{line}");
+    // The encoder predicts z too (its error is reported).
+    assert!(line["z_loss"].as_f64().unwrap().is_finite(), "{line}");
     assert!(encoder.exists());
 
     // A picture the generator did not make, of another size and shape: it is cropped and
@@ -94,6 +96,10 @@ fn train_an_encoder_then_invert_a_picture_writing_pictures_and_figures() {
         "{figures}"
     );
     assert!(figures["total_s"].as_f64().unwrap() > 0.0);
+    // A z was fitted to the optimised activations: its relative error is a real figure.
+    let z_error = psnr("z_error");
+    assert!(z_error.is_finite() && z_error >= 0.0, "{figures}");
+    assert!(figures["z_s"].as_f64().unwrap() > 0.0, "{figures}");
     for name in [
         "picture.png",
         "encoder.png",

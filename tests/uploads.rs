@@ -1,8 +1,9 @@
 //! End to end through the router: uploading a picture (`POST /api/v1/images`), its
 //! progress and figures, painting it like a sample (`image` in `/api/v1/paint`), its
-//! storage across a restart, cancelling by disconnecting, and every refusal. The tiny
-//! project of `tests/common` (a random 16² generator) gets an encoder trained for a few
-//! steps by the same command a user runs.
+//! storage across a restart, cancelling by disconnecting, every refusal, and painting an
+//! earlier layer than the inverted one through the fitted z. The tiny project of
+//! `tests/common` (a random 16² generator) gets an encoder trained for a few steps by the
+//! same command a user runs.
 
 mod common;
 
@@ -26,35 +27,93 @@ fn data_with_encoder() -> &'static Path {
     DIR.get_or_init(|| {
         let data = common::tiny_data_dir();
         let project = data.join("tiny");
-        let encoder = project.join("encoder.safetensors");
-        let status = Command::new(env!("CARGO_BIN_EXE_ganpaint"))
-            .args([
-                "train-demo",
-                "encoder",
-                "--device",
-                "cpu",
-                "--steps",
-                "20",
-                "--batch",
-                "8",
-                "--width",
-                "8",
-                "--max-width",
-                "16",
-            ])
-            .arg("--project")
-            .arg(&project)
-            .arg("--out")
-            .arg(&encoder)
-            .status()
-            .unwrap();
-        assert!(status.success(), "training the tiny encoder failed");
+        train_tiny_encoder(&project, &project.join("encoder.safetensors"), &[]);
         std::fs::write(
             project.join("project.json"),
             json!({ "model": "../../g.safetensors", "encoder": "encoder.safetensors" }).to_string(),
         )
         .unwrap();
         data.to_path_buf()
+    })
+}
+
+/// Trains the tiny encoder into `out` (with `extra` arguments) by the user's command.
+fn train_tiny_encoder(project: &Path, out: &Path, extra: &[&str]) {
+    let status = Command::new(env!("CARGO_BIN_EXE_ganpaint"))
+        .args([
+            "train-demo",
+            "encoder",
+            "--device",
+            "cpu",
+            "--steps",
+            "20",
+            "--batch",
+            "8",
+        ])
+        .args(["--width", "8", "--max-width", "16"])
+        .args(extra)
+        .arg("--project")
+        .arg(project)
+        .arg("--out")
+        .arg(out)
+        .status()
+        .unwrap();
+    assert!(status.success(), "training the tiny encoder failed");
+}
+
+/// A data folder with two projects of the tiny generator dissected at `layer2` and
+/// `layer4`: `layers` with the tiny encoder (which predicts z), and `layers-noz` with an
+/// encoder trained without a z head.
+fn data_with_layers() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let with_encoder = data_with_encoder();
+        let root = with_encoder.parent().unwrap();
+        let data = root.join("data-layers");
+        for (name, extra) in [
+            ("layers", &[][..]),
+            ("layers-noz", &["--z-weight", "0"][..]),
+        ] {
+            let project = data.join(name);
+            let status = Command::new(env!("CARGO_BIN_EXE_ganpaint"))
+                .args([
+                    "dissect",
+                    "--device",
+                    "cpu",
+                    "--samples",
+                    "16",
+                    "--batch",
+                    "8",
+                ])
+                .args([
+                    "--causal-samples",
+                    "4",
+                    "--layer",
+                    "layer2",
+                    "--layer",
+                    "layer4",
+                ])
+                .arg("--model")
+                .arg(root.join("g.safetensors"))
+                .arg("--segmenter")
+                .arg(root.join("s.safetensors"))
+                .arg("--out")
+                .arg(&project)
+                .status()
+                .unwrap();
+            assert!(
+                status.success(),
+                "dissecting the tiny project at two layers failed"
+            );
+            train_tiny_encoder(&project, &project.join("encoder.safetensors"), extra);
+            std::fs::write(
+                project.join("project.json"),
+                json!({ "model": "../../g.safetensors", "encoder": "encoder.safetensors" })
+                    .to_string(),
+            )
+            .unwrap();
+        }
+        data
     })
 }
 
@@ -266,6 +325,104 @@ async fn an_uploaded_picture_is_inverted_stored_and_painted_like_a_sample() {
         "the restarted server paints differently by {diff}"
     );
     std::fs::remove_dir_all(&uploads).unwrap();
+}
+
+/// The first concept `/api/v1/projects` lists for `project` at `layer`.
+async fn concept_at(state: &Arc<AppState>, project: &str, layer: &str) -> String {
+    let (_, _, body) = get(state.clone(), "/api/v1/projects").await;
+    let projects = json_of(&body);
+    let project = projects
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == project)
+        .unwrap();
+    project["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["name"] == layer)
+        .unwrap()["concepts"][0]["name"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_paints_at_an_earlier_layer_through_its_fitted_z() {
+    let uploads = fresh_uploads("layers");
+    let data = data_with_layers().to_path_buf();
+    let state = state_with(move |config| {
+        config.data = data;
+        config.uploads = uploads.clone();
+    });
+    let body = json!({ "project": "layers", "image": data_url(&png_bytes(&picture(7))) });
+    let (status, _, body) = post(state.clone(), "/api/v1/images", &body, true).await;
+    let answer = json_of(&body);
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["layer"], "layer4");
+    assert_eq!(answer["paint_from"], "layer1", "{answer}");
+    let id = answer["image"].as_str().unwrap().to_string();
+    let fitted = decode_data_url(
+        json_of(
+            &post(
+                state.clone(),
+                "/api/v1/paint",
+                &json!({ "project": "layers", "image": id, "strokes": [] }),
+                true,
+            )
+            .await
+            .2,
+        )["image"]
+            .as_str()
+            .unwrap(),
+    );
+
+    // A layer2 stroke (4×4 cells on the 16² picture) over the left half changes the picture.
+    let concept = concept_at(&state, "layers", "layer2").await;
+    let stroke = json!({ "concept": concept, "mode": "draw", "units": 8, "strength": 3.0,
+        "mask": encode_png_mask(16, 16, |x, _| x < 8) });
+    let paint = json!({ "project": "layers", "image": id, "layer": "layer2", "strokes": [stroke] });
+    let (status, _, body) = post(state.clone(), "/api/v1/paint", &paint, true).await;
+    let painted = json_of(&body);
+    assert_eq!(status, StatusCode::OK, "{painted}");
+    let edited = decode_data_url(painted["image"].as_str().unwrap());
+    let changed = edited
+        .pixels()
+        .zip(fitted.pixels())
+        .filter(|(a, b)| a != b)
+        .count();
+    assert!(changed > 0, "the layer2 stroke changed nothing");
+    // No strokes at layer2: exactly the uploaded pixels.
+    let none = json!({ "project": "layers", "image": id, "layer": "layer2", "strokes": [] });
+    let (status, _, body) = post(state.clone(), "/api/v1/paint", &none, true).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        decode_data_url(json_of(&body)["image"].as_str().unwrap()),
+        fitted
+    );
+
+    // An upload inverted by an encoder without a z head has no `paint_from`, and a layer2
+    // stroke on it is refused naming `layer`.
+    let body = json!({ "project": "layers-noz", "image": data_url(&png_bytes(&picture(7))) });
+    let (status, _, body) = post(state.clone(), "/api/v1/images", &body, true).await;
+    let answer = json_of(&body);
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert!(answer.get("paint_from").is_none(), "{answer}");
+    let id = answer["image"].as_str().unwrap().to_string();
+    let concept = concept_at(&state, "layers-noz", "layer2").await;
+    let stroke = json!({ "concept": concept, "mode": "draw", "units": 8,
+        "mask": encode_png_mask(16, 16, |x, _| x < 8) });
+    let paint =
+        json!({ "project": "layers-noz", "image": id, "layer": "layer2", "strokes": [stroke] });
+    let (status, _, body) = post(state.clone(), "/api/v1/paint", &paint, true).await;
+    let refused = json_of(&body);
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{refused}");
+    let detail = refused["detail"].as_str().unwrap_or_default();
+    assert!(
+        detail.starts_with("layer: ") && detail.contains("inverted at layer4;"),
+        "{refused}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -20,6 +20,7 @@ use anyhow::{bail, Context};
 use crate::invert::eval::{InvertEval, FIRST_SCENE};
 use crate::invert::{
     invert, load_picture, AdaptSettings, Encoder, InvertSettings, OptimizeSettings, Stage,
+    ZFitSettings,
 };
 use crate::model::DeviceChoice;
 use crate::project::{read_project, UnitChoice};
@@ -52,6 +53,19 @@ pub struct InvertArgs {
     /// Seed of the evaluation's stroke regions.
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// Other layers the evaluation paints the inverted pictures at (comma-separated;
+    /// default: every other dissected layer; `none` for none). A layer before the inverted
+    /// one goes through the fitted z.
+    #[arg(long)]
+    paint_layers: Option<String>,
+    /// The fit of z (when the encoder predicts z): steps, and the pull towards the
+    /// encoder's prediction.
+    #[arg(long, default_value_t = ZFitSettings::default().steps)]
+    z_steps: usize,
+    #[arg(long, default_value_t = ZFitSettings::default().lr)]
+    z_lr: f64,
+    #[arg(long, default_value_t = ZFitSettings::default().prior_weight)]
+    z_prior: f64,
     /// The layer (default: `layer4` when dissected, else the project's first).
     #[arg(long)]
     layer: Option<String>,
@@ -130,15 +144,34 @@ pub fn run(args: InvertArgs) -> anyhow::Result<()> {
             lr: args.lr3,
             pull: args.pull,
         },
+        z: ZFitSettings {
+            steps: args.z_steps,
+            lr: args.z_lr,
+            prior_weight: args.z_prior,
+        },
     };
     tracing::info!(generator = %generator_path.display(), encoder = %encoder_path.display(), layer = %layer_name, ?settings, "inverting");
 
     if let Some(scenes) = args.eval {
+        let other_layers = match args.paint_layers.as_deref() {
+            None => project
+                .layers
+                .iter()
+                .filter(|l| l.layer != layer_name)
+                .collect(),
+            Some("none") => Vec::new(),
+            Some(list) => list
+                .split(',')
+                .map(|name| project.chosen_layer(Some(name.trim())))
+                .collect::<Result<Vec<_>, _>>()
+                .context("--paint-layers")?,
+        };
         let eval = InvertEval {
             generator: &generator,
             encoder: &encoder,
             segmenter: segmenter.as_ref(),
             layer,
+            other_layers,
             settings,
             scenes,
             first_scene: args.first_scene,

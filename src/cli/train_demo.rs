@@ -81,6 +81,11 @@ struct EncoderArgs {
     /// Weight of the pixel loss of rendering the guess (0: activations only).
     #[arg(long, default_value_t = 1.0)]
     pixel_weight: f64,
+    /// Weight of the error of the predicted z. The encoder predicts z beside the
+    /// activations (it starts the fit of z that lets earlier layers paint an inverted
+    /// picture); 0 trains an encoder without a z head.
+    #[arg(long, default_value_t = 0.1)]
+    z_weight: f64,
     /// Width at full resolution; it doubles at each halving up to --max-width.
     #[arg(long, default_value_t = 32)]
     width: i64,
@@ -461,24 +466,26 @@ fn train_encoder(a: EncoderArgs) -> anyhow::Result<()> {
     let generator = ProgGan::load(&generator_path, device)
         .with_context(|| format!("loading {}", generator_path.display()))?;
     tch::manual_seed(a.seed as i64);
-    let encoder = Encoder::new(
-        EncoderConfig::for_layer(&generator, &layer, a.width, a.max_width)?,
-        device,
-    );
+    let mut config = EncoderConfig::for_layer(&generator, &layer, a.width, a.max_width)?;
+    if a.z_weight <= 0.0 {
+        config.z_dim = None;
+    }
+    let encoder = Encoder::new(config, device);
     let settings = EncoderTraining {
         layer: layer.clone(),
         steps: a.steps,
         batch: a.batch,
         lr: a.lr,
         pixel_weight: a.pixel_weight,
+        z_weight: a.z_weight,
         seed: a.seed,
     };
     tracing::info!(generator = %generator_path.display(), %layer, ?settings, widths = ?encoder.config().widths, "training the encoder");
     let bar = crate::cli::progress_bar(a.steps as u64, "train encoder");
     let history = train_encoder(&encoder, &generator, &settings, &mut |s| {
         bar.set_message(format!(
-            "train encoder feature {:.4} pixel {:.4}",
-            s.feature_loss, s.pixel_loss
+            "train encoder feature {:.4} pixel {:.4} z {:.4}",
+            s.feature_loss, s.pixel_loss, s.z_loss
         ));
         bar.inc(1);
         if (s.step + 1) % 100 == 0 {
@@ -486,6 +493,7 @@ fn train_encoder(a: EncoderArgs) -> anyhow::Result<()> {
                 step = s.step + 1,
                 feature_loss = s.feature_loss,
                 pixel_loss = s.pixel_loss,
+                z_loss = s.z_loss,
                 "encoder"
             );
         }
@@ -507,6 +515,7 @@ fn train_encoder(a: EncoderArgs) -> anyhow::Result<()> {
             "steps": a.steps,
             "feature_loss": mean(|s| s.feature_loss),
             "pixel_loss": mean(|s| s.pixel_loss),
+            "z_loss": mean(|s| s.z_loss),
         })
     );
     Ok(())

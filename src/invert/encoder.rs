@@ -8,13 +8,18 @@
 //! mid{k}      conv3×3 (w_{k+1} → w_{k+1})                → LeakyReLU
 //! …           until the grid of the layer (8×8 for layer4)
 //! head        conv1×1 (w_n → C), no activation           → features [N, C, H, W]
+//! zhead_conv  conv1×1 (w_n → 16) → LeakyReLU, flattened  (optional: the z head)
+//! zhead_fc    linear (16·8·8 → D), no activation         → z [N, D]
 //! ```
 //!
 //! It trains on pairs the generator makes itself: `x = G(z)`, target `h = layer(z)`. The
 //! loss is the mean squared error on the activations, plus (optionally) the pixel error of
 //! rendering the guess, `‖G_after(E(x)) − x‖²`, which teaches the encoder to care about the
-//! activations that matter for the picture. No z is predicted: everything downstream
-//! (optimisation, adaptation, edits) works on the layer's activations.
+//! activations that matter for the picture, plus (with a z head) the error of the
+//! predicted z. Optimisation, adaptation and edits work on the layer's activations; the
+//! predicted z starts the fit of a z whose prefix matches them
+//! ([`super::optimize::fit_z`]), which is what carries an edit of an earlier layer onto an
+//! inverted picture.
 //!
 //! The architecture is read back from the weights' shapes, so a file is all a loader needs.
 
@@ -36,7 +41,12 @@ pub struct EncoderConfig {
     pub grid: i64,
     pub out_channels: i64,
     pub widths: Vec<i64>,
+    /// The generator's z size when the encoder predicts z too (it has a z head).
+    pub z_dim: Option<i64>,
 }
+
+/// Channels of the z head's 1×1 reduction before it is flattened.
+const Z_HEAD_CHANNELS: i64 = 16;
 
 impl EncoderConfig {
     /// An encoder for `generator`'s `layer`: halvings from the image to the layer's grid,
@@ -58,6 +68,7 @@ impl EncoderConfig {
             grid,
             out_channels: channels,
             widths,
+            z_dim: Some(generator.z_dim()),
         })
     }
 
@@ -79,11 +90,13 @@ impl EncoderConfig {
         let head = get("head.weight")?;
         // The grid is not in the shapes: every encoder ends at [`GRID`].
         let halvings = widths.len() as i64 - 1;
+        let z_dim = shapes.get("zhead_fc.weight").map(|shape| shape[0]);
         Ok(EncoderConfig {
             resolution: GRID << halvings,
             grid: GRID,
             out_channels: head[0],
             widths,
+            z_dim,
         })
     }
 }
@@ -130,6 +143,7 @@ pub struct Encoder {
     stem: nn::Conv2D,
     stages: Vec<(nn::Conv2D, nn::Conv2D)>,
     head: nn::Conv2D,
+    z_head: Option<(nn::Conv2D, nn::Linear)>,
 }
 
 impl Encoder {
@@ -154,12 +168,30 @@ impl Encoder {
             1,
             1,
         );
+        let z_head = config.z_dim.map(|z_dim| {
+            (
+                conv(
+                    &root / "zhead_conv",
+                    *w.last().expect("one width"),
+                    Z_HEAD_CHANNELS,
+                    1,
+                    1,
+                ),
+                nn::linear(
+                    &root / "zhead_fc",
+                    Z_HEAD_CHANNELS * config.grid * config.grid,
+                    z_dim,
+                    Default::default(),
+                ),
+            )
+        });
         Encoder {
             config,
             vs,
             stem,
             stages,
             head,
+            z_head,
         }
     }
 
@@ -236,6 +268,14 @@ impl Encoder {
             })?;
         let (channels, grid) = (spec.out_channels, spec.resolution);
         let c = &self.config;
+        if let Some(z_dim) = c.z_dim.filter(|&d| d != generator.z_dim) {
+            return Err(InvertError::Encoder {
+                detail: format!(
+                    "the encoder predicts a z of {z_dim} values; this generator's z has {}",
+                    generator.z_dim
+                ),
+            });
+        }
         if c.out_channels != channels || c.grid != grid || c.resolution != generator.resolution() {
             return Err(InvertError::Encoder {
                 detail: format!(
@@ -254,6 +294,23 @@ impl Encoder {
 
     /// images `[N, 3, R, R]` in [-1, 1] → the layer's activations `[N, C, 8, 8]`.
     pub fn forward(&self, images: &Tensor) -> Result<Tensor, InvertError> {
+        Ok(self.head.forward(&self.trunk(images)?))
+    }
+
+    /// images → (activations `[N, C, 8, 8]`, z `[N, D]` when the encoder has a z head).
+    pub fn forward_with_z(&self, images: &Tensor) -> Result<(Tensor, Option<Tensor>), InvertError> {
+        let x = self.trunk(images)?;
+        let z = match &self.z_head {
+            Some((reduce, fc)) => {
+                Some(fc.forward(&leaky_relu(&reduce.forward(&x))?.f_flatten(1, -1)?))
+            }
+            None => None,
+        };
+        Ok((self.head.forward(&x), z))
+    }
+
+    /// The stages before the heads.
+    fn trunk(&self, images: &Tensor) -> Result<Tensor, InvertError> {
         let size = images.size();
         let r = self.config.resolution;
         if size.len() != 4 || size[1] != 3 || size[2] != r || size[3] != r {
@@ -266,7 +323,7 @@ impl Encoder {
             x = leaky_relu(&down.forward(&x))?;
             x = leaky_relu(&mid.forward(&x))?;
         }
-        Ok(self.head.forward(&x))
+        Ok(x)
     }
 }
 
@@ -279,6 +336,8 @@ pub struct EncoderTraining {
     pub lr: f64,
     /// Weight of the pixel loss of rendering the guess (0: activations only).
     pub pixel_weight: f64,
+    /// Weight of the error of the predicted z (used when the encoder has a z head).
+    pub z_weight: f64,
     pub seed: u64,
 }
 
@@ -290,6 +349,8 @@ pub struct EncoderStep {
     pub feature_loss: f64,
     /// Mean squared error of the rendered guess (NaN when the pixel loss is off).
     pub pixel_loss: f64,
+    /// Mean squared error of the predicted z (NaN without a z head).
+    pub z_loss: f64,
 }
 
 /// Trains `encoder` on pairs `generator` makes (fresh z each step); `progress` sees each
@@ -325,7 +386,7 @@ pub fn train_encoder(
             let images = frozen.forward_from(&settings.layer, &features)?;
             Ok((features, images))
         })?;
-        let guess = encoder.forward(&images)?;
+        let (guess, z_guess) = encoder.forward_with_z(&images)?;
         let feature_loss = guess.f_mse_loss(&features, tch::Reduction::Mean)?;
         let (loss, pixel_loss) = if settings.pixel_weight > 0.0 {
             let rendered = frozen.forward_from(&settings.layer, &guess)?;
@@ -338,6 +399,17 @@ pub fn train_encoder(
         } else {
             (feature_loss.shallow_clone(), f64::NAN)
         };
+        let (loss, z_loss) = match &z_guess {
+            Some(z_guess) => {
+                let z_error = z_guess.f_mse_loss(&z, tch::Reduction::Mean)?;
+                let value = z_error.double_value(&[]);
+                (
+                    loss.f_add(&z_error.f_mul_scalar(settings.z_weight)?)?,
+                    value,
+                )
+            }
+            None => (loss, f64::NAN),
+        };
         adam.zero_grad();
         loss.f_backward()?;
         adam.step();
@@ -345,6 +417,7 @@ pub fn train_encoder(
             step,
             feature_loss: feature_loss.double_value(&[]),
             pixel_loss,
+            z_loss,
         };
         progress(&record);
         history.push(record);
@@ -366,6 +439,11 @@ mod tests {
         let images = Tensor::rand([2, 3, 16, 16], (Kind::Float, Device::Cpu));
         let out = encoder.forward(&images).unwrap();
         assert_eq!(out.size(), vec![2, 16, 8, 8]);
+        // The z head predicts the generator's z beside the same activations.
+        assert_eq!(config.z_dim, Some(generator.z_dim()));
+        let (same, z) = encoder.forward_with_z(&images).unwrap();
+        assert!(same.equal(&out));
+        assert_eq!(z.unwrap().size(), vec![2, generator.z_dim()]);
         let path = std::env::temp_dir().join(format!("ganpaint-enc-{}.st", std::process::id()));
         encoder.save(&path).unwrap();
         let loaded = Encoder::load(&path, Device::Cpu).unwrap();
@@ -374,10 +452,33 @@ mod tests {
         let reloaded = loaded.forward(&images).unwrap();
         let error = (&reloaded - &out).abs().max().double_value(&[]);
         assert!(error < 1e-2 * out.abs().max().double_value(&[]), "{error}");
-        let _ = std::fs::remove_file(path);
+        let _ = std::fs::remove_file(&path);
         // A layer on another grid is refused by name.
         let err = EncoderConfig::for_layer(&generator, "layer6", 8, 16).unwrap_err();
         assert!(err.to_string().contains("16×16"), "{err}");
+        // An encoder saved without a z head (as before it had one) loads and has none.
+        let no_z = Encoder::new(
+            EncoderConfig {
+                z_dim: None,
+                ..config.clone()
+            },
+            Device::Cpu,
+        );
+        no_z.save(&path).unwrap();
+        let loaded = Encoder::load(&path, Device::Cpu).unwrap();
+        assert_eq!(loaded.config().z_dim, None);
+        assert!(loaded.forward_with_z(&images).unwrap().1.is_none());
+        let _ = std::fs::remove_file(&path);
+        // A z head of another size is refused by name.
+        let wrong = Encoder::new(
+            EncoderConfig {
+                z_dim: Some(7),
+                ..config
+            },
+            Device::Cpu,
+        );
+        let err = wrong.check_fits(&generator, "layer4").unwrap_err();
+        assert!(err.to_string().contains("z of 7 values"), "{err}");
     }
 
     #[test]
@@ -399,6 +500,7 @@ mod tests {
             batch: 8,
             lr: 3e-3,
             pixel_weight: 1.0,
+            z_weight: 1.0,
             seed: 2,
         };
         let mut seen = 0;
@@ -408,6 +510,9 @@ mod tests {
             |s: &[EncoderStep]| s.iter().map(|r| r.feature_loss).sum::<f64>() / s.len() as f64;
         let (first, last) = (mean(&history[..10]), mean(&history[50..]));
         assert!(last < 0.8 * first, "feature loss {first} → {last}");
+        let z_mean = |s: &[EncoderStep]| s.iter().map(|r| r.z_loss).sum::<f64>() / s.len() as f64;
+        let (z_first, z_last) = (z_mean(&history[..10]), z_mean(&history[50..]));
+        assert!(z_last < 0.95 * z_first, "z loss {z_first} → {z_last}");
         assert!(history.iter().all(|r| r.pixel_loss.is_finite()));
         for ((_, now), then) in generator.named_tensors().iter().zip(&before) {
             assert!(now.equal(then));

@@ -10,7 +10,9 @@
 //! `regions(scenes, grid, seed)`, `draw_gain` = mean over scenes of the concept's share of
 //! the region's segmentation pixels after − before, and `far_change` = the share of far
 //! pixels (more than 2 cells from the region) whose segmented class changed. "Before" is
-//! the uploaded picture; "after" is what the editor shows, [`Fit::render_edit`](super::Fit::render_edit).
+//! the uploaded picture; "after" is what the editor shows, [`Fit::render_edit_at`](super::Fit::render_edit_at).
+//! The same stroke is measured at each of `other_layers` too (with regions on that
+//! layer's grid, as `eval-edits --layer` does): an earlier layer goes through the fitted z.
 
 use std::sync::atomic::AtomicBool;
 
@@ -34,6 +36,8 @@ pub struct InvertEval<'a> {
     pub encoder: &'a Encoder,
     pub segmenter: &'a dyn Segmenter,
     pub layer: &'a ProjectLayer,
+    /// Other dissected layers to paint the inverted picture at (figures in `by_layer`).
+    pub other_layers: Vec<&'a ProjectLayer>,
     pub settings: InvertSettings,
     pub scenes: u64,
     /// Held-out scene indices `first_scene..first_scene + scenes`.
@@ -63,6 +67,29 @@ pub struct InvertEvalReport {
     pub far_change: f64,
     pub time_p50_s: f64,
     pub time_p90_s: f64,
+    /// The fitted z's relative error at the inverted layer (median; NaN without a z).
+    pub z_error_median: f64,
+    /// The stroke at the inverted layer and at each of the other layers.
+    pub by_layer: Vec<LayerEditFigures>,
+}
+
+/// One layer's draw stroke on the inverted pictures.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct LayerEditFigures {
+    pub layer: String,
+    pub draw_gain: f64,
+    pub far_change: f64,
+}
+
+/// What a layer's stroke needs, worked out once for every scene.
+struct LayerStroke<'a> {
+    name: &'a str,
+    shape: (i64, i64, i64),
+    edits: Vec<crate::edit::UnitEdit>,
+    regions: Vec<crate::dissect::causal::Region>,
+    gain: f64,
+    far_changed: u64,
+    far_total: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -165,27 +192,37 @@ impl InvertEval<'_> {
                     labels.join(", ")
                 ))
             })? as i64;
-        let edits = self.layer.stroke_edits(
-            &self.concept,
-            StrokeMode::Draw,
-            self.units,
-            self.strength,
-            self.quantile,
-            self.choice,
-        )?;
-        let shape = self.generator.layer_shape(layer)?;
-        let grid = (shape.1, shape.2);
+        let mut strokes = Vec::new();
+        for painted in std::iter::once(self.layer).chain(self.other_layers.iter().copied()) {
+            let name = painted.layer.as_str();
+            let shape = self.generator.layer_shape(name)?;
+            strokes.push(LayerStroke {
+                name,
+                shape,
+                edits: painted.stroke_edits(
+                    &self.concept,
+                    StrokeMode::Draw,
+                    self.units,
+                    self.strength,
+                    self.quantile,
+                    self.choice,
+                )?,
+                regions: regions(self.scenes, (shape.1, shape.2), self.seed),
+                gain: 0.0,
+                far_changed: 0,
+                far_total: 0,
+            });
+        }
         let device = self.generator.device();
-        let all_regions = regions(self.scenes, grid, self.seed);
         let mut scene_iou = IouTally::new(labels.len());
         let mut reconstruction_iou = IouTally::new(labels.len());
         let (mut psnr0, mut psnr2, mut psnr3, mut times) = (vec![], vec![], vec![], vec![]);
-        let (mut gain, mut far_changed, mut far_total) = (0.0, 0u64, 0u64);
+        let mut z_errors = Vec::new();
         let segment = |images: &Tensor| -> Result<Vec<i64>, EvalError> {
             let clamped = images.f_clamp(-1.0, 1.0)?;
             Ok(to_i64_vec(&self.segmenter.segment(&clamped)?)?)
         };
-        for (i, region) in all_regions.iter().enumerate() {
+        for i in 0..self.scenes as usize {
             let scene = render_batch(&[heldout_seed(self.first_scene + i as u64)], side as usize);
             let picture = scene.images.f_to_device(device)?;
             let truth = to_i64_vec(&scene.labels)?;
@@ -203,6 +240,9 @@ impl InvertEval<'_> {
             psnr2.push(r.psnr_optimized_db);
             psnr3.push(r.psnr_adapted_db);
             times.push(r.total_s);
+            if r.z_error.is_finite() {
+                z_errors.push(r.z_error);
+            }
 
             let _guard = tch::no_grad_guard();
             let before = segment(&inversion.target)?;
@@ -215,32 +255,50 @@ impl InvertEval<'_> {
             scene_iou.add(&before, &truth);
             reconstruction_iou.add(&segment(&inversion.reconstruction)?, &truth);
 
-            let zone = zones(*region, grid, (side, side));
-            let mask_values: Vec<f32> = zone.iter().map(|&z| f32::from(u8::from(z == 1))).collect();
-            let mask = Tensor::f_from_slice(&mask_values)?.f_view([side, side])?;
-            let planes =
-                intervention_planes(layer, shape, &edits, Some(&mask), Pooling::Max, device)?;
             let adapted = inversion.generator(self.generator)?;
-            let after = segment(&inversion.render_edit(&adapted, &planes)?)?;
-            let share = |labels: &[i64]| {
-                let (inside, hits) = zone
-                    .iter()
-                    .zip(labels)
-                    .filter(|(&z, _)| z == 1)
-                    .fold((0u64, 0u64), |(n, h), (_, &l)| {
-                        (n + 1, h + u64::from(l == class))
-                    });
-                hits as f64 / inside.max(1) as f64
-            };
-            gain += share(&after) - share(&before);
-            for ((&z, &b), &a) in zone.iter().zip(&before).zip(&after) {
-                if z == 2 {
-                    far_total += 1;
-                    far_changed += u64::from(a != b);
+            for stroke in &mut strokes {
+                let grid = (stroke.shape.1, stroke.shape.2);
+                let zone = zones(stroke.regions[i], grid, (side, side));
+                let mask_values: Vec<f32> =
+                    zone.iter().map(|&z| f32::from(u8::from(z == 1))).collect();
+                let mask = Tensor::f_from_slice(&mask_values)?.f_view([side, side])?;
+                let planes = intervention_planes(
+                    stroke.name,
+                    stroke.shape,
+                    &stroke.edits,
+                    Some(&mask),
+                    Pooling::Max,
+                    device,
+                )?;
+                let after = segment(&inversion.render_edit_at(&adapted, stroke.name, &planes)?)?;
+                let share = |labels: &[i64]| {
+                    let (inside, hits) = zone
+                        .iter()
+                        .zip(labels)
+                        .filter(|(&z, _)| z == 1)
+                        .fold((0u64, 0u64), |(n, h), (_, &l)| {
+                            (n + 1, h + u64::from(l == class))
+                        });
+                    hits as f64 / inside.max(1) as f64
+                };
+                stroke.gain += share(&after) - share(&before);
+                for ((&z, &b), &a) in zone.iter().zip(&before).zip(&after) {
+                    if z == 2 {
+                        stroke.far_total += 1;
+                        stroke.far_changed += u64::from(a != b);
+                    }
                 }
             }
             progress(1);
         }
+        let by_layer: Vec<LayerEditFigures> = strokes
+            .iter()
+            .map(|s| LayerEditFigures {
+                layer: s.name.to_string(),
+                draw_gain: s.gain / self.scenes.max(1) as f64,
+                far_change: s.far_changed as f64 / s.far_total.max(1) as f64,
+            })
+            .collect();
         Ok(InvertEvalReport {
             scenes: self.scenes,
             resolution: side,
@@ -250,10 +308,12 @@ impl InvertEval<'_> {
             reconstruction_miou: reconstruction_iou.mean(),
             scene_miou: scene_iou.mean(),
             concept: self.concept.clone(),
-            draw_gain: gain / self.scenes.max(1) as f64,
-            far_change: far_changed as f64 / far_total.max(1) as f64,
+            draw_gain: by_layer[0].draw_gain,
+            far_change: by_layer[0].far_change,
             time_p50_s: quantile(&times, 0.5),
             time_p90_s: quantile(&times, 0.9),
+            z_error_median: quantile(&z_errors, 0.5),
+            by_layer,
         })
     }
 }

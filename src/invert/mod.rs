@@ -7,6 +7,15 @@
 //! 3. [`adapt`]: the weights after the layer are fine-tuned for this picture, held near the
 //!    originals, so that the reconstruction matches.
 //!
+//! When the encoder predicts z too, a z is fitted whose activations at the layer match `h`
+//! ([`optimize::fit_z`]). The layers before the inverted one can then be painted: an edit
+//! of an earlier layer is run through that z's prefix up to the inverted layer, and the
+//! change it makes there is added to `h` ([`Fit::features_under`]):
+//!
+//! ```text
+//! h' = h + (layer(z; edit at an earlier layer) − layer(z))
+//! ```
+//!
 //! The result, an [`Inversion`], holds a [`Fit`]: the picture, `h` and the adapted weights
 //! (only the blocks after the layer, by their state_dict names), which [`saved`] stores as
 //! one file. [`Fit::generator`] builds the adapted generator, a [`ProgGan`] like any
@@ -38,7 +47,7 @@ use crate::model::{ModelError, ProgGan};
 
 pub use adapt::AdaptSettings;
 pub use encoder::{Encoder, EncoderConfig, EncoderTraining};
-pub use optimize::OptimizeSettings;
+pub use optimize::{OptimizeSettings, ZFitSettings};
 
 /// The bundled demo encoder, relative to the repository root.
 pub const DEFAULT_ENCODER: &str = "models/demo_encoder.safetensors";
@@ -77,6 +86,9 @@ pub enum Stage {
 pub struct InvertSettings {
     pub optimize: OptimizeSettings,
     pub adapt: AdaptSettings,
+    /// The fit of z (run when the encoder predicts z and it has steps; else no z).
+    #[serde(default)]
+    pub z: ZFitSettings,
 }
 
 /// The figures of one inversion: PSNR (dB, on pixels in [-1, 1] with peak-to-peak 2) of
@@ -90,6 +102,32 @@ pub struct InversionReport {
     pub optimize_s: f64,
     pub adapt_s: f64,
     pub total_s: f64,
+    /// The fitted z's relative error at the layer, `‖layer(z) − h‖² / ‖h‖²` (NaN when no z
+    /// was fitted: an encoder without a z head, or an inversion stored before z was).
+    #[serde(default = "nan", with = "nan_as_null")]
+    pub z_error: f64,
+    #[serde(default)]
+    pub z_s: f64,
+}
+
+fn nan() -> f64 {
+    f64::NAN
+}
+
+/// NaN as JSON `null` (JSON has no NaN), and `null` back as NaN.
+mod nan_as_null {
+    pub fn serialize<S: serde::Serializer>(value: &f64, s: S) -> Result<S::Ok, S::Error> {
+        if value.is_finite() {
+            s.serialize_some(value)
+        } else {
+            s.serialize_none()
+        }
+    }
+
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+        let value: Option<f64> = serde::Deserialize::deserialize(d)?;
+        Ok(value.unwrap_or(f64::NAN))
+    }
 }
 
 /// What painting on an inverted picture needs: the picture, the layer's activations and
@@ -102,6 +140,9 @@ pub struct Fit {
     pub features: Tensor,
     /// The adapted weights of the blocks after `layer`, by state_dict name.
     pub adapted: Vec<(String, Tensor)>,
+    /// A z whose activations at `layer` match `features` (`[1, D]`), when one was fitted:
+    /// what painting the layers before `layer` goes through.
+    pub z: Option<Tensor>,
     pub report: InversionReport,
 }
 
@@ -228,7 +269,7 @@ pub fn invert(
         .f_clamp(-1.0, 1.0)?;
     let working = frozen_copy(generator)?;
 
-    let encoder_guess = tch::no_grad(|| encoder.forward(&target))?;
+    let (encoder_guess, z_guess) = tch::no_grad(|| encoder.forward_with_z(&target))?;
     let encoder_image = tch::no_grad(|| working.forward_from(layer, &encoder_guess))?;
     let encoded = Instant::now();
 
@@ -243,6 +284,18 @@ pub fn invert(
     )?;
     let optimized_image = tch::no_grad(|| working.forward_from(layer, &features))?;
     let optimized = Instant::now();
+
+    // The layers up to `layer` are not adapted, so z is fitted on the generator's own.
+    // No steps: no z (the encoder's guess alone is far from the activations).
+    let (z, z_error) = match z_guess.as_ref().filter(|_| settings.z.steps > 0) {
+        Some(start) => {
+            let (z, error) =
+                optimize::fit_z(&working, layer, &features, start, &settings.z, cancel)?;
+            (Some(z), error)
+        }
+        None => (None, f64::NAN),
+    };
+    let z_fitted = Instant::now();
 
     let adapted = adapt::adapt_after(
         &working,
@@ -262,8 +315,10 @@ pub fn invert(
         psnr_adapted_db: psnr_db(&reconstruction, &target)?,
         encode_s: (encoded - started).as_secs_f64(),
         optimize_s: (optimized - encoded).as_secs_f64(),
-        adapt_s: (done - optimized).as_secs_f64(),
+        adapt_s: (done - z_fitted).as_secs_f64(),
         total_s: (done - started).as_secs_f64(),
+        z_error,
+        z_s: (z_fitted - optimized).as_secs_f64(),
     };
     tracing::debug!(?report, "inverted a picture");
     Ok(Inversion {
@@ -272,6 +327,7 @@ pub fn invert(
             target,
             features,
             adapted,
+            z,
             report,
         },
         encoder_guess,
@@ -311,17 +367,67 @@ impl Fit {
         adapted: &ProgGan,
         planes: &EditPlanes,
     ) -> Result<Tensor, InvertError> {
+        self.render_edit_at(adapted, &self.layer, planes)
+    }
+
+    /// [`Fit::render_edit`] for an edit of `layer`: the inverted layer, an earlier one
+    /// (through the fitted z, [`Fit::features_under`]) or a later one.
+    pub fn render_edit_at(
+        &self,
+        adapted: &ProgGan,
+        layer: &str,
+        planes: &EditPlanes,
+    ) -> Result<Tensor, InvertError> {
         let _guard = tch::no_grad_guard();
         let reconstruction = adapted.forward_from(&self.layer, &self.features)?;
-        let edited = crate::edit::render_edited(
-            adapted,
-            &self.layer,
-            &self.features,
-            planes,
-            crate::edit::Route::Full,
-        )?
-        .images;
+        let (fitted, edited_index) = (
+            adapted.layer_index(&self.layer)?,
+            adapted.layer_index(layer)?,
+        );
+        let edited = if edited_index < fitted {
+            let carried = self.features_under(adapted, layer, planes)?;
+            adapted.forward_from(&self.layer, &carried)?
+        } else {
+            let prefix = adapted.run(&self.features, fitted + 1..edited_index + 1)?;
+            crate::edit::render_edited(adapted, layer, &prefix, planes, crate::edit::Route::Full)?
+                .images
+        };
         blend_edit(&self.target, &reconstruction, &edited)
+    }
+
+    /// The inverted layer's activations under an edit of an earlier `layer`: the change
+    /// the edit makes to the fitted z's activations at the inverted layer, added to the
+    /// fitted ones, `h + (layer(z; edit) − layer(z))`. `generator` is the base generator
+    /// or the adapted one (the same up to the inverted layer). Without a fitted z, the
+    /// error names `layer` and says what to do.
+    pub fn features_under(
+        &self,
+        generator: &ProgGan,
+        layer: &str,
+        planes: &EditPlanes,
+    ) -> Result<Tensor, InvertError> {
+        let z = self.z.as_ref().ok_or_else(|| {
+            InvertError::BadImage(format!(
+                "layer: this picture was inverted at {} without a z (its encoder predicts \
+                 none), so {layer} cannot be painted on it; paint it at {} or a later layer",
+                self.layer, self.layer
+            ))
+        })?;
+        let _guard = tch::no_grad_guard();
+        let (fitted, index) = (
+            generator.layer_index(&self.layer)?,
+            generator.layer_index(layer)?,
+        );
+        if index >= fitted {
+            return Err(InvertError::BadImage(format!(
+                "layer: {layer} is not before {}, the layer this picture was inverted at",
+                self.layer
+            )));
+        }
+        let at = generator.features(z, layer)?;
+        let plain = generator.run(&at, index + 1..fitted + 1)?;
+        let edited = generator.run(&planes.apply(&at)?, index + 1..fitted + 1)?;
+        Ok(self.features.f_add(&edited.f_sub(&plain)?)?)
     }
 }
 
@@ -364,6 +470,7 @@ mod tests {
             batch: 8,
             lr: 3e-3,
             pixel_weight: 1.0,
+            z_weight: 1.0,
             seed: 4,
         };
         encoder::train_encoder(&encoder, &generator, &training, &mut |_| {}).unwrap();
@@ -387,6 +494,10 @@ mod tests {
                 steps: 40,
                 lr: 5e-3,
                 pull: 1.0,
+            },
+            z: ZFitSettings {
+                steps: 60,
+                ..Default::default()
             },
         }
     }
@@ -479,6 +590,101 @@ mod tests {
         );
         let far = changed.narrow(2, 12, 4).narrow(3, 12, 4);
         assert_eq!(far.max().double_value(&[]), 0.0);
+    }
+
+    #[test]
+    fn an_earlier_layer_paints_through_the_fitted_z() {
+        let (generator, encoder, picture) = fixture();
+        let inversion = invert(
+            &generator,
+            &encoder,
+            "layer4",
+            &picture,
+            &settings(),
+            &mut |_, _, _| {},
+            &AtomicBool::new(false),
+        )
+        .unwrap();
+        // The encoder predicts z, and the fitted z's activations match the fitted ones
+        // better than the encoder's own z's do.
+        let z = inversion.z.as_ref().expect("a fitted z");
+        let relative = |z: &Tensor| {
+            let h = tch::no_grad(|| generator.features(z, "layer4")).unwrap();
+            (h - &inversion.features)
+                .square()
+                .mean(Kind::Float)
+                .double_value(&[])
+                / inversion
+                    .features
+                    .square()
+                    .mean(Kind::Float)
+                    .double_value(&[])
+        };
+        let (_, predicted) = tch::no_grad(|| encoder.forward_with_z(&inversion.target)).unwrap();
+        let r = &inversion.report;
+        assert!(
+            (relative(z) - r.z_error).abs() < 1e-4,
+            "{} vs {r:?}",
+            relative(z)
+        );
+        assert!(r.z_error < relative(&predicted.unwrap()), "{r:?}");
+        let adapted = inversion.generator(&generator).unwrap();
+        let shape = generator.layer_shape("layer2").unwrap();
+        // An identity edit of layer2 carries no change: the picture comes back exactly.
+        let none = EditPlanes::empty(shape, Device::Cpu);
+        let carried = inversion.features_under(&adapted, "layer2", &none).unwrap();
+        assert!(carried.equal(&inversion.features));
+        let out = inversion.render_edit_at(&adapted, "layer2", &none).unwrap();
+        assert!(out.equal(&inversion.target));
+        // Setting layer2's units high in its top-left cells changes the picture there.
+        let mask = Tensor::zeros([16, 16], (Kind::Float, Device::Cpu));
+        let _ = mask.narrow(0, 0, 8).narrow(1, 0, 8).fill_(1.0);
+        let edits: Vec<UnitEdit> = (0..shape.0)
+            .map(|unit| UnitEdit {
+                unit,
+                alpha: 1.0,
+                value: 5.0,
+            })
+            .collect();
+        let planes = intervention_planes(
+            "layer2",
+            shape,
+            &edits,
+            Some(&mask),
+            Pooling::Max,
+            Device::Cpu,
+        )
+        .unwrap();
+        let out = inversion
+            .render_edit_at(&adapted, "layer2", &planes)
+            .unwrap();
+        let changed = (&out - &inversion.target).abs();
+        assert!(changed.max().double_value(&[]) > 0.05);
+        // A later layer still paints through the adapted generator's own activations.
+        let shape5 = generator.layer_shape("layer5").unwrap();
+        let none5 = EditPlanes::empty(shape5, Device::Cpu);
+        let out = inversion
+            .render_edit_at(&adapted, "layer5", &none5)
+            .unwrap();
+        assert!(out.equal(&inversion.target));
+        // Without a z, an earlier layer is refused, naming the field.
+        let without = Fit {
+            layer: inversion.layer.clone(),
+            target: inversion.target.shallow_clone(),
+            features: inversion.features.shallow_clone(),
+            adapted: Vec::new(),
+            z: None,
+            report: InversionReport::default(),
+        };
+        let err = without
+            .features_under(&generator, "layer2", &planes)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            err.contains("layer: ") && err.contains("without a z"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -127,3 +127,124 @@ pub fn optimize_layer(
     }
     Ok(features.f_detach()?)
 }
+
+/// Settings of the fit of z to the optimised activations.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct ZFitSettings {
+    pub steps: usize,
+    pub lr: f64,
+    /// The pull towards the encoder's predicted z (per value, against the relative error).
+    pub prior_weight: f64,
+}
+
+impl Default for ZFitSettings {
+    fn default() -> Self {
+        ZFitSettings {
+            steps: 150,
+            lr: 0.05,
+            prior_weight: 1e-3,
+        }
+    }
+}
+
+/// A z whose activations at `layer` match `features` (`[1, C, H, W]`), starting from
+/// `start` (`[1, D]`, the encoder's prediction):
+///
+/// ```text
+/// min_z  ‖layer(z) − h‖² / ‖h‖²  +  μ · mean((z − z₀)²)
+/// ```
+///
+/// Returns z (no grad) and its relative error `‖layer(z) − h‖² / ‖h‖²`. `generator` must not
+/// need gradients of its own (pass a frozen copy).
+pub fn fit_z(
+    generator: &ProgGan,
+    layer: &str,
+    features: &Tensor,
+    start: &Tensor,
+    settings: &ZFitSettings,
+    cancel: &AtomicBool,
+) -> Result<(Tensor, f64), InvertError> {
+    let (anchor, z, target, scale) = tch::no_grad(|| -> Result<_, tch::TchError> {
+        let anchor = start.f_to_kind(Kind::Float)?.f_detach_copy()?;
+        let target = features.f_to_kind(Kind::Float)?.f_detach()?;
+        let scale = target
+            .f_square()?
+            .f_mean(Kind::Float)?
+            .double_value(&[])
+            .max(1e-12);
+        Ok((anchor.f_detach_copy()?, anchor, target, scale))
+    })?;
+    let z = z.f_set_requires_grad(true)?;
+    let mut adam = Adam::new(vec![z.shallow_clone()], settings.lr)?;
+    let relative = |z: &Tensor| -> Result<Tensor, InvertError> {
+        Ok(generator
+            .features(z, layer)?
+            .f_mse_loss(&target, tch::Reduction::Mean)?
+            .f_div_scalar(scale)?)
+    };
+    for _ in 0..settings.steps {
+        if cancel.load(Ordering::Relaxed) {
+            return Err(InvertError::Cancelled);
+        }
+        let loss = relative(&z)?.f_add(
+            &z.f_mse_loss(&anchor, tch::Reduction::Mean)?
+                .f_mul_scalar(settings.prior_weight)?,
+        )?;
+        loss.f_backward()?;
+        adam.step()?;
+    }
+    let z = z.f_detach()?;
+    let error = tch::no_grad(|| relative(&z))?.double_value(&[]);
+    Ok((z, error))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tch::Device;
+
+    #[test]
+    fn fitting_z_finds_a_z_whose_activations_match() {
+        let generator =
+            super::super::frozen_copy(&crate::model::testing::tiny_generator(5)).unwrap();
+        tch::manual_seed(6);
+        let truth = Tensor::randn([1, 16], (Kind::Float, Device::Cpu));
+        let features = tch::no_grad(|| generator.features(&truth, "layer4")).unwrap();
+        // A start near the truth, as a trained encoder's prediction is.
+        let start = &truth + Tensor::randn([1, 16], (Kind::Float, Device::Cpu)) * 0.5;
+        let scale = features.square().mean(Kind::Float).double_value(&[]);
+        let before = tch::no_grad(|| generator.features(&start, "layer4"))
+            .unwrap()
+            .mse_loss(&features, tch::Reduction::Mean)
+            .double_value(&[])
+            / scale;
+        let settings = ZFitSettings {
+            steps: 100,
+            ..Default::default()
+        };
+        let (z, error) = fit_z(
+            &generator,
+            "layer4",
+            &features,
+            &start,
+            &settings,
+            &AtomicBool::new(false),
+        )
+        .unwrap();
+        assert_eq!(z.size(), vec![1, 16]);
+        assert!(!z.requires_grad());
+        assert!(error < 0.25 * before, "relative error {before} → {error}");
+        // A set cancel flag stops it.
+        let err = fit_z(
+            &generator,
+            "layer4",
+            &features,
+            &start,
+            &settings,
+            &AtomicBool::new(true),
+        )
+        .err()
+        .unwrap();
+        assert!(matches!(err, InvertError::Cancelled));
+    }
+}

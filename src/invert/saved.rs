@@ -6,6 +6,7 @@
 //! | `picture` | u8 `[3, R, R]` | the picture's pixels (the target is `p / 127.5 − 1`) |
 //! | `features` | f32 `[1, C, H, W]` | the optimised activations of the layer |
 //! | `adapted.<name>` | f32 | each adapted weight, under its state_dict name |
+//! | `z` | f32 `[1, D]` | the fitted z, when one was (optional) |
 //! | `meta` | u8 `[n]` | UTF-8 JSON: `{"format": 1, "layer": …, "report": {…}}` |
 //!
 //! Reading checks the format and every shape against the generator it will paint with,
@@ -72,6 +73,9 @@ impl Fit {
         for (name, weight) in &self.adapted {
             tensors.push((format!("{ADAPTED_PREFIX}{name}"), cpu(weight)?));
         }
+        if let Some(z) = &self.z {
+            tensors.push(("z".to_string(), cpu(z)?));
+        }
         Tensor::write_safetensors(&tensors, path).map_err(|e| bad(path, e))
     }
 
@@ -83,12 +87,14 @@ impl Fit {
         let mut picture = None;
         let mut features = None;
         let mut meta = None;
+        let mut z = None;
         let mut adapted = Vec::new();
         for (name, tensor) in tensors {
             match name.as_str() {
                 "picture" => picture = Some(tensor),
                 "features" => features = Some(tensor),
                 "meta" => meta = Some(tensor),
+                "z" => z = Some(tensor),
                 _ => match name.strip_prefix(ADAPTED_PREFIX) {
                     Some(weight) => adapted.push((weight.to_string(), tensor)),
                     None => return Err(bad(path, format!("unexpected tensor `{name}`"))),
@@ -160,6 +166,15 @@ impl Fit {
                 ));
             }
         }
+        if let Some(z) = &z {
+            let d = base.z_dim();
+            if z.size() != [1, d] {
+                return Err(bad(
+                    path,
+                    format!("z is {:?}; the generator's z is [1, {d}]", z.size()),
+                ));
+            }
+        }
         let target = picture
             .f_unsqueeze(0)?
             .f_to_kind(Kind::Float)?
@@ -175,6 +190,8 @@ impl Fit {
             target,
             features: features.f_to_kind(Kind::Float)?.f_to_device(device)?,
             adapted,
+            z: z.map(|z| z.f_to_kind(Kind::Float)?.f_to_device(device))
+                .transpose()?,
             report: meta.report,
         })
     }
@@ -209,6 +226,7 @@ mod tests {
             target: pixels / 127.5 - 1.0,
             features: Tensor::randn([1, c, h, w], (Kind::Float, Device::Cpu)),
             adapted,
+            z: Some(Tensor::randn([1, 16], (Kind::Float, Device::Cpu))),
             report: InversionReport {
                 psnr_adapted_db: 31.5,
                 total_s: 2.0,
@@ -230,6 +248,7 @@ mod tests {
         assert_eq!(read.report, original.report);
         assert!(read.target.allclose(&original.target, 0.0, 1e-6, false));
         assert!(read.features.equal(&original.features));
+        assert!(read.z.as_ref().unwrap().equal(original.z.as_ref().unwrap()));
         assert_eq!(read.adapted.len(), original.adapted.len());
         let a = original.generator(&generator).unwrap();
         let b = read.generator(&generator).unwrap();
@@ -240,6 +259,13 @@ mod tests {
             )
         });
         assert!(ia.equal(&ib));
+        // A fit stored without z (an encoder without a z head) reads back without one.
+        let without = Fit {
+            z: None,
+            ..fit(&generator)
+        };
+        without.save(&path).unwrap();
+        assert!(Fit::load(&path, &generator).unwrap().z.is_none());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

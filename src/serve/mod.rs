@@ -145,6 +145,10 @@ pub struct ServeConfig {
     /// Inversion step 3: adaptation steps of the weights after the layer.
     #[arg(long, default_value_t = crate::invert::AdaptSettings::default().steps)]
     pub invert_adapt_steps: usize,
+    /// Inversion: steps of the fit of z (when the encoder predicts z), which lets the layers
+    /// before the inverted one paint the picture; 0 fits none.
+    #[arg(long, default_value_t = crate::invert::ZFitSettings::default().steps)]
+    pub invert_z_steps: usize,
 }
 
 impl ServeConfig {
@@ -460,6 +464,10 @@ fn start_inverter(
             },
             adapt: crate::invert::AdaptSettings {
                 steps: config.invert_adapt_steps,
+                ..Default::default()
+            },
+            z: crate::invert::ZFitSettings {
+                steps: config.invert_z_steps,
                 ..Default::default()
             },
         },

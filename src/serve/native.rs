@@ -352,7 +352,8 @@ pub struct PaintRequest {
     pub id: Option<u64>,
     pub seed: Option<u64>,
     /// An uploaded picture, `upload-…` (from `POST /api/v1/images`); paint it at the layer
-    /// it was inverted at or a later one.
+    /// it was inverted at or a later one, or from its `paint_from` layer on when the upload
+    /// answer gave one (a z was fitted with it).
     pub image: Option<String>,
     /// Defaults to `base_edit.layer`, else the project's default layer (layer4).
     pub layer: Option<String>,
@@ -606,19 +607,8 @@ pub async fn paint(
     };
     let layer = state.layer(&project, &layer_name)?;
     let latent = Latent::pick(request.id, request.seed, request.image.as_deref())?;
-    if let (Latent::Upload(id), Ok(inverter)) = (&latent, &project.inverter) {
-        let specs = project.worker.config.layer_specs();
-        let index = |name: &str| specs.iter().position(|s| s.name == name);
-        if index(&layer_name) < index(&inverter.layer) {
-            return Err(ApiError::bad(
-                "layer",
-                format!(
-                    "{id} was inverted at {0}; paint it at {0} or a later layer, not {layer_name}",
-                    inverter.layer
-                ),
-            ));
-        }
-    }
+    // An upload painted before the layer it was inverted at needs the z fitted with it;
+    // the worker, which holds the fit, answers that (a 400 naming `layer` when it has none).
     if request.strokes.len() > state.config.max_strokes {
         return Err(ApiError::bad(
             "strokes",

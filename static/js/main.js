@@ -33,7 +33,7 @@ import { Surface } from './surface.js';
 import { Busy, setStatus, toast } from './ui.js';
 import { Uploader } from './uploader.js';
 import {
-  findUpload, layerAllowed, layerFor, qualityText, rememberUpload, resizeText, uploadRecord, uploadsOf, validRecords,
+  findUpload, firstPaintLayer, layerAllowed, layerFor, qualityText, rememberUpload, resizeText, uploadRecord, uploadsOf, validRecords,
 } from './uploads.js';
 import { renderUnits } from './units.js';
 
@@ -439,7 +439,7 @@ function onFitted(answer, file) {
   fittedNote = { image: `image:${answer.image}`, text };
   setStatus(text);
   const shownLayer = project.name === state().project.name ? state().layer.name : project.default_layer;
-  openUpload(answer.image, project.name, layerFor(project.layers, answer.layer, shownLayer));
+  openUpload(answer.image, project.name, layerFor(project.layers, firstPaintLayer(answer), shownLayer));
 }
 
 /** Shows upload `name` ('upload-…'), even when it is shown already but was gone. */
@@ -487,11 +487,14 @@ function showUploadInfo() {
     .catch(() => askedAbout.delete(value)); // 404: the render says so
 }
 
-/** An upload paints at the layer it was fitted at or a later one: the others are disabled. */
+/**
+ * An upload paints at the layer it was fitted at or a later one (from its first layer on
+ * when the server fitted a z to it): the others are disabled.
+ */
 function syncLayerOptions() {
   const record = uploadShown();
   for (const option of $('layer').options) {
-    const refused = Boolean(record) && !layerAllowed(state().project.layers, record.layer, option.value);
+    const refused = Boolean(record) && !layerAllowed(state().project.layers, firstPaintLayer(record), option.value);
     option.disabled = refused;
     option.title = refused ? `This picture was fitted at ${record.layer}: it paints there or at a later layer` : '';
   }
@@ -757,7 +760,7 @@ async function start() {
   );
   shelf = new PictureShelf(
     { box: $('my-pictures'), list: $('uploads') },
-    { onPick: (record) => openUpload(record.image, state().project.name, layerFor(state().project.layers, record.layer, state().layer.name)) },
+    { onPick: (record) => openUpload(record.image, state().project.name, layerFor(state().project.layers, firstPaintLayer(record), state().layer.name)) },
   );
   uploads = validRecords(storage.loadUploads());
   uploader = new Uploader({ project: () => state().project?.name || null, onFitted });

@@ -59,8 +59,9 @@ export function resizeText({ width, height, resolution } = {}) {
 }
 
 /**
- * The record the gallery keeps of an upload answer: its name, project and layer, the
- * figures the editor shows, and the file's name (`fileName`, optional).
+ * The record the gallery keeps of an upload answer: its name, project and layer (and
+ * `paint_from`, the first layer it paints at, when the server fitted a z), the figures the
+ * editor shows, and the file's name (`fileName`, optional).
  */
 export function uploadRecord(answer, fileName = '', now = Date.now()) {
   const record = {
@@ -73,6 +74,7 @@ export function uploadRecord(answer, fileName = '', now = Date.now()) {
     psnr_db: answer.psnr_db,
     added: now,
   };
+  if (typeof answer.paint_from === 'string') record.paint_from = answer.paint_from;
   if (fileName) record.name = fileName;
   return record;
 }
@@ -116,6 +118,14 @@ export function layerAllowed(layers, uploadLayer, layer) {
   const first = names.indexOf(uploadLayer);
   const at = names.indexOf(layer);
   return first < 0 || at < 0 || at >= first;
+}
+
+/**
+ * The first layer an upload record paints at: `paint_from` when the server fitted a z to
+ * it (an earlier layer's edit is carried through that z), else the layer it was fitted at.
+ */
+export function firstPaintLayer(record) {
+  return record.paint_from || record.layer;
 }
 
 /** The layer to paint an upload at: the one shown now when allowed, else the upload's. */

@@ -234,11 +234,6 @@ describe('painting on your own picture', () => {
       assert.ok(await page.locator('#heatmap').isHidden());
       assert.equal(await page.locator('.toast-error').count(), 0);
 
-      // Layers before the one the picture was fitted at are not offered.
-      const layers = info.project.layers.map((l) => l.name);
-      const disabled = await page.locator('#layer option').evaluateAll((options) => options.filter((o) => o.disabled).map((o) => o.value));
-      assert.deepEqual(disabled, layers.slice(0, layers.indexOf(info.layer.name)));
-
       // A reload keeps the picture and its stroke.
       await page.reload();
       await page.waitForSelector('body[data-ready=true]');
@@ -258,6 +253,29 @@ describe('painting on your own picture', () => {
       await page.locator(`#uploads button[data-image="${name}"]`).click();
       await waitForShown(page, uploaded, 1);
       assert.deepEqual((await readImage(page)).data, painted.data);
+
+      // The server fitted a z with the picture (`paint_from`), so every layer is offered,
+      // the ones before the fitted layer too: a stroke at the first layer is carried to the
+      // fitted one through z and changes the picture; back at the fitted layer, its stroke
+      // is still there.
+      const layers = info.project.layers.map((l) => l.name);
+      const disabled = await page.locator('#layer option').evaluateAll((options) => options.filter((o) => o.disabled).map((o) => o.value));
+      assert.deepEqual(disabled, []);
+      const first = layers[0];
+      if (first !== info.layer.name) {
+        await page.locator('#layer').selectOption(first);
+        await waitForShown(page, uploaded, 0);
+        assert.deepEqual((await readImage(page)).data, unedited.data);
+        paints.length = 0;
+        await paintWithMouse(page, at(0.3, 0.55));
+        await waitForShown(page, uploaded, 1);
+        assert.notDeepEqual((await readImage(page)).data, unedited.data);
+        assert.ok(paints.length >= 1 && paints.every((body) => body.layer === first && body.image === name), JSON.stringify(paints.map((b) => [b.layer, b.image])));
+        assert.equal(await page.locator('.toast-error').count(), 0);
+        await page.locator('#layer').selectOption(info.layer.name);
+        await waitForShown(page, uploaded, 1);
+        assert.deepEqual((await readImage(page)).data, painted.data);
+      }
     } finally {
       await close();
     }

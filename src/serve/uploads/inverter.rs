@@ -193,6 +193,11 @@ fn run_one(
         project: config.project.clone(),
         figures: UploadFigures {
             layer: config.layer.clone(),
+            paint_from: inversion
+                .fit
+                .z
+                .is_some()
+                .then(|| generator.layer_names()[0].to_string()),
             width: picture.width,
             height: picture.height,
             resolution,

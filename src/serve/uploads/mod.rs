@@ -115,8 +115,14 @@ pub struct UploadInfo {
 /// An inverted upload's sizes and figures.
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema, PartialEq)]
 pub struct UploadFigures {
-    /// The layer it was inverted at: it can be painted at this layer or a later one.
+    /// The layer it was inverted at: it can be painted at this layer or a later one, and
+    /// from `paint_from` on when that is given.
     pub layer: String,
+    /// The first layer it can be painted at, when earlier than `layer`: a z was fitted to
+    /// the inverted activations, and an edit of an earlier layer is carried to `layer`
+    /// through it. Absent for pictures inverted without a z.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paint_from: Option<String>,
     /// The uploaded picture's size, before it was cropped to a square and resized.
     pub width: u32,
     pub height: u32,

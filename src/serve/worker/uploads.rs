@@ -8,6 +8,11 @@
 //! them incrementally. The edited render is then blended with the uploaded pixels by the
 //! edit's difference ([`crate::invert::blend_edit`]), so what the edit does not change
 //! stays the user's picture exactly.
+//!
+//! An edit of a layer before the one the picture was inverted at goes through the fitted
+//! z ([`Fit::features_under`]): its change at the inverted layer is added to the fitted
+//! activations, and the adapted generator renders from there (a full pass: such an edit
+//! moves every cell of the inverted layer).
 
 use std::collections::HashMap;
 
@@ -102,8 +107,8 @@ impl UploadModels {
         Ok(loaded)
     }
 
-    /// Renders `upload` under `edits` (none, or one layer at or after the one it was
-    /// inverted at), through the render cache when it is on.
+    /// Renders `upload` under `edits` (none, or one layer's), through the render cache
+    /// when it is on and the layer is the inverted one or a later one.
     pub(super) fn render(
         &mut self,
         base: &ProgGan,
@@ -126,6 +131,32 @@ impl UploadModels {
                 ))
             }
         };
+        let (fitted, edited_index) = (
+            loaded.model.layer_index(&loaded.fit.layer)?,
+            loaded.model.layer_index(&edit.layer)?,
+        );
+        if edited_index < fitted {
+            if loaded.fit.z.is_none() {
+                return Err(WorkerError::BadRequest(format!(
+                    "layer: {0} was inverted at {1}; paint it at {1} or a later layer, not {2} \
+                     (no z was fitted with it to carry an earlier layer's edit)",
+                    upload.id, loaded.fit.layer, edit.layer
+                )));
+            }
+            let carried = loaded
+                .fit
+                .features_under(&loaded.model, &edit.layer, &edit.planes)?;
+            let edited = loaded.model.forward_from(&loaded.fit.layer, &carried)?;
+            let image = to_pixels(&blend_edit(
+                &loaded.fit.target,
+                &loaded.reconstruction,
+                &edited,
+            )?)?;
+            return Ok(UploadRender {
+                image,
+                incremental: None,
+            });
+        }
         let prefix = loaded.prefix(&edit.layer, &upload.id)?;
         let model = &loaded.model;
         let key = RenderKey::upload(&upload.id, &edit.layer);

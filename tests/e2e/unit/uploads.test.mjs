@@ -13,7 +13,7 @@ import { resolveLink } from '../../../static/js/links.js';
 import { parseRecipe, requestJson } from '../../../static/js/recipe.js';
 import { createSseParser } from '../../../static/js/sse.js';
 import {
-  findUpload, layerAllowed, layerFor, progressText, qualityText, rememberUpload, resizeText, sniffImageType,
+  findUpload, firstPaintLayer, layerAllowed, layerFor, progressText, qualityText, rememberUpload, resizeText, sniffImageType,
   uploadRecord, uploadsOf, validRecords,
 } from '../../../static/js/uploads.js';
 
@@ -131,6 +131,21 @@ test('an upload paints at the layer it was fitted at or a later one', () => {
   assert.ok(layerAllowed(layers, 'layer9', 'layer1'), 'an unknown layer is left to the server');
   assert.equal(layerFor(layers, 'layer4', 'layer1'), 'layer4');
   assert.equal(layerFor(layers, 'layer4', 'layer7'), 'layer7');
+});
+
+test('an upload the server fitted a z to paints from its first layer on', () => {
+  const layers = [{ name: 'layer1' }, { name: 'layer4' }, { name: 'layer7' }];
+  const answer = { image: NAME, project: 'demo', layer: 'layer4', paint_from: 'layer1', width: 64, height: 64, resolution: 64, psnr_db: 30 };
+  const record = uploadRecord(answer, '', 5);
+  assert.equal(record.paint_from, 'layer1');
+  assert.equal(firstPaintLayer(record), 'layer1');
+  assert.ok(layerAllowed(layers, firstPaintLayer(record), 'layer1'));
+  assert.equal(layerFor(layers, firstPaintLayer(record), 'layer1'), 'layer1');
+  // Without a z (an older server, or an encoder without a z head): from its layer on.
+  const older = uploadRecord({ ...answer, paint_from: undefined }, '', 5);
+  assert.ok(!('paint_from' in older));
+  assert.equal(firstPaintLayer(older), 'layer4');
+  assert.ok(!layerAllowed(layers, firstPaintLayer(older), 'layer1'));
 });
 
 test('the address bar carries an upload as image=, and refuses what is not an upload\'s name', () => {
