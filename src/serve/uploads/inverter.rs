@@ -212,6 +212,7 @@ fn run_one(
                 queued_ms,
                 encode_ms: report.encode_s * 1e3,
                 optimize_ms: report.optimize_s * 1e3,
+                z_ms: report.z_s * 1e3,
                 adapt_ms: report.adapt_s * 1e3,
             },
         },

@@ -99,6 +99,9 @@ pub struct UploadTiming {
     pub queued_ms: f64,
     pub encode_ms: f64,
     pub optimize_ms: f64,
+    /// The fit of z (0 when none was fitted, or for an upload stored before it was).
+    #[serde(default)]
+    pub z_ms: f64,
     pub adapt_ms: f64,
 }
 
