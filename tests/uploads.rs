@@ -75,36 +75,7 @@ fn data_with_layers() -> &'static Path {
             ("layers-noz", &["--z-weight", "0"][..]),
         ] {
             let project = data.join(name);
-            let status = Command::new(env!("CARGO_BIN_EXE_ganpaint"))
-                .args([
-                    "dissect",
-                    "--device",
-                    "cpu",
-                    "--samples",
-                    "16",
-                    "--batch",
-                    "8",
-                ])
-                .args([
-                    "--causal-samples",
-                    "4",
-                    "--layer",
-                    "layer2",
-                    "--layer",
-                    "layer4",
-                ])
-                .arg("--model")
-                .arg(root.join("g.safetensors"))
-                .arg("--segmenter")
-                .arg(root.join("s.safetensors"))
-                .arg("--out")
-                .arg(&project)
-                .status()
-                .unwrap();
-            assert!(
-                status.success(),
-                "dissecting the tiny project at two layers failed"
-            );
+            common::dissect_tiny(&project, &["layer2", "layer4"]);
             train_tiny_encoder(&project, &project.join("encoder.safetensors"), extra);
             std::fs::write(
                 project.join("project.json"),
@@ -361,7 +332,8 @@ async fn an_upload_paints_at_an_earlier_layer_through_its_fitted_z() {
     let answer = json_of(&body);
     assert_eq!(status, StatusCode::OK, "{answer}");
     assert_eq!(answer["layer"], "layer4");
-    assert_eq!(answer["paint_from"], "layer1", "{answer}");
+    // The project's first dissected layer (it has no layer1).
+    assert_eq!(answer["paint_from"], "layer2", "{answer}");
     let id = answer["image"].as_str().unwrap().to_string();
     let fitted = decode_data_url(
         json_of(
@@ -393,12 +365,16 @@ async fn an_upload_paints_at_an_earlier_layer_through_its_fitted_z() {
         .filter(|(a, b)| a != b)
         .count();
     assert!(changed > 0, "the layer2 stroke changed nothing");
-    // No strokes at layer2: exactly the uploaded pixels.
-    let none = json!({ "project": "layers", "image": id, "layer": "layer2", "strokes": [] });
+    // A layer2 stroke whose mask paints nothing goes through z and changes nothing:
+    // exactly the uploaded pixels.
+    let empty = json!({ "concept": concept, "mode": "draw", "units": 8, "strength": 3.0,
+        "mask": encode_png_mask(16, 16, |_, _| false) });
+    let none = json!({ "project": "layers", "image": id, "layer": "layer2", "strokes": [empty] });
     let (status, _, body) = post(state.clone(), "/api/v1/paint", &none, true).await;
-    assert_eq!(status, StatusCode::OK);
+    let unchanged = json_of(&body);
+    assert_eq!(status, StatusCode::OK, "{unchanged}");
     assert_eq!(
-        decode_data_url(json_of(&body)["image"].as_str().unwrap()),
+        decode_data_url(unchanged["image"].as_str().unwrap()),
         fitted
     );
 

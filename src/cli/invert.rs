@@ -153,11 +153,21 @@ pub fn run(args: InvertArgs) -> anyhow::Result<()> {
     tracing::info!(generator = %generator_path.display(), encoder = %encoder_path.display(), layer = %layer_name, ?settings, "inverting");
 
     if let Some(scenes) = args.eval {
-        let other_layers = match args.paint_layers.as_deref() {
+        // Layers before the inverted one paint through the fitted z: without one (an
+        // encoder without a z head, or no z steps) they are left out, or refused by name.
+        let fits_z = encoder.config().z_dim.is_some() && settings.z.steps > 0;
+        let inverted_at = generator.layer_index(&layer_name)?;
+        let paintable = |l: &crate::project::ProjectLayer| {
+            fits_z
+                || generator
+                    .layer_index(&l.layer)
+                    .is_ok_and(|i| i >= inverted_at)
+        };
+        let other_layers: Vec<&crate::project::ProjectLayer> = match args.paint_layers.as_deref() {
             None => project
                 .layers
                 .iter()
-                .filter(|l| l.layer != layer_name)
+                .filter(|l| l.layer != layer_name && paintable(l))
                 .collect(),
             Some("none") => Vec::new(),
             Some(list) => list
@@ -166,6 +176,13 @@ pub fn run(args: InvertArgs) -> anyhow::Result<()> {
                 .collect::<Result<Vec<_>, _>>()
                 .context("--paint-layers")?,
         };
+        if let Some(early) = other_layers.iter().find(|l| !paintable(l)) {
+            bail!(
+                "--paint-layers: {} comes before {layer_name}, and no z is fitted (the encoder \
+                 has no z head, or --z-steps is 0) to carry an edit there",
+                early.layer
+            );
+        }
         let eval = InvertEval {
             generator: &generator,
             encoder: &encoder,

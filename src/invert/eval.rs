@@ -67,8 +67,8 @@ pub struct InvertEvalReport {
     pub far_change: f64,
     pub time_p50_s: f64,
     pub time_p90_s: f64,
-    /// The fitted z's relative error at the inverted layer (median; NaN without a z).
-    pub z_error_median: f64,
+    /// The fitted z's relative error at the inverted layer (median; `None` without a z).
+    pub z_error_median: Option<f64>,
     /// The stroke at the inverted layer and at each of the other layers.
     pub by_layer: Vec<LayerEditFigures>,
 }
@@ -240,9 +240,7 @@ impl InvertEval<'_> {
             psnr2.push(r.psnr_optimized_db);
             psnr3.push(r.psnr_adapted_db);
             times.push(r.total_s);
-            if r.z_error.is_finite() {
-                z_errors.push(r.z_error);
-            }
+            z_errors.extend(r.z_error);
 
             let _guard = tch::no_grad_guard();
             let before = segment(&inversion.target)?;
@@ -312,7 +310,7 @@ impl InvertEval<'_> {
             far_change: by_layer[0].far_change,
             time_p50_s: quantile(&times, 0.5),
             time_p90_s: quantile(&times, 0.9),
-            z_error_median: quantile(&z_errors, 0.5),
+            z_error_median: (!z_errors.is_empty()).then(|| quantile(&z_errors, 0.5)),
             by_layer,
         })
     }

@@ -63,6 +63,9 @@ pub enum InvertError {
     BadImage(String),
     #[error("saved inversion {0}")]
     Saved(String),
+    /// A layer this picture cannot be painted at; the message starts with `layer: `.
+    #[error("{0}")]
+    Layer(String),
     #[error("the inversion was cancelled")]
     Cancelled,
     #[error(transparent)]
@@ -102,32 +105,13 @@ pub struct InversionReport {
     pub optimize_s: f64,
     pub adapt_s: f64,
     pub total_s: f64,
-    /// The fitted z's relative error at the layer, `‖layer(z) − h‖² / ‖h‖²` (NaN when no z
-    /// was fitted: an encoder without a z head, or an inversion stored before z was).
-    #[serde(default = "nan", with = "nan_as_null")]
-    pub z_error: f64,
+    /// The fitted z's relative error at the layer, `‖layer(z) − h‖² / ‖h‖²`; `None` when no
+    /// z was fitted (an encoder without a z head, no z steps, or an inversion stored
+    /// before z was fitted).
+    #[serde(default)]
+    pub z_error: Option<f64>,
     #[serde(default)]
     pub z_s: f64,
-}
-
-fn nan() -> f64 {
-    f64::NAN
-}
-
-/// NaN as JSON `null` (JSON has no NaN), and `null` back as NaN.
-mod nan_as_null {
-    pub fn serialize<S: serde::Serializer>(value: &f64, s: S) -> Result<S::Ok, S::Error> {
-        if value.is_finite() {
-            s.serialize_some(value)
-        } else {
-            s.serialize_none()
-        }
-    }
-
-    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
-        let value: Option<f64> = serde::Deserialize::deserialize(d)?;
-        Ok(value.unwrap_or(f64::NAN))
-    }
 }
 
 /// What painting on an inverted picture needs: the picture, the layer's activations and
@@ -296,9 +280,9 @@ pub fn invert(
             prefix_model.set_precision(crate::model::Precision::FastF32)?;
             let (z, error) =
                 optimize::fit_z(&prefix_model, layer, &features, start, &settings.z, cancel)?;
-            (Some(z), error)
+            (Some(z), Some(error))
         }
-        None => (None, f64::NAN),
+        None => (None, None),
     };
     let z_fitted = Instant::now();
 
@@ -390,14 +374,25 @@ impl Fit {
             adapted.layer_index(layer)?,
         );
         let edited = if edited_index < fitted {
-            let carried = self.features_under(adapted, layer, planes)?;
-            adapted.forward_from(&self.layer, &carried)?
+            self.render_carried(adapted, layer, planes)?
         } else {
             let prefix = adapted.run(&self.features, fitted + 1..edited_index + 1)?;
             crate::edit::render_edited(adapted, layer, &prefix, planes, crate::edit::Route::Full)?
                 .images
         };
         blend_edit(&self.target, &reconstruction, &edited)
+    }
+
+    /// The render (unblended, `[1, 3, R, R]`) of an edit of `layer`, a layer before the
+    /// inverted one, by `generator` (the adapted one): from [`Fit::features_under`].
+    pub fn render_carried(
+        &self,
+        generator: &ProgGan,
+        layer: &str,
+        planes: &EditPlanes,
+    ) -> Result<Tensor, InvertError> {
+        let carried = self.features_under(generator, layer, planes)?;
+        Ok(generator.forward_from(&self.layer, &carried)?)
     }
 
     /// The inverted layer's activations under an edit of an earlier `layer`: the change
@@ -411,24 +406,25 @@ impl Fit {
         layer: &str,
         planes: &EditPlanes,
     ) -> Result<Tensor, InvertError> {
-        let z = self.z.as_ref().ok_or_else(|| {
-            InvertError::BadImage(format!(
-                "layer: this picture was inverted at {} without a z (its encoder predicts \
-                 none), so {layer} cannot be painted on it; paint it at {} or a later layer",
-                self.layer, self.layer
+        let refused = |why: &str| {
+            InvertError::Layer(format!(
+                "layer: this picture was inverted at {0}; paint it at {0} or a later layer, \
+                 not {layer} ({why})",
+                self.layer
             ))
-        })?;
-        let _guard = tch::no_grad_guard();
+        };
         let (fitted, index) = (
             generator.layer_index(&self.layer)?,
             generator.layer_index(layer)?,
         );
         if index >= fitted {
-            return Err(InvertError::BadImage(format!(
-                "layer: {layer} is not before {}, the layer this picture was inverted at",
-                self.layer
-            )));
+            return Err(refused("only the layers before it go through z"));
         }
+        let z = self
+            .z
+            .as_ref()
+            .ok_or_else(|| refused("no z was fitted with it to carry an earlier layer's edit"))?;
+        let _guard = tch::no_grad_guard();
         let at = generator.features(z, layer)?;
         let plain = generator.run(&at, index + 1..fitted + 1)?;
         let edited = generator.run(&planes.apply(&at)?, index + 1..fitted + 1)?;
@@ -507,6 +503,34 @@ mod tests {
         }
     }
 
+    /// The fixture's picture inverted at layer4 with the test settings.
+    fn inverted() -> (ProgGan, Encoder, Inversion) {
+        let (generator, encoder, picture) = fixture();
+        let inversion = invert(
+            &generator,
+            &encoder,
+            "layer4",
+            &picture,
+            &settings(),
+            &mut |_, _, _| {},
+            &AtomicBool::new(false),
+        )
+        .unwrap();
+        (generator, encoder, inversion)
+    }
+
+    /// Planes setting the first `units` units of `layer` to 5 under `mask`.
+    fn high_units(layer: &str, shape: (i64, i64, i64), units: i64, mask: &Tensor) -> EditPlanes {
+        let edits: Vec<UnitEdit> = (0..units)
+            .map(|unit| UnitEdit {
+                unit,
+                alpha: 1.0,
+                value: 5.0,
+            })
+            .collect();
+        intervention_planes(layer, shape, &edits, Some(mask), Pooling::Max, Device::Cpu).unwrap()
+    }
+
     #[test]
     fn each_step_reconstructs_better_than_the_one_before() {
         let (generator, encoder, picture) = fixture();
@@ -547,17 +571,7 @@ mod tests {
 
     #[test]
     fn an_edit_keeps_the_uploaded_pixels_where_it_changes_nothing() {
-        let (generator, encoder, picture) = fixture();
-        let inversion = invert(
-            &generator,
-            &encoder,
-            "layer4",
-            &picture,
-            &settings(),
-            &mut |_, _, _| {},
-            &AtomicBool::new(false),
-        )
-        .unwrap();
+        let (generator, _, inversion) = inverted();
         let adapted = inversion.generator(&generator).unwrap();
         let shape = generator.layer_shape("layer4").unwrap();
         // No edit: the picture comes back exactly.
@@ -567,22 +581,7 @@ mod tests {
         // An edit in the top-left corner cells changes pixels there and keeps the far corner.
         let mask = Tensor::zeros([16, 16], (Kind::Float, Device::Cpu));
         let _ = mask.narrow(0, 0, 4).narrow(1, 0, 4).fill_(1.0);
-        let edits: Vec<UnitEdit> = (0..8)
-            .map(|unit| UnitEdit {
-                unit,
-                alpha: 1.0,
-                value: 5.0,
-            })
-            .collect();
-        let planes = intervention_planes(
-            "layer4",
-            shape,
-            &edits,
-            Some(&mask),
-            Pooling::Max,
-            Device::Cpu,
-        )
-        .unwrap();
+        let planes = high_units("layer4", shape, 8, &mask);
         let out = inversion.render_edit(&adapted, &planes).unwrap();
         let changed = (&out - &inversion.target).abs();
         assert!(
@@ -599,17 +598,7 @@ mod tests {
 
     #[test]
     fn an_earlier_layer_paints_through_the_fitted_z() {
-        let (generator, encoder, picture) = fixture();
-        let inversion = invert(
-            &generator,
-            &encoder,
-            "layer4",
-            &picture,
-            &settings(),
-            &mut |_, _, _| {},
-            &AtomicBool::new(false),
-        )
-        .unwrap();
+        let (generator, encoder, inversion) = inverted();
         // The encoder predicts z, and the fitted z's activations match the fitted ones
         // better than the encoder's own z's do.
         let z = inversion.z.as_ref().expect("a fitted z");
@@ -627,12 +616,13 @@ mod tests {
         };
         let (_, predicted) = tch::no_grad(|| encoder.forward_with_z(&inversion.target)).unwrap();
         let r = &inversion.report;
+        let z_error = r.z_error.expect("a z error");
         assert!(
-            (relative(z) - r.z_error).abs() < 1e-4,
+            (relative(z) - z_error).abs() < 1e-4,
             "{} vs {r:?}",
             relative(z)
         );
-        assert!(r.z_error < relative(&predicted.unwrap()), "{r:?}");
+        assert!(z_error < relative(&predicted.unwrap()), "{r:?}");
         let adapted = inversion.generator(&generator).unwrap();
         let shape = generator.layer_shape("layer2").unwrap();
         // An identity edit of layer2 carries no change: the picture comes back exactly.
@@ -644,22 +634,7 @@ mod tests {
         // Setting layer2's units high in its top-left cells changes the picture there.
         let mask = Tensor::zeros([16, 16], (Kind::Float, Device::Cpu));
         let _ = mask.narrow(0, 0, 8).narrow(1, 0, 8).fill_(1.0);
-        let edits: Vec<UnitEdit> = (0..shape.0)
-            .map(|unit| UnitEdit {
-                unit,
-                alpha: 1.0,
-                value: 5.0,
-            })
-            .collect();
-        let planes = intervention_planes(
-            "layer2",
-            shape,
-            &edits,
-            Some(&mask),
-            Pooling::Max,
-            Device::Cpu,
-        )
-        .unwrap();
+        let planes = high_units("layer2", shape, shape.0, &mask);
         let out = inversion
             .render_edit_at(&adapted, "layer2", &planes)
             .unwrap();
@@ -687,7 +662,9 @@ mod tests {
             .unwrap()
             .to_string();
         assert!(
-            err.contains("layer: ") && err.contains("without a z"),
+            err.starts_with("layer: ")
+                && err.contains("inverted at layer4;")
+                && err.contains("no z was fitted"),
             "{err}"
         );
     }

@@ -451,8 +451,21 @@ fn start_inverter(
     loaded
         .check_fits_config(&worker.config, layer)
         .map_err(|e| format!("encoder {}: {e}", encoder.display()))?;
+    // With a z fitted, an upload paints from the project's first dissected layer on (when
+    // that comes before the inverted one).
+    let fits_z = loaded.config().z_dim.is_some() && config.invert_z_steps > 0;
+    let order = worker.config.layer_specs();
+    let index = |name: &str| order.iter().position(|s| s.name == name);
+    let paint_from = spec
+        .dissection
+        .layers
+        .iter()
+        .map(|l| l.layer.clone())
+        .filter(|name| fits_z && index(name) < index(layer))
+        .min_by_key(|name| index(name));
     let inverter = uploads::inverter::InverterConfig {
         project: spec.id.clone(),
+        paint_from,
         generator: spec.model.clone(),
         encoder,
         layer: layer.to_string(),

@@ -88,6 +88,8 @@ export function rememberUpload(records, record, limit = UPLOADS_KEPT) {
   const before = records.find(same);
   const merged = { ...before, ...record };
   if (!record.name && before?.name) merged.name = before.name;
+  // What the server says now of the layers it paints from, not what it said before.
+  if (!('paint_from' in record)) delete merged.paint_from;
   return [merged, ...records.filter((r) => !same(r))].slice(0, limit);
 }
 

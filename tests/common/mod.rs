@@ -32,30 +32,42 @@ pub fn tiny_data_dir() -> &'static Path {
         model.save_safetensors(&g).unwrap();
         let s = root.join("s.safetensors");
         DemoSegmenter::new(Device::Cpu).save(&s).unwrap();
-        let out = root.join("data/tiny");
-        let status = Command::new(env!("CARGO_BIN_EXE_ganpaint"))
-            .args([
-                "dissect",
-                "--device",
-                "cpu",
-                "--samples",
-                "16",
-                "--batch",
-                "8",
-                "--causal-samples",
-                "4",
-            ])
-            .arg("--model")
-            .arg(&g)
-            .arg("--segmenter")
-            .arg(&s)
-            .arg("--out")
-            .arg(&out)
-            .status()
-            .unwrap();
-        assert!(status.success(), "dissecting the tiny project failed");
+        dissect_tiny(&root.join("data/tiny"), &["layer4"]);
         root.join("data")
     })
+}
+
+/// Dissects the tiny generator (`g.safetensors` beside `tiny_data_dir()`) at `layers`
+/// over 16 samples into the project folder `out`, through the CLI.
+pub fn dissect_tiny(out: &Path, layers: &[&str]) {
+    let root = out
+        .ancestors()
+        .find(|dir| dir.join("g.safetensors").is_file())
+        .expect("a project folder under the tiny fixture's root");
+    let status = Command::new(env!("CARGO_BIN_EXE_ganpaint"))
+        .args([
+            "dissect",
+            "--device",
+            "cpu",
+            "--samples",
+            "16",
+            "--batch",
+            "8",
+        ])
+        .args(["--causal-samples", "4"])
+        .args(layers.iter().flat_map(|layer| ["--layer", layer]))
+        .arg("--model")
+        .arg(root.join("g.safetensors"))
+        .arg("--segmenter")
+        .arg(root.join("s.safetensors"))
+        .arg("--out")
+        .arg(out)
+        .status()
+        .unwrap();
+    assert!(
+        status.success(),
+        "dissecting the tiny project at {layers:?} failed"
+    );
 }
 
 /// In-process HTTP helpers over the tiny project: a server state, one request through the

@@ -148,6 +148,7 @@ pub async fn upload(
             &project_name,
             &fingerprint,
             &inverter.layer,
+            inverter.paint_from.as_deref(),
             resolution,
             picture.fitted.as_raw(),
         );

@@ -36,6 +36,10 @@ pub struct InverterConfig {
     pub encoder: PathBuf,
     /// The layer pictures are inverted at.
     pub layer: String,
+    /// The first layer an inverted picture paints at when it is earlier than `layer`: the
+    /// project's first dissected layer, when a z is fitted (the encoder predicts z and the
+    /// z fit has steps).
+    pub paint_from: Option<String>,
     pub device: Device,
     pub settings: InvertSettings,
     /// Inversions waiting beyond the running one before new uploads get 503.
@@ -46,13 +50,18 @@ pub struct InverterConfig {
 pub struct Inverter {
     tx: SyncSender<InvertRequest>,
     pub layer: String,
+    pub paint_from: Option<String>,
     pub queue_depth: usize,
 }
 
 impl Inverter {
     pub fn spawn(config: InverterConfig, uploads: Arc<Uploads>) -> std::io::Result<Inverter> {
         let (tx, rx) = sync_channel::<InvertRequest>(config.queue_depth);
-        let (layer, queue_depth) = (config.layer.clone(), config.queue_depth);
+        let (layer, paint_from, queue_depth) = (
+            config.layer.clone(),
+            config.paint_from.clone(),
+            config.queue_depth,
+        );
         std::thread::Builder::new()
             .name(format!("invert-{}", config.project))
             .spawn(move || {
@@ -80,6 +89,7 @@ impl Inverter {
         Ok(Inverter {
             tx,
             layer,
+            paint_from,
             queue_depth,
         })
     }
@@ -193,11 +203,10 @@ fn run_one(
         project: config.project.clone(),
         figures: UploadFigures {
             layer: config.layer.clone(),
-            paint_from: inversion
-                .fit
-                .z
-                .is_some()
-                .then(|| generator.layer_names()[0].to_string()),
+            paint_from: config
+                .paint_from
+                .clone()
+                .filter(|_| inversion.fit.z.is_some()),
             width: picture.width,
             height: picture.height,
             resolution,

@@ -55,12 +55,26 @@ impl UploadId {
     }
 
     /// The id of `pixels` (the picture at the model's resolution, RGB) inverted at `layer`
-    /// of the generator whose weights hash to `generator` for `project`.
-    pub fn of(project: &str, generator: &str, layer: &str, resolution: u32, pixels: &[u8]) -> Self {
+    /// of the generator whose weights hash to `generator` for `project`, painting from
+    /// `paint_from` on when a z is fitted with it. (An inversion without a z keeps the id
+    /// it had before z was fitted; a server that fits one inverts such a picture anew.)
+    pub fn of(
+        project: &str,
+        generator: &str,
+        layer: &str,
+        paint_from: Option<&str>,
+        resolution: u32,
+        pixels: &[u8],
+    ) -> Self {
         use sha2::{Digest, Sha256};
         let mut hash = Sha256::new();
         for part in [project, generator, layer, &resolution.to_string()] {
             hash.update(part.as_bytes());
+            hash.update([0u8]);
+        }
+        if let Some(first) = paint_from {
+            hash.update(b"paint_from=");
+            hash.update(first.as_bytes());
             hash.update([0u8]);
         }
         hash.update(pixels);
@@ -358,15 +372,19 @@ mod tests {
 
     #[test]
     fn an_id_depends_on_every_part_and_only_on_them() {
-        let a = UploadId::of("demo", "g1", "layer4", 64, &[1, 2, 3]);
-        assert_eq!(a, UploadId::of("demo", "g1", "layer4", 64, &[1, 2, 3]));
+        let a = UploadId::of("demo", "g1", "layer4", None, 64, &[1, 2, 3]);
+        assert_eq!(
+            a,
+            UploadId::of("demo", "g1", "layer4", None, 64, &[1, 2, 3])
+        );
         assert!(UploadId::parse(a.as_str()).is_ok());
         for other in [
-            UploadId::of("church", "g1", "layer4", 64, &[1, 2, 3]),
-            UploadId::of("demo", "g2", "layer4", 64, &[1, 2, 3]),
-            UploadId::of("demo", "g1", "layer5", 64, &[1, 2, 3]),
-            UploadId::of("demo", "g1", "layer4", 128, &[1, 2, 3]),
-            UploadId::of("demo", "g1", "layer4", 64, &[1, 2, 4]),
+            UploadId::of("church", "g1", "layer4", None, 64, &[1, 2, 3]),
+            UploadId::of("demo", "g2", "layer4", None, 64, &[1, 2, 3]),
+            UploadId::of("demo", "g1", "layer5", None, 64, &[1, 2, 3]),
+            UploadId::of("demo", "g1", "layer4", Some("layer1"), 64, &[1, 2, 3]),
+            UploadId::of("demo", "g1", "layer4", None, 128, &[1, 2, 3]),
+            UploadId::of("demo", "g1", "layer4", None, 64, &[1, 2, 4]),
         ] {
             assert_ne!(a, other);
         }
@@ -374,7 +392,7 @@ mod tests {
 
     #[test]
     fn the_last_watcher_leaving_cancels_a_running_inversion_but_not_a_finished_one() {
-        let id = UploadId::of("demo", "g", "layer4", 8, &[0]);
+        let id = UploadId::of("demo", "g", "layer4", None, 8, &[0]);
         let job = Running::new(id.clone(), "demo".into());
         let first = Watching::new(job.clone());
         let second = Watching::new(job.clone());

@@ -57,6 +57,7 @@ pub(super) struct UploadRender {
 impl From<InvertError> for WorkerError {
     fn from(e: InvertError) -> Self {
         match e {
+            InvertError::Layer(detail) => WorkerError::BadRequest(detail),
             InvertError::Saved(detail) => WorkerError::NotFound(format!(
                 "image: the stored upload cannot be read ({detail}); upload the picture again"
             )),
@@ -136,17 +137,9 @@ impl UploadModels {
             loaded.model.layer_index(&edit.layer)?,
         );
         if edited_index < fitted {
-            if loaded.fit.z.is_none() {
-                return Err(WorkerError::BadRequest(format!(
-                    "layer: {0} was inverted at {1}; paint it at {1} or a later layer, not {2} \
-                     (no z was fitted with it to carry an earlier layer's edit)",
-                    upload.id, loaded.fit.layer, edit.layer
-                )));
-            }
-            let carried = loaded
+            let edited = loaded
                 .fit
-                .features_under(&loaded.model, &edit.layer, &edit.planes)?;
-            let edited = loaded.model.forward_from(&loaded.fit.layer, &carried)?;
+                .render_carried(&loaded.model, &edit.layer, &edit.planes)?;
             let image = to_pixels(&blend_edit(
                 &loaded.fit.target,
                 &loaded.reconstruction,

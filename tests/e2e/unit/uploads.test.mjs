@@ -146,6 +146,10 @@ test('an upload the server fitted a z to paints from its first layer on', () => 
   assert.ok(!('paint_from' in older));
   assert.equal(firstPaintLayer(older), 'layer4');
   assert.ok(!layerAllowed(layers, firstPaintLayer(older), 'layer1'));
+  // An answer without it replaces a record that had it (a server that fits no z now).
+  const records = rememberUpload(rememberUpload([], record), older);
+  assert.equal(records.length, 1);
+  assert.equal(firstPaintLayer(records[0]), 'layer4');
 });
 
 test('the address bar carries an upload as image=, and refuses what is not an upload\'s name', () => {
