@@ -82,16 +82,21 @@ pub fn grid(images: &[RgbImage], cols: usize) -> RgbImage {
     out
 }
 
-/// JPEG bytes (the gandissect API answers JPEG data URLs at quality 95 or more).
+/// JPEG bytes (the gandissect API answers JPEG data URLs at quality 95 or more), baseline
+/// with 4:2:0 chroma as PIL writes them. `jpeg-encoder` (its AVX2 path where the CPU has
+/// it) encodes a 256² picture in about half the time of `image`'s encoder.
 pub fn encode_jpeg(image: &RgbImage, quality: u8) -> Result<Vec<u8>, ImageError> {
+    let (width, height) = image.dimensions();
+    let (Ok(w), Ok(h)) = (u16::try_from(width), u16::try_from(height)) else {
+        return Err(ImageError::Encode(format!(
+            "a JPEG is at most 65535 pixels a side, not {width}×{height}"
+        )));
+    };
     let mut out = Vec::with_capacity(image.as_raw().len() / 4);
-    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, quality)
-        .write_image(
-            image.as_raw(),
-            image.width(),
-            image.height(),
-            image::ExtendedColorType::Rgb8,
-        )
+    let mut encoder = jpeg_encoder::Encoder::new(&mut out, quality);
+    encoder.set_sampling_factor(jpeg_encoder::SamplingFactor::R_4_2_0);
+    encoder
+        .encode(image.as_raw(), w, h, jpeg_encoder::ColorType::Rgb)
         .map_err(|e| ImageError::Encode(e.to_string()))?;
     Ok(out)
 }
@@ -125,6 +130,33 @@ mod tests {
         let png = encode_png(&image).unwrap();
         let back = image::load_from_memory(&png).unwrap().to_rgb8();
         assert_eq!(back, image);
+    }
+
+    #[test]
+    fn jpeg_decodes_back_close_to_the_picture() {
+        // A smooth picture with an edge, of a size that is not a multiple of the 16×16
+        // blocks 4:2:0 chroma uses.
+        let image = RgbImage::from_fn(70, 45, |x, y| {
+            let edge = if x > 35 { 200 } else { 30 };
+            image::Rgb([(x * 3) as u8, (y * 5) as u8, edge])
+        });
+        let jpeg = encode_jpeg(&image, 95).unwrap();
+        assert_eq!(&jpeg[..3], &[0xFF, 0xD8, 0xFF]);
+        let back = image::load_from_memory_with_format(&jpeg, image::ImageFormat::Jpeg)
+            .unwrap()
+            .to_rgb8();
+        assert_eq!(back.dimensions(), image.dimensions());
+        let error: f64 = back
+            .as_raw()
+            .iter()
+            .zip(image.as_raw())
+            .map(|(&a, &b)| (f64::from(a) - f64::from(b)).abs())
+            .sum::<f64>()
+            / image.as_raw().len() as f64;
+        assert!(error < 3.0, "mean error {error}");
+        // A picture past JPEG's 65535-pixel side is an error, not a panic.
+        let wide = RgbImage::new(70_000, 1);
+        assert!(matches!(encode_jpeg(&wide, 95), Err(ImageError::Encode(_))));
     }
 
     #[test]

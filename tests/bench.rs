@@ -98,6 +98,8 @@ fn bench_runs_every_case_and_writes_the_named_keys() {
         "fast",
         "fast_png",
         "fast_from_z",
+        "png_encode",
+        "jpeg_encode",
         "incremental_2x2_centre",
         "incremental_2x2_any_place",
     ] {

@@ -172,6 +172,7 @@ enum Case {
     FastPng,
     FastFromZ,
     PngEncode,
+    JpegEncode,
     IncrementalCentre,
     IncrementalCorner,
     IncrementalAny,
@@ -405,6 +406,15 @@ pub fn bench_model(
                     Ok(())
                 }),
             ),
+            // What GAN Dissection's `/api/generate` answers with.
+            case(
+                Case::JpegEncode,
+                reps,
+                Ours(|| {
+                    imageio::encode_jpeg(image, 95)?;
+                    Ok(())
+                }),
+            ),
         ]);
         run_rounds(&mut cases, settings.rounds, || bar.inc(1))?
     };
@@ -478,6 +488,7 @@ pub fn bench_model(
             fast_png: latency(Case::FastPng)?,
             fast_from_z: latency(Case::FastFromZ)?,
             png_encode: latency(Case::PngEncode)?,
+            jpeg_encode: latency(Case::JpegEncode)?,
             incremental_2x2_centre: latency(Case::IncrementalCentre)?,
             incremental_2x2_corner: latency(Case::IncrementalCorner)?,
             incremental_2x2_any_place: latency(Case::IncrementalAny)?,

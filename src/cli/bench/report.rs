@@ -156,6 +156,8 @@ pub struct Latencies {
     /// image it holds nothing of.
     pub fast_from_z: Latency,
     pub png_encode: Latency,
+    /// JPEG at quality 95, as `/api/generate` answers.
+    pub jpeg_encode: Latency,
     pub incremental_2x2_centre: Latency,
     pub incremental_2x2_corner: Latency,
     pub incremental_2x2_any_place: Latency,
@@ -337,6 +339,7 @@ pub fn print_table(report: &BenchReport) {
                 Some(&latency.incremental_2x2_any_place),
             ),
             ("PNG encode alone", Some(&latency.png_encode)),
+            ("JPEG q95 encode alone", Some(&latency.jpeg_encode)),
         ];
         for (label, value) in rows {
             println!("  {label:<44} {}", ms(value));
