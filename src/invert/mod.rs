@@ -503,8 +503,9 @@ mod tests {
         }
     }
 
-    /// The fixture's picture inverted at layer4 with the test settings.
-    fn inverted() -> (ProgGan, Encoder, Inversion) {
+    /// The fixture's picture inverted at layer4 with the test settings (the cancel flag
+    /// set or not).
+    fn run_inversion(cancel: bool) -> (ProgGan, Encoder, Result<Inversion, InvertError>) {
         let (generator, encoder, picture) = fixture();
         let inversion = invert(
             &generator,
@@ -513,10 +514,14 @@ mod tests {
             &picture,
             &settings(),
             &mut |_, _, _| {},
-            &AtomicBool::new(false),
-        )
-        .unwrap();
+            &AtomicBool::new(cancel),
+        );
         (generator, encoder, inversion)
+    }
+
+    fn inverted() -> (ProgGan, Encoder, Inversion) {
+        let (generator, encoder, inversion) = run_inversion(false);
+        (generator, encoder, inversion.unwrap())
     }
 
     /// Planes setting the first `units` units of `layer` to 5 under `mask`.
@@ -671,18 +676,7 @@ mod tests {
 
     #[test]
     fn a_set_cancel_flag_stops_the_inversion() {
-        let (generator, encoder, picture) = fixture();
-        let err = invert(
-            &generator,
-            &encoder,
-            "layer4",
-            &picture,
-            &settings(),
-            &mut |_, _, _| {},
-            &AtomicBool::new(true),
-        )
-        .err()
-        .unwrap();
+        let err = run_inversion(true).2.err().unwrap();
         assert!(matches!(err, InvertError::Cancelled), "{err}");
     }
 
