@@ -136,52 +136,56 @@ impl UploadModels {
             loaded.model.layer_index(&loaded.fit.layer)?,
             loaded.model.layer_index(&edit.layer)?,
         );
-        if edited_index < fitted {
-            let edited = loaded
+        // An earlier layer goes through the fitted z, as a full pass from the fitted layer.
+        let (edited, incremental) = if edited_index < fitted {
+            let carried = loaded
                 .fit
                 .render_carried(&loaded.model, &edit.layer, &edit.planes)?;
-            let image = to_pixels(&blend_edit(
-                &loaded.fit.target,
-                &loaded.reconstruction,
-                &edited,
-            )?)?;
-            return Ok(UploadRender {
-                image,
-                incremental: None,
-            });
-        }
-        let prefix = loaded.prefix(&edit.layer, &upload.id)?;
-        let model = &loaded.model;
-        let key = RenderKey::upload(&upload.id, &edit.layer);
-        let last = model.layer_names().len() - 1;
-        let cacheable = cache.enabled() && model.layer_index(&edit.layer)? < last;
-        let (edited, incremental) = match cacheable.then(|| cache.take(&key)).flatten() {
-            Some(mut entry) => {
-                let rendered = edit::render_edited(
-                    model,
-                    &edit.layer,
-                    &entry.prefix,
-                    &edit.planes,
-                    Route::Update(&mut entry.suffix),
-                )?;
-                cache.insert(key, entry);
-                (
-                    rendered.images,
-                    Some(rendered.incremental.unwrap_or_default()),
-                )
-            }
-            None if cacheable => {
-                let rendered =
-                    edit::render_edited(model, &edit.layer, &prefix, &edit.planes, Route::Record)?;
-                if let Some(suffix) = rendered.kept.into_iter().next() {
-                    cache.insert(key, RenderEntry { prefix, suffix });
+            (carried, None)
+        } else {
+            let prefix = loaded.prefix(&edit.layer, &upload.id)?;
+            let model = &loaded.model;
+            let key = RenderKey::upload(&upload.id, &edit.layer);
+            let last = model.layer_names().len() - 1;
+            let cacheable = cache.enabled() && model.layer_index(&edit.layer)? < last;
+            match cacheable.then(|| cache.take(&key)).flatten() {
+                Some(mut entry) => {
+                    let rendered = edit::render_edited(
+                        model,
+                        &edit.layer,
+                        &entry.prefix,
+                        &edit.planes,
+                        Route::Update(&mut entry.suffix),
+                    )?;
+                    cache.insert(key, entry);
+                    (
+                        rendered.images,
+                        Some(rendered.incremental.unwrap_or_default()),
+                    )
                 }
-                (rendered.images, None)
-            }
-            None => {
-                let rendered =
-                    edit::render_edited(model, &edit.layer, &prefix, &edit.planes, Route::Full)?;
-                (rendered.images, None)
+                None if cacheable => {
+                    let rendered = edit::render_edited(
+                        model,
+                        &edit.layer,
+                        &prefix,
+                        &edit.planes,
+                        Route::Record,
+                    )?;
+                    if let Some(suffix) = rendered.kept.into_iter().next() {
+                        cache.insert(key, RenderEntry { prefix, suffix });
+                    }
+                    (rendered.images, None)
+                }
+                None => {
+                    let rendered = edit::render_edited(
+                        model,
+                        &edit.layer,
+                        &prefix,
+                        &edit.planes,
+                        Route::Full,
+                    )?;
+                    (rendered.images, None)
+                }
             }
         };
         let image = to_pixels(&blend_edit(
