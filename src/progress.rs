@@ -5,7 +5,15 @@
 /// a CI job, a Kubernetes pod), the bar cannot draw, so a plain progress line is logged
 /// instead every [`PLAIN_PROGRESS_EVERY`] while the job runs.
 pub fn progress_bar(len: u64, what: &str) -> indicatif::ProgressBar {
+    progress_bar_from(len, 0, what)
+}
+
+/// [`progress_bar`] for a job resumed at `start` (a training run continued from its
+/// checkpoint): the bar starts there, and the time to go follows the rate since then.
+pub fn progress_bar_from(len: u64, start: u64, what: &str) -> indicatif::ProgressBar {
     let bar = indicatif::ProgressBar::new(len);
+    bar.set_position(start.min(len));
+    bar.reset_eta();
     bar.set_style(
         indicatif::ProgressStyle::with_template(
             "{msg} [{bar:40}] {pos}/{len} {elapsed_precise} eta {eta}",
@@ -16,7 +24,7 @@ pub fn progress_bar(len: u64, what: &str) -> indicatif::ProgressBar {
     bar.set_message(what.to_string());
     use std::io::IsTerminal;
     if !std::io::stderr().is_terminal() {
-        log_plain_progress(bar.downgrade(), what.to_string());
+        log_plain_progress(bar.downgrade(), start.min(len), what.to_string());
     }
     bar
 }
@@ -26,16 +34,18 @@ pub const PLAIN_PROGRESS_EVERY: std::time::Duration = std::time::Duration::from_
 
 /// The time left at the average rate so far (indicatif's own estimate follows the
 /// latest steps, which swings wildly on a busy machine).
-fn time_to_go(pos: u64, len: u64, elapsed: f64) -> String {
-    if pos == 0 || elapsed <= 0.0 {
+/// `start` is where the job stood when the clock started.
+fn time_to_go(start: u64, pos: u64, len: u64, elapsed: f64) -> String {
+    let done = pos.saturating_sub(start);
+    if done == 0 || elapsed <= 0.0 {
         return "time to go not known yet".to_string();
     }
-    let left = elapsed / pos as f64 * len.saturating_sub(pos) as f64;
+    let left = elapsed / done as f64 * len.saturating_sub(pos) as f64;
     format!("about {left:.0} s to go")
 }
 
 /// Logs `what: pos/len (p%), elapsed, eta` for the bar until it finishes or is dropped.
-fn log_plain_progress(bar: indicatif::WeakProgressBar, what: String) {
+fn log_plain_progress(bar: indicatif::WeakProgressBar, start: u64, what: String) {
     std::thread::spawn(move || loop {
         std::thread::sleep(PLAIN_PROGRESS_EVERY);
         let Some(bar) = bar.upgrade() else { return };
@@ -47,7 +57,7 @@ fn log_plain_progress(bar: indicatif::WeakProgressBar, what: String) {
         tracing::info!(
             "{what}: {pos}/{len} ({:.0}%), {elapsed:.0} s so far, {}",
             100.0 * pos as f64 / len.max(1) as f64,
-            time_to_go(pos, len, elapsed)
+            time_to_go(start, pos, len, elapsed)
         );
     });
 }
@@ -58,10 +68,20 @@ mod tests {
 
     #[test]
     fn time_to_go_follows_the_average_rate() {
-        assert_eq!(time_to_go(0, 100, 30.0), "time to go not known yet");
-        assert_eq!(time_to_go(10, 100, 30.0), "about 270 s to go");
-        assert_eq!(time_to_go(100, 100, 30.0), "about 0 s to go");
+        assert_eq!(time_to_go(0, 0, 100, 30.0), "time to go not known yet");
+        assert_eq!(time_to_go(0, 10, 100, 30.0), "about 270 s to go");
+        assert_eq!(time_to_go(0, 100, 100, 30.0), "about 0 s to go");
         // A position past the length (a bar that grew) never goes negative.
-        assert_eq!(time_to_go(120, 100, 30.0), "about 0 s to go");
+        assert_eq!(time_to_go(0, 120, 100, 30.0), "about 0 s to go");
+    }
+
+    #[test]
+    fn a_resumed_job_is_timed_from_where_it_resumed() {
+        // Resumed at 5800 of 20000: 70 steps in 390 s leave 14130 steps at that rate.
+        assert_eq!(time_to_go(5800, 5870, 20000, 390.0), "about 78724 s to go");
+        assert_eq!(
+            time_to_go(5800, 5800, 20000, 390.0),
+            "time to go not known yet"
+        );
     }
 }

@@ -753,8 +753,11 @@ impl GanRun {
             s.batch as usize,
             resolution,
         );
-        let bar = crate::progress::progress_bar(self.steps as u64, "train gan");
-        bar.set_position(trainer.step.min(self.steps) as u64);
+        let bar = crate::progress::progress_bar_from(
+            self.steps as u64,
+            trainer.step.min(self.steps) as u64,
+            "train gan",
+        );
         let mut log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
