@@ -220,6 +220,25 @@ pub struct HttpReport {
     /// name, when one was benchmarked (for example `church256` served as `church256`).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub against_passes: Vec<HttpAgainstPass>,
+    /// One person painting: strokes on an image the server already rendered.
+    pub editing: Option<HttpEditing>,
+}
+
+/// `/api/generate` as an editor drives it: each image gets
+/// [`super::http::EDIT_STROKES`] strokes, one per request, each request carrying the
+/// strokes so far, from one client, with the render cache on. Each image's first stroke (a
+/// full render) is left out, so this is what a stroke on a shown picture costs.
+#[derive(Clone, Debug, Serialize)]
+pub struct HttpEditing {
+    pub strokes_per_image: u64,
+    pub case: HttpCase,
+    /// Each round's p50 (ms).
+    pub round_p50: Vec<f64>,
+    /// The p50 over the served model's in-process incremental re-render of a 2×2-cell
+    /// stroke (`latency_ms.incremental_2x2_any_place`), when that model was benchmarked.
+    pub vs_incremental: Option<f64>,
+    /// The p50 over the same model's fast pass from a held activation.
+    pub vs_fast: Option<f64>,
 }
 
 /// The two routes set against each other, round by round.
@@ -247,6 +266,13 @@ impl HttpReport {
         if let Some(model) = models.get(&self.project) {
             let latency = &model.latency_ms;
             self.against_passes = self.against(&latency.fast, &latency.fast_from_z);
+            if let Some(editing) = &mut self.editing {
+                if let Some(p50) = editing.case.latency_ms.as_ref().map(|l| l.p50_ms) {
+                    editing.vs_incremental =
+                        Some(round3(p50 / latency.incremental_2x2_any_place.p50_ms));
+                    editing.vs_fast = Some(round3(p50 / latency.fast.p50_ms));
+                }
+            }
         }
     }
 
@@ -409,6 +435,19 @@ pub fn print_table(report: &BenchReport) {
                 ratio_text(&ratio.generate_vs_paint)
             );
         }
+        if let Some(editing) = &http.editing {
+            println!(
+                "  editing: a stroke on a shown image ({} per image, 1 client) {}  errors {}",
+                editing.strokes_per_image,
+                ms(editing.case.latency_ms.as_ref()),
+                editing.case.errors
+            );
+            if let (Some(inc), Some(fast)) = (editing.vs_incremental, editing.vs_fast) {
+                println!(
+                    "  editing p50 over the incremental re-render of a 2×2-cell stroke: {inc:.3}; over the fast pass: {fast:.3}"
+                );
+            }
+        }
         for against in &http.against_passes {
             println!(
                 "  {} p50, 1 client, over {}'s fast pass: {:.3} (from a held activation), {:.3} (from z)",
@@ -477,6 +516,7 @@ mod tests {
                 case("/api/other", 1, None),
             ],
             against_passes: Vec::new(),
+            editing: None,
         };
         let against = report.against(&latency(40.0), &latency(50.0));
         assert_eq!(
