@@ -109,9 +109,52 @@ pub fn write_png(image: &RgbImage, path: &Path) -> Result<(), ImageError> {
     })
 }
 
+/// The JPEG quality of pictures written for people to look at ([`write_picture`]).
+pub const PICTURE_JPEG_QUALITY: u8 = 90;
+
+/// Writes `image` as a JPEG when `path` ends in `.jpg` or `.jpeg` (any case; quality
+/// [`PICTURE_JPEG_QUALITY`]), else as a PNG.
+pub fn write_picture(image: &RgbImage, path: &Path) -> Result<(), ImageError> {
+    let jpeg = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| e.eq_ignore_ascii_case("jpg") || e.eq_ignore_ascii_case("jpeg"));
+    if !jpeg {
+        return write_png(image, path);
+    }
+    let bytes = encode_jpeg(image, PICTURE_JPEG_QUALITY)?;
+    std::fs::write(path, bytes).map_err(|e| ImageError::Write {
+        path: path.display().to_string(),
+        detail: e.to_string(),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pictures_are_jpeg_or_png_by_their_extension() {
+        let dir = std::env::temp_dir().join(format!("ganpaint-pictures-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let image = RgbImage::from_fn(40, 24, |x, y| {
+            image::Rgb([(x * 6) as u8, (y * 10) as u8, 90])
+        });
+        for (name, magic) in [
+            ("a.jpg", &[0xff, 0xd8, 0xff][..]),
+            ("b.JPEG", &[0xff, 0xd8, 0xff][..]),
+            ("c.png", &[0x89, b'P', b'N', b'G'][..]),
+            ("d", &[0x89, b'P', b'N', b'G'][..]),
+        ] {
+            let path = dir.join(name);
+            write_picture(&image, &path).unwrap();
+            let bytes = std::fs::read(&path).unwrap();
+            assert!(bytes.starts_with(magic), "{name}");
+            let back = image::load_from_memory(&bytes).unwrap().to_rgb8();
+            assert_eq!(back.dimensions(), (40, 24), "{name}");
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn pixels_truncate_and_clamp_like_gandissect() {

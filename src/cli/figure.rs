@@ -26,7 +26,7 @@ pub struct FigureArgs {
     /// A dissection folder, e.g. dissect/demo.
     #[arg(long)]
     project: PathBuf,
-    /// Where to write the PNG.
+    /// Where to write the figure: a JPEG when it ends in `.jpg` or `.jpeg`, else a PNG.
     #[arg(long)]
     out: PathBuf,
     /// Image ids, one row each.
@@ -170,7 +170,7 @@ pub fn run(args: FigureArgs) -> anyhow::Result<()> {
         }
     }
     let figure = compose(&tiles, 1 + 2 * args.concepts.len(), grid, args.scale.max(1));
-    crate::imageio::write_png(&figure, &args.out)?;
+    crate::imageio::write_picture(&figure, &args.out)?;
     println!(
         "wrote {} ({}×{}): rows are ids {:?}; columns: the generated image, then draw and remove for {}",
         args.out.display(),
