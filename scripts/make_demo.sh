@@ -64,9 +64,10 @@ if [ ! -f "$RUN_B/state.json" ]; then
   $BIN train-demo gan --run "$RUNS/demo-gan" --steps "$STEPS" --bf16 --seed 1 \
     --channels "$WIDE" --ema-beta 0.99 --lr 0.0005 --keep-from "$KEEP_FROM" \
     --checkpoint-every 200 --sample-every 250
-  [ -f models/demo_segmenter.safetensors ] || \
-    $BIN train-demo segmenter --out models/demo_segmenter.safetensors --steps 1500 --seed 1
-  $BIN train-demo pick --run "$RUNS/demo-gan" --out "$STAGE_A" \
+  # Stage A is scored at 64², with a segmenter trained at 64².
+  SEG64="$RUNS/demo-gan/segmenter-64.safetensors"
+  [ -f "$SEG64" ] || $BIN train-demo segmenter --out "$SEG64" --steps 1500 --seed 1
+  $BIN train-demo pick --run "$RUNS/demo-gan" --out "$STAGE_A" --segmenter "$SEG64" \
     --first-sample 100000 --samples 3000
 
   # ---- Stage B starts: G from stage A, a fresh D trained alone for 1500 steps (a good G
@@ -85,36 +86,46 @@ fi
 # so the new block adds detail without changing colours. The anchor is stored with the
 # run, so it is given once.
 GROW128_STEPS=20000
-$BIN train-demo grow --run "$RUN_B" --to 128 --channels 16 --fade-steps 1000 --batch 16
-B128=(--bf16 --seed 1 --batch 16 --channels 256,256,128,64,32,16 --lr 0.001 --freeze-g-layers 10
-  --checkpoint-every 200 --sample-every 250)
-$BIN train-demo gan --run "$RUN_B" --steps 1200 "${B128[@]}"
-# The anchor is the generator the run adopted (state.json's origin.generator).
-ANCHOR=()
-if ! grep -q '"anchor"' "$RUN_B/state.json"; then
-  ORIGIN=$(sed -n 's/.*"generator": *"\([^"]*\)".*/\1/p' "$RUN_B/state.json" | head -n 1)
-  ANCHOR=(--anchor "$ORIGIN")
+WIDEN128_AT=5800
+# The 64² generator stage B grew from: its anchor, and (after stage A) stage A's pick.
+GEN64=models/train/generator_64.safetensors
+if [ -f "$STAGE_A" ]; then cp "$STAGE_A" "$GEN64"; fi
+B128=(--bf16 --seed 1 --batch 16 --lr 0.001 --freeze-g-layers 10 --checkpoint-every 200
+  --sample-every 250 --keep-from 2600)
+if grep -q '"widenings": \[\]' "$RUN_B/state.json"; then
+  $BIN train-demo grow --run "$RUN_B" --to 128 --channels 16 --fade-steps 1000 --batch 16
+  $BIN train-demo gan --run "$RUN_B" --steps 1200 --channels 256,256,128,64,32,16 "${B128[@]}"
+  ANCHOR=()
+  grep -q '"anchor"' "$RUN_B/state.json" || ANCHOR=(--anchor "$GEN64")
+  $BIN train-demo gan --run "$RUN_B" --steps "$WIDEN128_AT" --channels 256,256,128,64,32,16 \
+    "${B128[@]}" ${ANCHOR[@]+"${ANCHOR[@]}"} --anchor-weight 20
+  # Doors and windows stayed too small and faint with 16 channels at 128² (see
+  # models/README.md): from here the 128² block has 32 (widen keeps what G computes, and
+  # drops the anchor, which is given again).
+  $BIN train-demo widen --run "$RUN_B" --channels 256,256,128,64,32,32
+  $BIN train-demo gan --run "$RUN_B" --steps "$((WIDEN128_AT + 1))" \
+    --channels 256,256,128,64,32,32 "${B128[@]}" --anchor "$GEN64" --anchor-weight 20
 fi
-$BIN train-demo gan --run "$RUN_B" --steps "$GROW128_STEPS" "${B128[@]}" \
-  ${ANCHOR[@]+"${ANCHOR[@]}"} --anchor-weight 20
+$BIN train-demo gan --run "$RUN_B" --steps "$GROW128_STEPS" --channels 256,256,128,64,32,32 \
+  "${B128[@]}" --anchor-weight 20
 $BIN train-demo snapshot --run "$RUN_B" --out models/train
-# The segmenter the 128² bundle will be measured and dissected with (the 64² one reaches
-# only mIoU 0.78 on 128² scenes); kept with stage B's state until that bundle ships.
-[ -f models/train/segmenter_128.safetensors ] || \
-  $BIN train-demo segmenter --out models/train/segmenter_128.safetensors --steps 1200 \
+# The segmenter at 128², which the bundle is measured and dissected with (the 64² one
+# reaches only mIoU 0.78 on 128² scenes).
+[ -f models/demo_segmenter.safetensors ] || \
+  $BIN train-demo segmenter --out models/demo_segmenter.safetensors --steps 1200 \
     --size 128 --seed 1
 
-# ---- The bundle. Until stage B's generator is picked and shipped (with a segmenter,
-# dissection and figures at its resolution), the bundled generator is stage A's pick.
-if [ -f "$STAGE_A" ]; then cp "$STAGE_A" models/demo_generator.safetensors; fi
-$BIN dissect --out dissect/demo --layer layer1 --layer layer4 --layer layer7 --samples 2000 \
-  --causal-samples 64
+# ---- The bundle: stage B's 128² generator, its EMA at the kept checkpoint closest to the
+# rendered scenes on the validation split (scored with the 128² segmenter).
+$BIN train-demo pick --run "$RUN_B" --out models/demo_generator.safetensors \
+  --segmenter models/demo_segmenter.safetensors --first-sample 100000 --samples 400
+$BIN dissect --out dissect/demo --layer layer1 --layer layer4 --layer layer7 --samples 1000 \
+  --causal-samples 32
 # Optimized interventions, kept where they beat the causal rankings on a split disjoint
-# from eval-edits' (ids 20000..20100): drawing trees and clouds, removing clouds.
-$BIN dissect ace dissect/demo --layer layer4 --concepts tree,cloud --modes draw --steps 100 \
-  --batch 8 --lr 0.1 --l1 0.01
-$BIN dissect ace dissect/demo --layer layer4 --concepts cloud --modes remove --steps 100 \
-  --batch 8 --lr 0.1 --l1 0.01
+# from eval-edits' (ids 20000..20100): drawing trees, grass and clouds (see
+# models/provenance.json for the trial and its figures).
+$BIN dissect ace dissect/demo --layer layer4 --concepts tree,grass,cloud --modes draw \
+  --steps 100 --batch 8 --lr 0.1 --l1 0.01
 # The encoder that starts `ganpaint invert` (painting on your own picture), trained on
 # pairs the bundled generator makes: retrained whenever that generator changes. It
 # predicts z too (--z-weight, default 0.1), which starts the fit of z that lets uploads be
@@ -125,6 +136,6 @@ $BIN eval-edits --project dissect/demo --samples 100 --ranking causal,ace
 for layer in layer1 layer7; do
   $BIN eval-edits --project dissect/demo --samples 100 --layer "$layer" --ranking iou,causal
 done
-$BIN figure --project dissect/demo --out dissect/demo/figure.png --ids 3,24,40 --scale 1
+$BIN figure --project dissect/demo --out dissect/demo/figure.jpg --ids 3,24,40 --scale 1
 $BIN eval-demo --out out/eval-demo
-$BIN invert --project dissect/demo --eval 200
+$BIN invert --project dissect/demo --eval 40
