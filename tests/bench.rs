@@ -165,4 +165,28 @@ fn bench_runs_every_case_and_writes_the_named_keys() {
         }
     }
     assert!(stdout.contains("over demo's fast pass"), "{stdout}");
+
+    // One person painting: strokes on shown images, each image's first stroke left out,
+    // set against the served model's incremental re-render and fast pass.
+    let editing = &result["http"]["editing"];
+    assert_eq!(editing["strokes_per_image"], 8, "{editing}");
+    assert_eq!(editing["case"]["route"], "/api/generate", "{editing}");
+    assert_eq!(editing["case"]["concurrency"], 1, "{editing}");
+    assert_eq!(editing["case"]["errors"], 0, "{editing}");
+    assert!(
+        editing["case"]["requests"].as_u64().unwrap() > 0,
+        "{editing}"
+    );
+    assert_eq!(
+        editing["round_p50"].as_array().unwrap().len(),
+        3,
+        "{editing}"
+    );
+    for ratio in ["vs_incremental", "vs_fast"] {
+        assert!(editing[ratio].as_f64().unwrap() > 0.0, "{editing}");
+    }
+    assert!(
+        stdout.contains("editing: a stroke on a shown image"),
+        "{stdout}"
+    );
 }

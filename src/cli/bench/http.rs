@@ -73,37 +73,8 @@ fn editing_body(
     }
 }
 
-/// One person painting for `seconds`: stroke after stroke on one image, then the next
-/// ([`editing_body`]). Each image's first stroke is a full render, which keeps the image
-/// for the ones after it; those later strokes are what is timed.
-async fn edit_load(
-    client: &reqwest::Client,
-    url: String,
-    body: Body,
-    seconds: f64,
-    counter: Arc<AtomicU64>,
-) -> (Vec<f64>, u64) {
-    let until = Instant::now() + Duration::from_secs_f64(seconds);
-    let (mut ok_ms, mut errors) = (Vec::new(), 0u64);
-    while Instant::now() < until {
-        let n = counter.fetch_add(1, Ordering::Relaxed);
-        let sent = Instant::now();
-        let response = client.post(&url).json(&body(n)).send().await;
-        let ok = match response {
-            Ok(r) if r.status().is_success() => r.bytes().await.is_ok(),
-            _ => false,
-        };
-        if !ok {
-            errors += 1;
-        } else if !n.is_multiple_of(EDIT_STROKES) {
-            ok_ms.push(sent.elapsed().as_secs_f64() * 1000.0);
-        }
-    }
-    (ok_ms, errors)
-}
-
-/// What `concurrency` clients posting for `seconds` got: each success's milliseconds and
-/// the count of failures.
+/// What `concurrency` clients posting for `seconds` got: the milliseconds of each success
+/// whose request number `timed` accepts, and the count of failures.
 async fn load(
     client: &reqwest::Client,
     url: String,
@@ -111,6 +82,7 @@ async fn load(
     concurrency: usize,
     seconds: f64,
     counter: Arc<AtomicU64>,
+    timed: fn(u64) -> bool,
 ) -> (Vec<f64>, u64) {
     let until = Instant::now() + Duration::from_secs_f64(seconds);
     let mut tasks = Vec::new();
@@ -127,10 +99,10 @@ async fn load(
                     Ok(r) if r.status().is_success() => r.bytes().await.is_ok(),
                     _ => false,
                 };
-                if ok {
-                    ok_ms.push(sent.elapsed().as_secs_f64() * 1000.0);
-                } else {
+                if !ok {
                     errors += 1;
+                } else if timed(n) {
+                    ok_ms.push(sent.elapsed().as_secs_f64() * 1000.0);
                 }
             }
             (ok_ms, errors)
@@ -157,6 +129,15 @@ struct Gathered {
 }
 
 impl Gathered {
+    /// Adds one round: what [`load`] got from a run that began at `started`.
+    fn add_round(&mut self, started: Instant, (ms, errors): (Vec<f64>, u64)) {
+        self.seconds += started.elapsed().as_secs_f64();
+        self.round_p50
+            .push(Latency::of(&ms).map_or(f64::NAN, |l| l.p50_ms));
+        self.ms.extend(ms);
+        self.errors += errors;
+    }
+
     fn case(&self, route: &str, concurrency: usize) -> HttpCase {
         HttpCase {
             route: route.to_string(),
@@ -256,21 +237,17 @@ pub fn bench_http(settings: &HttpSettings) -> anyhow::Result<HttpReport> {
                 for i in order {
                     let (route, body) = &routes[i];
                     let started = Instant::now();
-                    let (ms, errors) = load(
+                    let got = load(
                         &client,
                         format!("http://{address}{route}"),
                         body.clone(),
                         c,
                         settings.seconds / rounds as f64,
                         counter.clone(),
+                        |_| true,
                     )
                     .await;
-                    let g = &mut gathered[i];
-                    g.seconds += started.elapsed().as_secs_f64();
-                    g.round_p50
-                        .push(Latency::of(&ms).map_or(f64::NAN, |l| l.p50_ms));
-                    g.ms.extend(ms);
-                    g.errors += errors;
+                    gathered[i].add_round(started, got);
                 }
             }
             for ((route, _), g) in routes.iter().zip(&gathered) {
@@ -286,25 +263,23 @@ pub fn bench_http(settings: &HttpSettings) -> anyhow::Result<HttpReport> {
             }
         }
         // One person painting, after the load cases (its server is separate, so their
-        // images do not crowd its cache).
+        // images do not crowd its cache). Each image's first stroke is a full render,
+        // which keeps the image for the strokes after it; those later strokes are timed.
         let mut edited = Gathered::default();
         let edit_counter = Arc::new(AtomicU64::new(0));
         for _ in 0..rounds {
             let started = Instant::now();
-            let (ms, errors) = edit_load(
+            let got = load(
                 &client,
                 format!("http://{editing_address}/api/generate"),
                 editing.clone(),
+                1,
                 settings.seconds / rounds as f64,
                 edit_counter.clone(),
+                |n| !n.is_multiple_of(EDIT_STROKES),
             )
             .await;
-            edited.seconds += started.elapsed().as_secs_f64();
-            edited
-                .round_p50
-                .push(Latency::of(&ms).map_or(f64::NAN, |l| l.p50_ms));
-            edited.ms.extend(ms);
-            edited.errors += errors;
+            edited.add_round(started, got);
         }
         server.abort();
         editing_server.abort();
