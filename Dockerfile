@@ -6,8 +6,8 @@
 #
 # Stage 1 builds against the libtorch inside PyPI's torch==2.13.0 wheel (it carries the
 # CUDA libraries too). Stage 2 carries only what the binary needs at run time: libtorch's
-# shared libraries and the NVIDIA libraries they load, the binary, static/, models/ and
-# dissect/. The binary finds libtorch through its rpath `$ORIGIN/../lib`.
+# shared libraries and the NVIDIA libraries they load, the binary, static/, the bundled
+# models and dissect/. The binary finds libtorch through its rpath `$ORIGIN/../lib`.
 
 # ---- build ------------------------------------------------------------------------------
 FROM rust:1-bookworm AS build
@@ -41,7 +41,8 @@ COPY --from=build /out/opt /opt
 # /opt/nvidia, where the NVIDIA wheels' libraries were copied.
 WORKDIR /app
 COPY static ./static
-COPY models ./models
+# The bundled models only; models/train (the resumable training state) stays out.
+COPY models/*.safetensors models/README.md models/provenance.json ./models/
 COPY dissect ./dissect
 # Uploaded pictures and their inversions survive restarts when this is a volume
 # (docker run -v ganpaint-uploads:/var/lib/ganpaint/uploads …).
