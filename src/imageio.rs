@@ -102,7 +102,10 @@ pub fn encode_jpeg(image: &RgbImage, quality: u8) -> Result<Vec<u8>, ImageError>
 }
 
 pub fn write_png(image: &RgbImage, path: &Path) -> Result<(), ImageError> {
-    let bytes = encode_png(image)?;
+    write_bytes(&encode_png(image)?, path)
+}
+
+fn write_bytes(bytes: &[u8], path: &Path) -> Result<(), ImageError> {
     std::fs::write(path, bytes).map_err(|e| ImageError::Write {
         path: path.display().to_string(),
         detail: e.to_string(),
@@ -119,14 +122,11 @@ pub fn write_picture(image: &RgbImage, path: &Path) -> Result<(), ImageError> {
         .extension()
         .and_then(|e| e.to_str())
         .is_some_and(|e| e.eq_ignore_ascii_case("jpg") || e.eq_ignore_ascii_case("jpeg"));
-    if !jpeg {
-        return write_png(image, path);
+    if jpeg {
+        write_bytes(&encode_jpeg(image, PICTURE_JPEG_QUALITY)?, path)
+    } else {
+        write_png(image, path)
     }
-    let bytes = encode_jpeg(image, PICTURE_JPEG_QUALITY)?;
-    std::fs::write(path, bytes).map_err(|e| ImageError::Write {
-        path: path.display().to_string(),
-        detail: e.to_string(),
-    })
 }
 
 #[cfg(test)]

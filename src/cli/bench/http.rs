@@ -32,7 +32,8 @@ type Body = Arc<dyn Fn(u64) -> Value + Send + Sync>;
 /// picture before taking the next.
 pub const EDIT_STROKES: u64 = 8;
 
-/// The editing case's request `n`: image `n / EDIT_STROKES`, carrying its first
+/// The editing case's request `n`: image id `n / EDIT_STROKES` (low ids, whose z is cheap
+/// to reach: id `i` costs `i·D` normal draws the first time), carrying its first
 /// `n % EDIT_STROKES + 1` strokes, as GAN Dissection's client resends the whole stroke
 /// stack with every stroke. Each stroke is a 2×2-cell square of the layer's grid at its
 /// own place, so each request adds exactly one such stroke to the one before.
@@ -68,7 +69,7 @@ fn editing_body(
                     "mask": { "bitbounds": [], "bitstring": mask, "shape": [] } })
             })
             .collect();
-        json!({ "project": project, "ids": [500_000 + image], "wantz": 0, "return_urls": 0,
+        json!({ "project": project, "ids": [image], "wantz": 0, "return_urls": 0,
             "interventions": interventions })
     }
 }
@@ -345,7 +346,7 @@ mod tests {
             let mut seen = Vec::new();
             for k in 0..EDIT_STROKES {
                 let request = body(image * EDIT_STROKES + k);
-                assert_eq!(request["ids"], json!([500_000 + image]));
+                assert_eq!(request["ids"], json!([image]));
                 let interventions = request["interventions"].as_array().unwrap();
                 // The whole stack so far, the earlier strokes unchanged.
                 assert_eq!(interventions.len() as u64, k + 1);
