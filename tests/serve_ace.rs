@@ -13,9 +13,9 @@ use serde_json::{json, Value};
 
 /// A copy of the tiny project whose `dissect.json` also holds a learned draw edit for
 /// `tree`: unit 5 at 0.9, unit 3 at 0.6, unit 7 at 0.01 (too light to paint).
-fn project_with_learned_tree() -> std::path::PathBuf {
+fn project_with_learned_tree(name: &str) -> std::path::PathBuf {
     let source = common::tiny_data_dir().join("tiny");
-    let root = std::env::temp_dir().join(format!("ganpaint-ace-data-{}", std::process::id()));
+    let root = std::env::temp_dir().join(format!("ganpaint-{name}-data-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&root);
     let project = root.join("tiny");
     std::fs::create_dir_all(&project).unwrap();
@@ -36,6 +36,19 @@ fn project_with_learned_tree() -> std::path::PathBuf {
     );
     std::fs::write(&file, serde_json::to_string(&json).unwrap()).unwrap();
     root
+}
+
+/// The `[alpha, value]` of `unit` at grid cell `cell` in a flattened `edit` (`None` when
+/// not listed).
+fn cell_of(edit: &Value, unit: i64, cell: i64) -> Option<(f64, f64)> {
+    edit["units"]
+        .as_array()?
+        .iter()
+        .find(|u| u["unit"] == unit)?["cells"]
+        .as_array()?
+        .iter()
+        .find(|c| c[0] == cell)
+        .map(|c| (c[1].as_f64().unwrap(), c[2].as_f64().unwrap()))
 }
 
 /// The alpha of `unit` at grid cell `cell` in a flattened `edit` (0 when not listed).
@@ -64,7 +77,7 @@ fn state(data: &Path) -> std::sync::Arc<AppState> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn strokes_paint_learned_units_with_their_weights_and_rankings_elsewhere() {
-    let data = project_with_learned_tree();
+    let data = project_with_learned_tree("ace");
     let state = state(&data);
 
     let paint = |mode: &str| json!({ "project": "tiny", "seed": 3, "strokes": [{ "concept": "tree", "mode": mode, "mask": quarter_mask() }] });
@@ -123,6 +136,90 @@ async fn strokes_paint_learned_units_with_their_weights_and_rankings_elsewhere()
     assert!(
         remove == "tree-causal-remove" || remove == "tree-iou",
         "{remove}"
+    );
+    let _ = std::fs::remove_dir_all(&data);
+}
+
+/// `dissect tune` writes each concept's best stroke into the layer's `paint`: a stroke that
+/// gives no `units` or `strength` paints with it, and the projects API says what it is.
+#[tokio::test(flavor = "multi_thread")]
+async fn strokes_that_give_no_count_or_strength_paint_the_tuned_setting() {
+    let data = project_with_learned_tree("tuned");
+    let file = data.join("tiny/dissect.json");
+    let mut json: Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+    json["layers"][0]["paint"] = json!({
+        "tree": {"draw": {"units": 1, "strength": 2.5, "score": 0.4, "far_change": 0.01},
+                 "remove": {"units": 3, "strength": 1.0}}
+    });
+    std::fs::write(&file, serde_json::to_string(&json).unwrap()).unwrap();
+    let state = state(&data);
+    let stroke = |mode: &str, extra: Value| {
+        let mut s = json!({ "concept": "tree", "mode": mode, "mask": quarter_mask() });
+        s.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        json!({ "project": "tiny", "seed": 3, "strokes": [s] })
+    };
+    let paint = |body: Value| {
+        let state = state.clone();
+        async move {
+            let (status, _, body) = post(state, "/api/v1/paint", &body, true).await;
+            let answer: Value = serde_json::from_slice(&body).unwrap();
+            assert_eq!(status, 200, "{answer}");
+            answer
+        }
+    };
+    // The tuned draw: one unit (the heaviest learned one), at 2.5 × its level.
+    let tuned = paint(stroke("draw", json!({}))).await;
+    assert_eq!(tuned["units"], json!([[5]]));
+    let (alpha, value) = cell_of(&tuned["edit"], 5, 0).unwrap();
+    let plain = paint(stroke("draw", json!({"units": 1, "strength": 1.0}))).await;
+    let (_, level) = cell_of(&plain["edit"], 5, 0).unwrap();
+    assert!((alpha - 0.9).abs() < 1e-6);
+    assert!(
+        level > 0.0 && (value - 2.5 * level).abs() < 1e-4 * level,
+        "{value} vs {level}"
+    );
+    // What the stroke gives wins.
+    let given = paint(stroke("draw", json!({"units": 2, "strength": 1.0}))).await;
+    assert_eq!(given["units"], json!([[5, 3]]));
+    // The tuned remove: three units instead of the untuned 16.
+    let removed = paint(stroke("remove", json!({}))).await;
+    assert_eq!(removed["units"][0].as_array().unwrap().len(), 3);
+
+    let (_, _, body) = common::http::get(state.clone(), "/api/v1/projects").await;
+    let projects: Value = serde_json::from_slice(&body).unwrap();
+    let concepts = projects[0]["layers"][0]["concepts"].as_array().unwrap();
+    let tree = concepts.iter().find(|c| c["name"] == "tree").unwrap();
+    assert_eq!(
+        tree["draw_default"],
+        json!({"units": 1, "strength": 2.5, "tuned": true, "score": 0.4})
+    );
+    assert_eq!(tree["remove_default"]["units"], 3);
+    assert_eq!(tree["remove_default"]["tuned"], true);
+    // An untuned concept: the plain defaults (20 units, or all 16 of this layer).
+    let other = concepts.iter().find(|c| c["name"] != "tree").unwrap();
+    assert_eq!(
+        other["draw_default"],
+        json!({"units": 16, "strength": 1.0, "tuned": false, "score": null})
+    );
+    let _ = std::fs::remove_dir_all(&data);
+}
+
+/// A tuned setting no request could ask for stops the project with a message naming it.
+#[test]
+fn a_tuned_setting_out_of_range_is_named() {
+    let data = project_with_learned_tree("badtuned");
+    let file = data.join("tiny/dissect.json");
+    let mut json: Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+    json["layers"][0]["paint"] = json!({"tree": {"remove": {"units": 17}}});
+    std::fs::write(&file, serde_json::to_string(&json).unwrap()).unwrap();
+    let error = ganpaint::project::read_project(&data.join("tiny"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("paint.tree.remove: units 17 is not in 1..=16"),
+        "{error}"
     );
     let _ = std::fs::remove_dir_all(&data);
 }

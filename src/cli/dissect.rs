@@ -48,6 +48,10 @@ enum DissectCommand {
     /// Learn optimized interventions (one weight per unit, per concept and mode) and add
     /// them to a dissection as `<concept>-ace-draw` / `-ace-remove` rankings.
     Ace(Box<super::dissect_ace::AceArgs>),
+    /// Tune each concept's strokes: the units and draw strength that paint it best
+    /// within a budget of change far from the brush, written to dissect.json as the
+    /// defaults of strokes that give none.
+    Tune(Box<super::dissect_tune::TuneArgs>),
     /// Rewrite a dissection's dissect.html from its dissect.json and stats.json (after
     /// rankings were added or edited by hand).
     Report(ReportArgs),
@@ -140,6 +144,7 @@ pub fn run(args: DissectArgs) -> anyhow::Result<()> {
         Some(DissectCommand::Merge(merge)) => run_merge(merge),
         Some(DissectCommand::Causal(causal)) => super::dissect_causal::run(causal),
         Some(DissectCommand::Ace(ace)) => super::dissect_ace::run(*ace),
+        Some(DissectCommand::Tune(tune)) => super::dissect_tune::run(*tune),
         Some(DissectCommand::Report(report)) => {
             let path = rewrite_report(&report.dir)?;
             println!("wrote {}", path.display());

@@ -37,9 +37,10 @@ pub struct EvalEditsArgs {
     /// First image id; the default keeps clear of a 2000-sample dissection's ids.
     #[arg(long, default_value_t = 10_000)]
     first_id: u64,
-    /// Top units painted per concept.
-    #[arg(long, default_value_t = 20)]
-    units: usize,
+    /// Top units painted per concept (default: each concept and mode's tuned count from
+    /// `dissect tune`, else 20, as a stroke that gives none).
+    #[arg(long)]
+    units: Option<usize>,
     /// Concepts to test, comma-separated (default: every ranked concept the segmenter knows).
     #[arg(long, value_delimiter = ',')]
     concepts: Vec<String>,
@@ -49,8 +50,9 @@ pub struct EvalEditsArgs {
     /// The level drawn: each unit's activation quantile.
     #[arg(long, default_value_t = 0.99)]
     quantile: f64,
-    #[arg(long, default_value_t = 1.0)]
-    strength: f32,
+    /// Draw strength (default: each concept's tuned one, else 1, as for `--units`).
+    #[arg(long)]
+    strength: Option<f32>,
     #[arg(long, default_value_t = 16)]
     batch: usize,
     #[arg(long, value_enum, default_value_t = DeviceChoice::Auto)]
@@ -138,6 +140,7 @@ pub fn run(args: EvalEditsArgs) -> anyhow::Result<()> {
             units: args.units,
             quantile: args.quantile,
             strength: args.strength,
+            remove: true,
             seed: args.seed,
             batch: args.batch,
             choice: ranking.choice(),
@@ -150,12 +153,14 @@ pub fn run(args: EvalEditsArgs) -> anyhow::Result<()> {
         let report = eval.run(&mut |n| bar.inc(n))?;
         bar.finish();
         println!(
-            "{:<10} | {:>5} {:>7} {:>7} {:>9} | {:>7} {:>7} {:>7} {:>10} | {:>8} {:>8} {:>10}",
+            "{:<10} | {:>5} {:>5} {:>7} {:>7} {:>9} | {:>5} {:>7} {:>7} {:>7} {:>10} | {:>8} {:>8} {:>10}",
             "concept",
             "units",
+            "str",
             "before",
             "drawn",
             "draw_gain",
+            "units",
             "present",
             "before",
             "removed",
@@ -167,11 +172,13 @@ pub fn run(args: EvalEditsArgs) -> anyhow::Result<()> {
         for (concept, e) in &report.concepts {
             let cut = e.remove_cut.map_or("-".to_string(), |c| format!("{c:.3}"));
             println!(
-                "{concept:<10} | {:>5} {:>7.3} {:>7.3} {:>+9.3} | {:>7} {:>7.3} {:>7.3} {cut:>10} | {:>8.4} {:>8.4} {:>10.4}",
+                "{concept:<10} | {:>5} {:>5.2} {:>7.3} {:>7.3} {:>+9.3} | {:>5} {:>7} {:>7.3} {:>7.3} {cut:>10} | {:>8.4} {:>8.4} {:>10.4}",
                 e.units.len(),
+                e.strength,
                 e.draw_before,
                 e.draw_after,
                 e.draw_gain,
+                e.remove_units,
                 e.remove_samples,
                 e.remove_before,
                 e.remove_after,
@@ -184,11 +191,14 @@ pub fn run(args: EvalEditsArgs) -> anyhow::Result<()> {
             "shares are of the region's pixels; `present` samples (share ≥ {}) are the ones removed from",
             crate::dissect::causal::PRESENT_SHARE
         );
+        let count = args.units.map_or_else(
+            || "as tuned per concept and mode (else 20)".to_string(),
+            |n| format!("at most {n}"),
+        );
         println!(
-            "({} samples, 3×3-cell regions of {layer_name}, units by {}: at most {} at the {} level, {:.1} s)",
+            "({} samples, 3×3-cell regions of {layer_name}, units by {}: {count} at the {} level, {:.1} s)",
             args.samples,
             ranking.name(),
-            args.units,
             args.quantile,
             started.elapsed().as_secs_f64()
         );

@@ -4,6 +4,7 @@ mod bench;
 mod dissect;
 mod dissect_ace;
 mod dissect_causal;
+mod dissect_tune;
 mod eval_demo;
 mod eval_edits;
 mod figure;

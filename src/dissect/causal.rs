@@ -46,6 +46,15 @@ pub const FAR_CELLS: i64 = 2;
 /// A concept is present in a region when it covers at least this share of it.
 pub const PRESENT_SHARE: f64 = 0.05;
 
+/// One concept's strokes, resolved.
+struct Plan {
+    concept: String,
+    class: i64,
+    strength: f32,
+    draw: Vec<UnitEdit>,
+    remove: Vec<UnitEdit>,
+}
+
 /// What to measure.
 pub struct EditEval<'a> {
     pub generator: &'a ProgGan,
@@ -54,9 +63,14 @@ pub struct EditEval<'a> {
     pub concepts: Vec<String>,
     pub samples: u64,
     pub first_id: u64,
-    pub units: usize,
+    /// Units per stroke; `None`: each concept and mode's own count, as a stroke that gives
+    /// none paints ([`ProjectLayer::stroke_default`]: the tuned one, else 20).
+    pub units: Option<usize>,
     pub quantile: f64,
-    pub strength: f32,
+    /// Draw strength; `None`: each concept's own, as for `units`.
+    pub strength: Option<f32>,
+    /// Whether to remove too (a tuning of draw strengths leaves removal out).
+    pub remove: bool,
     pub seed: u64,
     pub batch: usize,
     /// Which units paint (see [`ProjectLayer::stroke_edits`]): by IoU, by causal effect,
@@ -86,8 +100,15 @@ pub struct ConceptEffect {
     pub far_change_draw: f64,
     #[serde(skip)]
     pub far_change_remove: f64,
+    /// The units a draw edits.
     #[serde(skip)]
     pub units: Vec<i64>,
+    /// How many units a remove edits.
+    #[serde(skip)]
+    pub remove_units: usize,
+    /// The draw strength.
+    #[serde(skip)]
+    pub strength: f32,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
@@ -253,22 +274,25 @@ impl EditEval<'_> {
                     labels.join(", ")
                 ))
             })? as i64;
+            let strength = self.strength.unwrap_or(
+                self.layer
+                    .stroke_default(concept, StrokeMode::Draw)
+                    .strength,
+            );
             let edits = |mode: StrokeMode| {
-                self.layer.stroke_edits(
-                    concept,
-                    mode,
-                    self.units,
-                    self.strength,
-                    self.quantile,
-                    self.choice,
-                )
+                let units = self
+                    .units
+                    .unwrap_or(self.layer.stroke_default(concept, mode).units);
+                self.layer
+                    .stroke_edits(concept, mode, units, strength, self.quantile, self.choice)
             };
-            plans.push((
-                concept.clone(),
+            plans.push(Plan {
+                concept: concept.clone(),
                 class,
-                edits(StrokeMode::Draw)?,
-                edits(StrokeMode::Remove)?,
-            ));
+                strength,
+                draw: edits(StrokeMode::Draw)?,
+                remove: edits(StrokeMode::Remove)?,
+            });
         }
         let all_regions = regions(self.samples, grid, self.seed);
         let mut tallies: Vec<Tally> = plans.iter().map(|_| Tally::default()).collect();
@@ -296,10 +320,11 @@ impl EditEval<'_> {
                     before: &before[i * per..(i + 1) * per],
                 })
                 .collect();
-            for ((_, class, draw_edits, remove_edits), tally) in plans.iter().zip(&mut tallies) {
+            for (plan, tally) in plans.iter().zip(&mut tallies) {
+                let class = &plan.class;
                 // Draw, on every sample.
                 let all: Vec<&Tensor> = masks.iter().collect();
-                let after = self.paint_and_segment(&features, draw_edits, &all)?;
+                let after = self.paint_and_segment(&features, &plan.draw, &all)?;
                 for (i, map) in maps.iter().enumerate() {
                     let after_i = &after[i * per..(i + 1) * per];
                     tally.draw_samples += 1;
@@ -313,7 +338,7 @@ impl EditEval<'_> {
                 let present: Vec<usize> = (0..chunk.len())
                     .filter(|&i| maps[i].share(maps[i].before, *class) >= PRESENT_SHARE)
                     .collect();
-                if present.is_empty() {
+                if present.is_empty() || !self.remove {
                     continue;
                 }
                 let index =
@@ -321,7 +346,7 @@ impl EditEval<'_> {
                         .f_to_device(features.device())?;
                 let subset = features.f_index_select(0, &index)?;
                 let present_masks: Vec<&Tensor> = present.iter().map(|&i| &masks[i]).collect();
-                let after = self.paint_and_segment(&subset, remove_edits, &present_masks)?;
+                let after = self.paint_and_segment(&subset, &plan.remove, &present_masks)?;
                 for (k, &i) in present.iter().enumerate() {
                     let map = &maps[i];
                     let after_i = &after[k * per..(k + 1) * per];
@@ -341,8 +366,8 @@ impl EditEval<'_> {
         let concepts = plans
             .into_iter()
             .zip(tallies)
-            .map(|((concept, _, draw_edits, _), t)| {
-                let units = draw_edits.iter().map(|e| e.unit).collect();
+            .map(|(plan, t)| {
+                let units = plan.draw.iter().map(|e| e.unit).collect();
                 let n = t.draw_samples.max(1) as f64;
                 let r = t.remove_samples.max(1) as f64;
                 let effect = ConceptEffect {
@@ -361,8 +386,10 @@ impl EditEval<'_> {
                     far_change_draw: ratio(t.far_draw),
                     far_change_remove: ratio(t.far_remove),
                     units,
+                    remove_units: plan.remove.len(),
+                    strength: plan.strength,
                 };
-                (concept, effect)
+                (plan.concept, effect)
             })
             .collect();
         Ok(EditReport { concepts })

@@ -91,6 +91,7 @@ pub mod output;
 pub mod quantile;
 pub mod report;
 pub mod stats;
+pub mod tune;
 
 use serde::{Deserialize, Serialize};
 

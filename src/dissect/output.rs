@@ -516,6 +516,43 @@ mod tests {
     }
 
     #[test]
+    fn tuned_strokes_are_read_from_dissect_json_and_checked() {
+        let dir = std::env::temp_dir().join(format!("ganpaint-paint-{}", std::process::id()));
+        let stats = stats();
+        write_levels(&dir, &stats).unwrap();
+        let mut json = serde_json::to_value(dissect_json("demo", &stats).unwrap()).unwrap();
+        json["layers"][0]["paint"] = serde_json::json!({
+            "sky": {"draw": {"units": 2, "strength": 1.5, "score": 0.3, "far_change": 0.01},
+                    "remove": {"units": 3}}
+        });
+        write_json(&dir.join(DISSECT_FILE), &json).unwrap();
+        let project = read_project(&dir).unwrap();
+        let layer = project.layer("layer4").unwrap();
+        let draw = layer.stroke_default("sky", StrokeMode::Draw);
+        assert_eq!((draw.units, draw.strength, draw.score), (2, 1.5, Some(0.3)));
+        let remove = layer.stroke_default("sky", StrokeMode::Remove);
+        assert_eq!((remove.units, remove.strength), (3, 1.0));
+        // Untuned concepts: DEFAULT_UNITS, or all of this 3-unit layer's.
+        assert_eq!(layer.stroke_default("tree", StrokeMode::Draw).units, 3);
+        // A setting no request could ask for names the layer, concept, mode and field.
+        json["layers"][0]["paint"]["sky"]["draw"]["units"] = 4.into();
+        write_json(&dir.join(DISSECT_FILE), &json).unwrap();
+        let error = read_project(&dir).unwrap_err().to_string();
+        assert!(
+            error.contains("layer `layer4` paint.sky.draw: units 4 is not in 1..=3"),
+            "{error}"
+        );
+        json["layers"][0]["paint"]["sky"]["draw"] = serde_json::json!({"units": 1, "strength": 11});
+        write_json(&dir.join(DISSECT_FILE), &json).unwrap();
+        let error = read_project(&dir).unwrap_err().to_string();
+        assert!(
+            error.contains("paint.sky.draw: strength 11 is not in [0, 10]"),
+            "{error}"
+        );
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
     fn coverage_rejects_repeated_shards_and_reports_missing_ones() {
         let mut c = Coverage::of(Shard { index: 2, count: 3 });
         c.add(&Coverage::of(Shard { index: 0, count: 3 })).unwrap();

@@ -62,7 +62,10 @@ pub use models::{
 pub use quantiles::{gandissect_quantiles_path, QuantileNormalizer, RunningQuantileState};
 pub use read::{read_project, ConceptRanking, Project, ProjectLayer, UnitChoice};
 pub use spec::{discover, read_spec, ProjectSpec};
-pub use stroke::{StrokeError, StrokeUnits, DEFAULT_UNITS, DRAW_QUANTILE, MAX_STRENGTH};
+pub use stroke::{
+    ConceptPaint, StrokeDefault, StrokeError, StrokeUnits, DEFAULT_UNITS, DRAW_QUANTILE,
+    MAX_STRENGTH,
+};
 
 /// Why a project could not be read, or has no such layer, concept or level.
 #[derive(Debug, thiserror::Error)]

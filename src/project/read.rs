@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use super::quantiles::{gandissect_quantiles_path, read_gandissect_quantiles, QUANTILES_WHAT};
+use super::stroke::{ConceptPaint, MAX_STRENGTH};
 use super::{metric, read_json, LevelTable, ProjectError, DISSECT_FILE, LEVELS_FILE, MIN_WEIGHT};
 use crate::edit::{StrokeMode, UnitEdit};
 
@@ -33,6 +34,8 @@ pub struct ProjectLayer {
     /// Concept rankings in file order.
     pub rankings: Vec<ConceptRanking>,
     pub levels: LevelTable,
+    /// Tuned strokes per concept (`dissect.json`'s `paint`; see [`StrokeDefault`]).
+    pub paint: BTreeMap<String, ConceptPaint>,
 }
 
 /// Which units (and weights) a stroke paints with: see [`ProjectLayer::stroke_edits`].
@@ -87,6 +90,8 @@ struct RawLayer {
     units: Vec<RawUnit>,
     #[serde(default)]
     rankings: Vec<RawRanking>,
+    #[serde(default)]
+    paint: BTreeMap<String, ConceptPaint>,
 }
 
 #[derive(Deserialize)]
@@ -214,7 +219,9 @@ pub fn read_project(dir: &Path) -> Result<Project, ProjectError> {
                 ),
             });
         }
+        check_paint(&dir.join(DISSECT_FILE), &layer.layer, units, &layer.paint)?;
         layers.push(ProjectLayer {
+            paint: layer.paint,
             unit_labels: layer
                 .units
                 .iter()
@@ -428,6 +435,37 @@ impl ProjectLayer {
     }
 }
 
+/// A tuned stroke must be one a request could ask for: 1..=units units, strength in
+/// `[0, MAX_STRENGTH]`.
+fn check_paint(
+    path: &Path,
+    layer: &str,
+    units: usize,
+    paint: &BTreeMap<String, ConceptPaint>,
+) -> Result<(), ProjectError> {
+    for (concept, modes) in paint {
+        for (mode, tuned) in [("draw", modes.draw), ("remove", modes.remove)] {
+            let Some(tuned) = tuned else { continue };
+            let field = format!("layer `{layer}` paint.{concept}.{mode}");
+            let bad = |detail: String| ProjectError::Format {
+                path: path.display().to_string(),
+                what: "dissect.json".into(),
+                detail: format!("{field}: {detail}"),
+            };
+            if tuned.units == 0 || tuned.units > units {
+                return Err(bad(format!("units {} is not in 1..={units}", tuned.units)));
+            }
+            if !tuned.strength.is_finite() || !(0.0..=MAX_STRENGTH).contains(&tuned.strength) {
+                return Err(bad(format!(
+                    "strength {} is not in [0, {MAX_STRENGTH}]",
+                    tuned.strength
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -447,6 +485,7 @@ mod tests {
             unit_labels: Vec::new(),
             unit_iou: Vec::new(),
             rankings: Vec::new(),
+            paint: BTreeMap::new(),
             levels: LevelTable {
                 quantiles: Vec::new(),
                 levels: Vec::new(),

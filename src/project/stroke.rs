@@ -4,6 +4,8 @@
 //! draws its strokes so; which units a concept paints with is
 //! [`ProjectLayer::stroke_edits`]'s rule.
 
+use serde::{Deserialize, Serialize};
+
 use super::{ProjectLayer, UnitChoice};
 use crate::edit::{StrokeMode, UnitEdit};
 
@@ -13,6 +15,53 @@ pub const DEFAULT_UNITS: usize = 20;
 pub const DRAW_QUANTILE: f64 = 0.99;
 /// A stroke's strength lies in `[0, MAX_STRENGTH]`.
 pub const MAX_STRENGTH: f32 = 10.0;
+
+/// How many units and how strongly a stroke of one concept and mode paints when the
+/// stroke leaves them out: [`DEFAULT_UNITS`] at strength 1, unless the dissection was
+/// tuned (`ganpaint dissect tune`), which writes the setting that painted the concept
+/// best on its own samples into the layer's `paint` entry of `dissect.json`:
+/// `{"tree": {"draw": {"units": 40, "strength": 1.5, …}, "remove": {"units": 60, …}}}`.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StrokeDefault {
+    pub units: usize,
+    #[serde(default = "unit_strength")]
+    pub strength: f32,
+    /// The draw gain or remove cut the tuning measured with it (for the record).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub score: Option<f64>,
+    /// The share of far pixels it changed in the tuning (for the record).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub far_change: Option<f64>,
+}
+
+fn unit_strength() -> f32 {
+    1.0
+}
+
+/// A concept's tuned strokes, per mode (see [`StrokeDefault`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ConceptPaint {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub draw: Option<StrokeDefault>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remove: Option<StrokeDefault>,
+}
+
+impl ConceptPaint {
+    pub fn get(&self, mode: StrokeMode) -> Option<StrokeDefault> {
+        match mode {
+            StrokeMode::Draw => self.draw,
+            StrokeMode::Remove => self.remove,
+        }
+    }
+
+    pub fn set(&mut self, mode: StrokeMode, value: StrokeDefault) {
+        match mode {
+            StrokeMode::Draw => self.draw = Some(value),
+            StrokeMode::Remove => self.remove = Some(value),
+        }
+    }
+}
 
 /// A stroke resolved to units, before its mask: a draw sets unit `units[i]` to
 /// `strength × levels[i]` (a remove to 0), blended with weight `alphas[i]`.
@@ -81,8 +130,23 @@ impl StrokeError {
 }
 
 impl ProjectLayer {
-    /// A stroke of `mode` painting `concept` with its `units` best units (default
-    /// [`DEFAULT_UNITS`], or all of a smaller layer's) at `strength` (default 1): the
+    /// The units and strength a stroke of `concept` in `mode` takes when it gives none:
+    /// the tuned setting ([`StrokeDefault`]) where the dissection has one, else
+    /// [`DEFAULT_UNITS`] (or all of a smaller layer's) at strength 1.
+    pub fn stroke_default(&self, concept: &str, mode: StrokeMode) -> StrokeDefault {
+        self.paint
+            .get(concept)
+            .and_then(|p| p.get(mode))
+            .unwrap_or(StrokeDefault {
+                units: DEFAULT_UNITS.min(self.units),
+                strength: 1.0,
+                score: None,
+                far_change: None,
+            })
+    }
+
+    /// A stroke of `mode` painting `concept` with its `units` best units at `strength`
+    /// (each, when left out, as [`ProjectLayer::stroke_default`] says): the
     /// units and alphas of [`ProjectLayer::stroke_units`], and each unit's level at
     /// [`DRAW_QUANTILE`]. Paintable concepts are the IoU-ranked ones.
     pub fn resolve_stroke(
@@ -100,11 +164,12 @@ impl ProjectLayer {
         if self.ranking(concept).is_err() {
             return Err(unknown_concept());
         }
-        let count = units.unwrap_or(DEFAULT_UNITS.min(self.units));
+        let tuned = self.stroke_default(concept, mode);
+        let count = units.unwrap_or(tuned.units);
         if count == 0 || count > self.units {
             return Err(StrokeError::Units { units: self.units });
         }
-        let strength = strength.unwrap_or(1.0);
+        let strength = strength.unwrap_or(tuned.strength);
         if !strength.is_finite() || !(0.0..=MAX_STRENGTH).contains(&strength) {
             return Err(StrokeError::Strength);
         }
@@ -193,6 +258,7 @@ mod tests {
                 ranking("iou", vec![-0.2, -0.1, -0.3], vec![2, 0, 1]),
                 ranking("ace-draw", vec![-0.01, -0.5, 0.0], vec![1, 0, 2]),
             ],
+            paint: Default::default(),
             levels: LevelTable {
                 quantiles: vec![0.99],
                 levels: vec![vec![1.0], vec![2.0], vec![3.0]],
@@ -263,6 +329,47 @@ mod tests {
                 (Some("strength"), "must be a number in [0, 10]".into())
             );
         }
+    }
+
+    #[test]
+    fn a_stroke_that_gives_no_count_or_strength_takes_the_tuned_ones() {
+        let mut layer = layer();
+        // Untuned: every unit of this 3-unit layer (fewer than DEFAULT_UNITS), strength 1.
+        let plain = layer
+            .resolve_stroke("tree", StrokeMode::Remove, None, None)
+            .unwrap();
+        assert_eq!((plain.units.len(), plain.strength), (3, 1.0));
+        let tuned = |units, strength| StrokeDefault {
+            units,
+            strength,
+            score: Some(0.4),
+            far_change: Some(0.01),
+        };
+        layer.paint.insert(
+            "tree".into(),
+            ConceptPaint {
+                draw: Some(tuned(1, 2.5)),
+                remove: Some(tuned(2, 1.0)),
+            },
+        );
+        let remove = layer
+            .resolve_stroke("tree", StrokeMode::Remove, None, None)
+            .unwrap();
+        assert_eq!(remove.units, vec![2, 0]);
+        let draw = layer
+            .resolve_stroke("tree", StrokeMode::Draw, None, None)
+            .unwrap();
+        assert_eq!((draw.units.clone(), draw.strength), (vec![1], 2.5));
+        assert_eq!(draw.edits()[0].value, 2.5 * 2.0);
+        // What a stroke gives wins over the tuned setting.
+        let given = layer
+            .resolve_stroke("tree", StrokeMode::Draw, None, Some(1.0))
+            .unwrap();
+        assert_eq!(given.strength, 1.0);
+        let given = layer
+            .resolve_stroke("tree", StrokeMode::Remove, Some(3), None)
+            .unwrap();
+        assert_eq!(given.units.len(), 3);
     }
 
     #[test]

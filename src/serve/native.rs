@@ -24,18 +24,51 @@ use crate::model::latent;
 #[derive(Serialize, ToSchema)]
 pub struct ConceptInfo {
     pub name: String,
-    /// The units a draw stroke edits, in the order it takes them (up to 40), with each
+    /// The units a draw stroke edits, in the order it takes them (up to 40, or the
+    /// tuned count when larger), with each
     /// unit's IoU with the concept: the causal draw ranking when the dissection has one,
     /// else the IoU ranking.
     pub units: Vec<UnitScore>,
-    /// The units a remove stroke edits, in order (up to 40).
+    /// The units a remove stroke edits, in order (as many as `units`).
     pub remove_units: Vec<usize>,
+    /// What a draw stroke that gives no `units` or `strength` paints with: the setting
+    /// `ganpaint dissect tune` found best for the concept, else 20 units at strength 1.
+    pub draw_default: StrokeSetting,
+    /// Likewise for a remove stroke (its strength is unused).
+    pub remove_default: StrokeSetting,
     /// The ranking (as `/api/rankings` names it) whose order a draw stroke takes: the
     /// optimized intervention's learned weights (`tree-ace-draw`) where the dissection has
     /// them, else `tree-causal-draw`, else `tree-iou`.
     pub draw_ranking: String,
     /// Likewise for a remove stroke.
     pub remove_ranking: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct StrokeSetting {
+    pub units: usize,
+    pub strength: f32,
+    /// Whether the dissection was tuned for it (else these are the plain defaults).
+    pub tuned: bool,
+    /// The tuning's draw gain or remove cut, when tuned.
+    pub score: Option<f64>,
+}
+
+impl StrokeSetting {
+    fn of(layer: &ProjectLayer, concept: &str, mode: StrokeMode) -> Self {
+        let setting = layer.dissection.stroke_default(concept, mode);
+        StrokeSetting {
+            units: setting.units,
+            strength: setting.strength,
+            tuned: layer
+                .dissection
+                .paint
+                .get(concept)
+                .and_then(|p| p.get(mode))
+                .is_some(),
+            score: setting.score,
+        }
+    }
 }
 
 #[derive(Serialize, ToSchema)]
@@ -93,8 +126,12 @@ pub async fn projects(State(state): State<Arc<AppState>>) -> Json<Vec<ProjectInf
                                     .find(|&&(u, _)| u == unit)
                                     .map_or(0.0, |&(_, iou)| iou)
                             };
+                            let draw_default = StrokeSetting::of(l, &c.concept, StrokeMode::Draw);
+                            let remove_default =
+                                StrokeSetting::of(l, &c.concept, StrokeMode::Remove);
+                            let shown = 40.max(draw_default.units).max(remove_default.units);
                             let listed = |mode| {
-                                l.stroke_units(&c.concept, mode, 40)
+                                l.stroke_units(&c.concept, mode, shown)
                                     .map(|units| units.into_iter().map(|(u, _)| u))
                             };
                             let draw = listed(StrokeMode::Draw)?;
@@ -108,6 +145,8 @@ pub async fn projects(State(state): State<Arc<AppState>>) -> Json<Vec<ProjectInf
                                     })
                                     .collect(),
                                 remove_units: remove.collect(),
+                                draw_default,
+                                remove_default,
                                 draw_ranking: l.stroke_ranking(&c.concept, StrokeMode::Draw)?,
                                 remove_ranking: l.stroke_ranking(&c.concept, StrokeMode::Remove)?,
                             })
@@ -339,9 +378,11 @@ pub struct Stroke {
     pub mode: StrokeMode,
     /// PNG data URL of any size; pixels with alpha > 0 are painted.
     pub mask: String,
-    /// How many of the concept's top units to edit (default 20).
+    /// How many of the concept's top units to edit (default: the concept's tuned count,
+    /// `draw_default`/`remove_default` in `/api/v1/projects`, else 20).
     pub units: Option<usize>,
-    /// Draw multiplies each unit's 0.99-quantile level by this (default 1).
+    /// Draw multiplies each unit's 0.99-quantile level by this (default: the concept's
+    /// tuned strength, else 1).
     pub strength: Option<f32>,
 }
 
@@ -783,6 +824,7 @@ pub fn openapi_document(projects: &[&str]) -> serde_json::Value {
         ProjectInfo,
         LayerInfo,
         ConceptInfo,
+        StrokeSetting,
         UnitScore,
         GenerateRequest,
         ImagesResponse,

@@ -6,12 +6,42 @@ import { markPalette } from './palette.js';
 
 const $ = (id) => document.getElementById(id);
 
-/** Units a stroke edits: the chosen preset, or the custom count clamped to the layer. */
-export function unitsPerStroke(state) {
-  if (state.unitsChoice !== 'custom') return Number(state.unitsChoice);
+/**
+ * What a stroke of `concept` (a ConceptInfo from /api/v1/projects, or null) in the state's
+ * mode paints with under the "Tuned" preset: the server's `draw_default` or
+ * `remove_default` (the project's tuned setting, else 20 units at 1×).
+ */
+export function tunedSetting(state, concept) {
+  const setting = concept && (state.mode === 'remove' ? concept.remove_default : concept.draw_default);
+  return setting || { units: 20, strength: 1, tuned: false };
+}
+
+/** Units a stroke edits: the tuned count, the chosen preset, or the custom count, clamped to the layer. */
+export function unitsPerStroke(state, concept = null) {
   const max = state.layer ? state.layer.units : 512;
+  if (state.unitsChoice === 'tuned') return Math.min(max, tunedSetting(state, concept).units);
+  if (state.unitsChoice !== 'custom') return Math.min(max, Number(state.unitsChoice));
   const value = Math.round(Number(state.customUnits));
   return Math.min(max, Math.max(1, Number.isFinite(value) ? value : 20));
+}
+
+/** A draw's intensity: the concept's tuned one under the "Tuned" preset, else the slider's. */
+export function strokeStrength(state, concept = null) {
+  if (state.unitsChoice !== 'tuned') return state.strength;
+  const setting = concept && concept.draw_default;
+  return setting ? setting.strength : 1;
+}
+
+/** The line under the presets that says what "Tuned" paints with. */
+function tunedHint(state, concept) {
+  if (state.unitsChoice !== 'tuned' || !concept) return '';
+  const draw = concept.draw_default;
+  const remove = concept.remove_default;
+  if (!draw?.tuned && !remove?.tuned) return `${concept.name} is not tuned here: 20 units at 1.0×.`;
+  const setting = state.mode === 'remove'
+    ? `removes with ${remove.units} units`
+    : `draws with ${draw.units} units at ${draw.strength.toFixed(1)}×`;
+  return `Tuned: ${concept.name} ${setting}.`;
 }
 
 /** Clamps a brush size to the slider's range. */
@@ -20,7 +50,8 @@ export function clampSize(size) {
   return Math.min(Number(input.max), Math.max(Number(input.min), Math.round(size)));
 }
 
-export function bindBrushPanel(store) {
+/** `conceptInfo()`: the chosen concept's ConceptInfo, or null. */
+export function bindBrushPanel(store, conceptInfo) {
   $('palette').addEventListener('change', (e) => {
     if (e.target.name === 'concept') store.set({ concept: e.target.value });
   });
@@ -41,7 +72,6 @@ export function bindBrushPanel(store) {
     if (changed.has('concept')) markPalette($('palette'), state.concept);
     if (changed.has('mode')) {
       document.querySelector(`input[name=mode][value=${state.mode}]`).checked = true;
-      $('strength').disabled = state.mode === 'remove';
     }
     if (changed.has('unitsChoice')) {
       document.querySelector(`input[name=units][value="${state.unitsChoice}"]`).checked = true;
@@ -52,11 +82,15 @@ export function bindBrushPanel(store) {
       $('brush-size').value = String(state.size);
       $('brush-size-value').textContent = `${state.size} px`;
     }
-    if (changed.has('strength')) {
-      $('strength').value = String(state.strength);
-      $('strength-value').textContent = `${state.strength.toFixed(1)}×`;
+    if (['strength', 'unitsChoice', 'concept', 'mode', 'layer'].some((key) => changed.has(key))) {
+      // Under "Tuned" the slider shows the concept's tuned intensity and is not the user's to move.
+      const strength = strokeStrength(state, conceptInfo());
+      $('strength').value = String(strength);
+      $('strength-value').textContent = `${strength.toFixed(1)}×`;
+      $('strength').disabled = state.mode === 'remove' || state.unitsChoice === 'tuned';
+      $('units-tuned').textContent = tunedHint(state, conceptInfo());
     }
   };
   store.subscribe(reflect);
-  reflect(store.get(), new Set(['concept', 'mode', 'unitsChoice', 'size', 'strength']));
+  reflect(store.get(), new Set(['concept', 'mode', 'unitsChoice', 'size', 'strength', 'layer']));
 }

@@ -20,7 +20,7 @@ import { EditHistory, imageKey, sameStrokes, splitKey } from './history.js';
 import { Inspector } from './inspect.js';
 import { installKeys, isTextField } from './keys.js';
 import { resolveLink } from './links.js';
-import { bindBrushPanel, clampSize, unitsPerStroke } from './brushpanel.js';
+import { bindBrushPanel, clampSize, strokeStrength, unitsPerStroke } from './brushpanel.js';
 import { buildPalette } from './palette.js';
 import { strokeRanking } from './ranking.js';
 import { Renderer, statusLine, TooManyStrokes } from './render.js';
@@ -48,7 +48,7 @@ const store = createStore({
   mode: 'draw',
   size: 0,
   strength: 1,
-  unitsChoice: '20',
+  unitsChoice: 'tuned',
   customUnits: '30',
   inspected: null, // the unit whose heatmap shows
   rankings: null, // the layer's rankings from /api/rankings
@@ -340,8 +340,8 @@ function addStroke(points) {
   edits.add(Object.freeze({
     concept: s.concept,
     mode: s.mode,
-    units: unitsPerStroke(s),
-    strength: s.strength,
+    units: unitsPerStroke(s, conceptInfo()),
+    strength: strokeStrength(s, conceptInfo()),
     size: s.size,
     points: simplify(points),
   }));
@@ -400,7 +400,7 @@ function updateUnits() {
       concept,
       mode: s.mode,
       ranking,
-      count: unitsPerStroke(s),
+      count: unitsPerStroke(s, concept),
       inspected: s.inspected,
       heatmaps: !isUpload(s.image),
       onPick: (unit) => inspector.toggle(unit),
@@ -604,7 +604,7 @@ function wireControls() {
     goTo(isUpload(state().image) ? 'id:0' : state().image, { project: project.name, layer: project.default_layer });
   });
   $('layer').addEventListener('change', (e) => goTo(state().image, { layer: e.target.value }));
-  bindBrushPanel(store);
+  bindBrushPanel(store, () => conceptInfo());
   store.subscribe((_, changed) => onBrushChange(changed));
   $('undo').addEventListener('click', undo);
   $('redo').addEventListener('click', redo);

@@ -25,7 +25,8 @@ function rest(body) {
 
 /**
  * Reads a recipe: `{project?, layer?, image? (id:…, seed:… or image:upload-…), strokes: [{concept, mode, mask, units,
- * strength}]}` with masks still as data URLs (decoding them needs a browser). Throws an
+ * strength}]}` with masks still as data URLs (decoding them needs a browser); a stroke's
+ * `units` and `strength` are null when the file leaves them out. Throws an
  * Error with a plain message when the text is not one.
  */
 export function parseRecipe(text) {
@@ -61,10 +62,12 @@ export function parseRecipe(text) {
     if (typeof stroke.mask !== 'string' || !stroke.mask.startsWith('data:image/png;base64,')) {
       throw new Error(`${where}'s mask is not a PNG data URL.`);
     }
-    const units = stroke.units ?? 20;
-    if (!Number.isInteger(units) || units < 1) throw new Error(`${where}'s unit count is not a whole number above 0.`);
-    const strength = stroke.strength ?? 1;
-    if (typeof strength !== 'number' || !Number.isFinite(strength) || strength < 0 || strength > 10) {
+    // Left out, as in the paint request: the concept's tuned setting (`null` here; the
+    // importer fills it in from the layer's concepts, as the server would).
+    const units = stroke.units ?? null;
+    if (units !== null && (!Number.isInteger(units) || units < 1)) throw new Error(`${where}'s unit count is not a whole number above 0.`);
+    const strength = stroke.strength ?? null;
+    if (strength !== null && (typeof strength !== 'number' || !Number.isFinite(strength) || strength < 0 || strength > 10)) {
       throw new Error(`${where}'s intensity is not between 0 and 10.`);
     }
     recipe.strokes.push({ concept: stroke.concept, mode: stroke.mode, mask: stroke.mask, units, strength });

@@ -93,7 +93,12 @@ export function shareActions(app) {
     try {
       for (const stroke of recipe.strokes) {
         const mask = Object.freeze(await exporter.maskFromDataUrl(stroke.mask));
-        strokes.push(Object.freeze({ concept: stroke.concept, mode: stroke.mode, units: stroke.units, strength: stroke.strength, mask }));
+        // What the file leaves out is what the server would paint with: the concept's tuned setting.
+        const concept = layer.concepts.find((k) => k.name === stroke.concept);
+        const tuned = stroke.mode === 'remove' ? concept.remove_default : concept.draw_default;
+        const units = stroke.units ?? tuned?.units ?? 20;
+        const strength = stroke.strength ?? concept.draw_default?.strength ?? 1;
+        strokes.push(Object.freeze({ concept: stroke.concept, mode: stroke.mode, units, strength, mask }));
       }
     } catch {
       fail('One of its masks is not a PNG image the browser can read.');

@@ -315,8 +315,13 @@ describe('show what will happen, and why', () => {
       const check = async (mode, order) => {
         const rows = await panel();
         assert.deepEqual(rows.map((row) => row.unit), order, `${mode}: not the units a ${mode} stroke takes`);
-        assert.equal(rows.filter((row) => row.edited).length, Math.min(20, order.length));
-        assert.ok(rows.slice(0, 20).every((row) => row.edited));
+        // The "Tuned" preset (the default) edits the concept's tuned count for the mode.
+        const tuned = mode === 'draw' ? concept.draw_default : concept.remove_default;
+        assert.equal(rows.filter((row) => row.edited).length, Math.min(tuned.units, order.length));
+        assert.ok(rows.slice(0, tuned.units).every((row) => row.edited));
+        const hint = await page.locator('#units-tuned').innerText();
+        assert.ok(hint.includes(concept.name), `the Tuned hint names no concept: ${hint}`);
+        if (tuned.tuned) assert.ok(hint.includes(`${tuned.units} units`), `the Tuned hint does not say ${tuned.units} units: ${hint}`);
         const name = await page.locator('#units').getAttribute('data-ranking');
         const ranking = rankings.find((x) => x.name === name);
         assert.ok(ranking, `${mode}: the panel names no ranking the server has (${name})`);

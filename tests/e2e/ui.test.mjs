@@ -266,7 +266,7 @@ describe('GANPaint in a desktop browser', () => {
     const concept = info.layer.concepts.find((c) => c.name === info.concept);
     const shown = Number(await unit.getAttribute('data-unit'));
     assert.equal(shown, concept.units[0].unit, 'the list starts with the first unit a draw edits');
-    if (concept.remove_units.slice(0, 20).includes(shown)) {
+    if (concept.remove_units.slice(0, concept.remove_default.units).includes(shown)) {
       // Removal sets the unit to 0. The heatmap shows the unit's own quantile of a value, and
       // a unit that is mostly negative puts 0 around its 0.7-0.8 quantile, which shows
       // faintly; so the removed cell must be far dimmer than the drawn one, not blank.

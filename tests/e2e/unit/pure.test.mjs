@@ -5,6 +5,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 
 import { brushLadder, stepBrush } from '../../../static/js/brush.js';
+import { strokeStrength, unitsPerStroke } from '../../../static/js/brushpanel.js';
 import { explain } from '../../../static/js/errors.js';
 import { poolRange, touchedCells } from '../../../static/js/grid.js';
 import { decodeHash, encodeHash, parseImage } from '../../../static/js/hashstate.js';
@@ -130,6 +131,11 @@ test('a recipe is the paint request, with 64-bit seeds exact', () => {
   assert.equal(recipe.image, 'seed:18446744073709551615');
   assert.equal(recipe.strokes.length, 1);
   assert.equal(parseRecipe(requestJson(body, 'id:42')).image, 'id:42');
+  assert.deepEqual([recipe.strokes[0].units, recipe.strokes[0].strength], [20, 1]);
+  // Left out: null, for the importer to fill in with the concept's tuned setting.
+  const bare = parseRecipe('{"strokes": [{"concept": "tree", "mode": "draw", "mask": "data:image/png;base64,AA"}]}');
+  assert.deepEqual([bare.strokes[0].units, bare.strokes[0].strength], [null, null]);
+  assert.throws(() => parseRecipe('{"strokes": [{"concept": "tree", "mode": "draw", "mask": "data:image/png;base64,AA", "units": 0}]}'), /unit count/);
   assert.throws(() => parseRecipe('nope'), /not JSON/);
   assert.throws(() => parseRecipe('{"strokes": [{"concept": "tree", "mode": "paint", "mask": "data:image/png;base64,AA"}]}'), /Stroke 1's mode/);
   assert.throws(() => parseRecipe('{"project": "demo"}'), /no "strokes"/);
@@ -188,4 +194,26 @@ test('a link naming what the server lacks says so and shows what it can', async 
   // A link without a layer keeps the layer shown now; without an image, the image.
   const keep = resolveLink(decodeHash('#project=demo'), projects, { project: 'demo', layer: 'layer3', image: 'seed:9' });
   assert.deepEqual([keep.layer, keep.image, keep.notes], ['layer3', 'seed:9', []]);
+});
+
+test('the Tuned preset paints with the concept\'s tuned units and intensity, per mode', () => {
+  const layer = { units: 256 };
+  const tree = {
+    name: 'tree',
+    draw_default: { units: 40, strength: 1.5, tuned: true },
+    remove_default: { units: 160, strength: 1, tuned: true },
+  };
+  const state = (over) => ({ layer, mode: 'draw', unitsChoice: 'tuned', customUnits: '30', strength: 2.5, ...over });
+  assert.equal(unitsPerStroke(state(), tree), 40);
+  assert.equal(strokeStrength(state(), tree), 1.5);
+  assert.equal(unitsPerStroke(state({ mode: 'remove' }), tree), 160);
+  // A preset or a custom count is the user's, and so is the slider's intensity.
+  assert.equal(unitsPerStroke(state({ unitsChoice: '10' }), tree), 10);
+  assert.equal(strokeStrength(state({ unitsChoice: '10' }), tree), 2.5);
+  assert.equal(unitsPerStroke(state({ unitsChoice: 'custom', customUnits: '999' }), tree), 256);
+  // No concept info (yet): the plain defaults.
+  assert.equal(unitsPerStroke(state(), null), 20);
+  assert.equal(strokeStrength(state(), null), 1);
+  // A tuned count larger than the layer is clamped to it.
+  assert.equal(unitsPerStroke(state({ layer: { units: 32 }, mode: 'remove' }), tree), 32);
 });
