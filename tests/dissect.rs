@@ -342,6 +342,10 @@ fn eval_edits_prints_one_json_line_with_the_figures_per_concept() {
             assert!(figures.get(key).is_some(), "{concept} lacks {key}: {last}");
         }
         assert_eq!(figures["samples"], 4);
+        // What the strokes painted with: `--units 3`, and strength 1 (untuned).
+        assert!(figures["draw_units"].as_u64().unwrap() <= 3, "{last}");
+        assert!(figures["remove_units"].as_u64().unwrap() <= 3, "{last}");
+        assert_eq!(figures["strength"], 1.0);
         let far = figures["far_change"].as_f64().unwrap();
         assert!((0.0..=1.0).contains(&far));
     }
@@ -533,4 +537,126 @@ fn several_layers_are_dissected_compared_in_the_report_and_the_report_can_be_rew
         std::fs::read_to_string(m.join("dissect.html")).unwrap(),
         html
     );
+}
+
+#[test]
+fn dissect_tune_writes_the_best_stroke_per_concept_and_mode_that_strokes_then_take() {
+    let fx = Fixture::new("tune");
+    let project = fx.path("project");
+    ganpaint(&args(
+        &["dissect", "--out", &project, "--no-images"],
+        &fx.common(8),
+    ));
+    let tune = |extra: &[&str]| {
+        let mut argv = vec![
+            "dissect",
+            "tune",
+            &project,
+            "--layer",
+            "layer4",
+            "--samples",
+            "4",
+            "--batch",
+            "2",
+            "--units",
+            "2,3",
+            "--strengths",
+            "1,2",
+            "--max-far",
+            "1",
+            "--min-remove-samples",
+            "1",
+            "--device",
+            "cpu",
+        ];
+        argv.extend_from_slice(extra);
+        argv.iter().map(|s| s.to_string()).collect::<Vec<_>>()
+    };
+    let printed = ganpaint(&tune(&[]));
+    let dissect = json(&fx.dir.join("project/dissect.json"));
+    let layer = dissect["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["layer"] == "layer4")
+        .unwrap();
+    assert_eq!(layer["paint_tuning"]["samples"], 4);
+    assert_eq!(
+        layer["paint_tuning"]["units"],
+        serde_json::json!([2, 3, 16])
+    );
+    assert_eq!(
+        layer["paint_tuning"]["strengths"],
+        serde_json::json!([1.0, 2.0])
+    );
+    // Every ranked concept gets a line per mode: its setting, or why it stays untuned.
+    let project_read = ganpaint::project::read_project(&fx.dir.join("project")).unwrap();
+    let concepts = project_read.layer("layer4").unwrap().concepts();
+    for concept in &concepts {
+        for mode in ["draw", "remove"] {
+            let line = printed
+                .lines()
+                .find(|l| {
+                    let words: Vec<&str> = l.split_whitespace().collect();
+                    words.len() > 2 && words[0] == *concept && words[1] == mode
+                })
+                .unwrap_or_else(|| panic!("no line for {concept} {mode}:\n{printed}"));
+            let tuned = &layer["paint"][concept][mode];
+            if line.contains("untuned:") {
+                assert!(tuned.is_null(), "{line} but {tuned}");
+                continue;
+            }
+            // A kept setting comes from the grid, painted its concept (score > 0) and
+            // was measured on this run's samples.
+            let units = tuned["units"].as_u64().unwrap();
+            assert!((1..=16).contains(&units), "{tuned}");
+            assert!([1.0, 2.0].contains(&tuned["strength"].as_f64().unwrap()));
+            assert!(tuned["score"].as_f64().unwrap() > 0.0, "{tuned}");
+            assert!(tuned["samples"].as_u64().unwrap() <= 4);
+        }
+    }
+    // The project reads back with them, and eval-edits paints a tuned draw with its count.
+    let layer4 = project_read.layer("layer4").unwrap();
+    if let Some((concept, draw)) = layer4
+        .paint
+        .iter()
+        .find_map(|(c, p)| p.draw.map(|d| (c.clone(), d)))
+    {
+        let printed = ganpaint(
+            &[
+                "eval-edits",
+                "--project",
+                &project,
+                "--samples",
+                "2",
+                "--batch",
+                "2",
+                "--concepts",
+                &concept,
+                "--ranking",
+                "causal",
+                "--device",
+                "cpu",
+            ]
+            .map(String::from),
+        );
+        let last: Value = serde_json::from_str(printed.lines().last().unwrap()).unwrap();
+        let figures = &last["concepts"][&concept];
+        assert!(figures["draw_units"].as_u64().unwrap() as usize <= draw.units);
+        assert_eq!(figures["strength"].as_f64().unwrap() as f32, draw.strength);
+    }
+    // Nothing to measure with: refused before any work, naming the flag.
+    for (extra, flag) in [
+        (&["--samples", "0"][..], "--samples"),
+        (&["--concepts", "nosuch"][..], "--concepts"),
+    ] {
+        let output = Command::new(env!("CARGO_BIN_EXE_ganpaint"))
+            .args(tune(extra))
+            .env("RUST_LOG", "warn")
+            .output()
+            .unwrap();
+        assert!(!output.status.success());
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(flag), "{stderr}");
+    }
 }

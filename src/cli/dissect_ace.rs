@@ -8,13 +8,15 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
-use serde_json::Value;
 
 use crate::dissect::optimize::{OptimizeEdit, DRAW_METRIC, REMOVE_METRIC};
 use crate::edit::StrokeMode;
-use crate::project::{read_project, DISSECT_FILE};
+use crate::project::read_project;
 
-use super::project::{concept_classes, labeled_concepts, ProjectModelArgs, ProjectModels};
+use super::project::{
+    chosen_layers, concept_classes, labeled_concepts, read_dissect_json, write_dissect_json,
+    ProjectModelArgs, ProjectModels,
+};
 
 #[derive(clap::Args, Debug)]
 pub struct AceArgs {
@@ -79,28 +81,9 @@ pub fn run(args: AceArgs) -> anyhow::Result<()> {
     } = args.models.load(&project)?;
     // Only the edit's weights learn.
     generator.var_store_mut().freeze();
-    let path = args.dir.join(DISSECT_FILE);
-    let mut json: Value = serde_json::from_slice(
-        &std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?,
-    )?;
+    let mut json = read_dissect_json(&args.dir)?;
     let labels = segmenter.labels().to_vec();
-    let layers: Vec<_> = project
-        .layers
-        .iter()
-        .filter(|l| args.layer.is_empty() || args.layer.contains(&l.layer))
-        .collect();
-    if layers.is_empty() {
-        anyhow::bail!(
-            "--layer {:?}: the dissection has {}",
-            args.layer,
-            project
-                .layers
-                .iter()
-                .map(|l| l.layer.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
-    }
+    let layers = chosen_layers(&project, &args.layer)?;
     let started = std::time::Instant::now();
     for layer in layers {
         let concepts = if args.concepts.is_empty() {
@@ -199,8 +182,7 @@ pub fn run(args: AceArgs) -> anyhow::Result<()> {
             list.push(serde_json::to_value(ranking)?);
         }
     }
-    std::fs::write(&path, serde_json::to_string_pretty(&json)? + "\n")
-        .with_context(|| format!("writing {}", path.display()))?;
+    let path = write_dissect_json(&args.dir, &json)?;
     println!(
         "optimized interventions: {:.1} s; wrote {}",
         started.elapsed().as_secs_f64(),

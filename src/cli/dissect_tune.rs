@@ -12,14 +12,15 @@ use std::path::PathBuf;
 use anyhow::Context;
 use serde_json::Value;
 
-use crate::dissect::causal::{ConceptEffect, EditEval};
+use crate::dissect::causal::{ConceptEffect, EditEval, FAR_CELLS, REGION_CELLS};
 use crate::dissect::tune::{choose, Trial};
 use crate::edit::StrokeMode;
-use crate::project::{
-    read_project, ConceptPaint, StrokeDefault, UnitChoice, DISSECT_FILE, MAX_STRENGTH,
-};
+use crate::project::{read_project, ConceptPaint, StrokeDefault, UnitChoice, MAX_STRENGTH};
 
-use super::project::{concept_classes, labeled_concepts, ProjectModelArgs, ProjectModels};
+use super::project::{
+    chosen_layers, concept_classes, labeled_concepts, read_dissect_json, write_dissect_json,
+    ProjectModelArgs, ProjectModels,
+};
 
 #[derive(clap::Args, Debug)]
 pub struct TuneArgs {
@@ -53,6 +54,9 @@ pub struct TuneArgs {
     /// Settings scoring within this much of the best count as as good; the cheapest wins.
     #[arg(long, default_value_t = 0.01)]
     pub tolerance: f64,
+    /// A remove is tuned only when at least this many samples had the concept to remove.
+    #[arg(long, default_value_t = 10)]
+    pub min_remove_samples: u64,
     #[arg(long, default_value_t = 16)]
     pub batch: usize,
     #[command(flatten)]
@@ -86,6 +90,9 @@ fn grid(args: &TuneArgs, layer_units: usize) -> anyhow::Result<(Vec<usize>, Vec<
 }
 
 pub fn run(args: TuneArgs) -> anyhow::Result<()> {
+    if args.samples == 0 {
+        anyhow::bail!("--samples: must be at least 1");
+    }
     let project = read_project(&args.dir)
         .with_context(|| format!("reading the dissection in {}", args.dir.display()))?;
     let ProjectModels {
@@ -93,29 +100,11 @@ pub fn run(args: TuneArgs) -> anyhow::Result<()> {
         segmenter,
         ..
     } = args.models.load(&project)?;
-    let path = args.dir.join(DISSECT_FILE);
-    let mut json: Value = serde_json::from_slice(
-        &std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?,
-    )?;
+    let mut json = read_dissect_json(&args.dir)?;
     let labels = segmenter.labels().to_vec();
-    let layers: Vec<_> = project
-        .layers
-        .iter()
-        .filter(|l| args.layer.is_empty() || args.layer.contains(&l.layer))
-        .collect();
-    if layers.is_empty() {
-        anyhow::bail!(
-            "--layer {:?}: the dissection has {}",
-            args.layer,
-            project
-                .layers
-                .iter()
-                .map(|l| l.layer.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
-    }
-    let started = std::time::Instant::now();
+    let layers = chosen_layers(&project, &args.layer)?;
+    // Every layer's concepts, checked before the first (long) measurement.
+    let mut plan = Vec::new();
     for layer in layers {
         let concepts: Vec<String> = if args.concepts.is_empty() {
             labeled_concepts(layer, &labels)
@@ -125,6 +114,28 @@ pub fn run(args: TuneArgs) -> anyhow::Result<()> {
         .into_iter()
         .map(|(c, _)| c)
         .collect();
+        let ranked = layer.concepts();
+        if let Some(missing) = concepts.iter().find(|c| !ranked.contains(&c.as_str())) {
+            anyhow::bail!(
+                "--concepts: `{missing}` is not ranked at {} (it ranks {})",
+                layer.layer,
+                ranked.join(", ")
+            );
+        }
+        plan.push((layer, concepts));
+    }
+    let started = std::time::Instant::now();
+    for (layer, concepts) in plan {
+        // A grid too small for any pixel to lie far from a region: no side effect could be
+        // measured, so nothing would be tuned; say so instead of measuring.
+        let (_, gh, gw) = generator.layer_shape(&layer.layer)?;
+        if gh.max(gw) <= REGION_CELLS + FAR_CELLS {
+            println!(
+                "{}: untuned: on its {gh}×{gw} grid no pixel lies more than {FAR_CELLS} cells from a {REGION_CELLS}×{REGION_CELLS}-cell region, so side effects cannot be measured",
+                layer.layer
+            );
+            continue;
+        }
         let (unit_grid, strength_grid) = grid(&args, layer.units)?;
         let runs = unit_grid.len() * strength_grid.len();
         // Each setting paints every concept on every sample (and removes, once per count).
@@ -139,8 +150,15 @@ pub fn run(args: TuneArgs) -> anyhow::Result<()> {
             (runs + unit_grid.len()) as u64 * args.samples * concepts.len() as u64,
         );
         let bar = super::progress_bar(runs as u64 * args.samples, &format!("tune {}", layer.layer));
-        // Per concept, per mode: every measured setting.
-        let mut trials: BTreeMap<(String, StrokeMode), Vec<Trial>> = BTreeMap::new();
+        // Per concept, per mode: every measured setting (a remove only where enough
+        // samples had the concept), and for removes the most samples any setting had.
+        let mut trials: BTreeMap<(String, StrokeMode), Vec<Trial>> = concepts
+            .iter()
+            .flat_map(|c| {
+                [StrokeMode::Draw, StrokeMode::Remove].map(|m| ((c.clone(), m), Vec::new()))
+            })
+            .collect();
+        let mut present: BTreeMap<String, u64> = BTreeMap::new();
         for &units in &unit_grid {
             for (i, &strength) in strength_grid.iter().enumerate() {
                 let report = EditEval {
@@ -161,41 +179,55 @@ pub fn run(args: TuneArgs) -> anyhow::Result<()> {
                 }
                 .run(&mut |n| bar.inc(n))?;
                 for (concept, effect) in report.concepts {
-                    record(&mut trials, concept, &effect, i == 0);
+                    let seen = present.entry(concept.clone()).or_default();
+                    *seen = (*seen).max(effect.remove_samples);
+                    let removed = i == 0 && effect.remove_samples >= args.min_remove_samples;
+                    record(&mut trials, concept, &effect, units, removed);
                 }
             }
         }
         bar.finish();
         let mut paint: BTreeMap<String, ConceptPaint> = BTreeMap::new();
+        let untuned_units = crate::project::DEFAULT_UNITS.min(layer.units);
         println!(
-            "{}: {:<8} {:<7} {:>6} {:>9} {:>9} {:>10}   (untuned: 20 units at 1.0)",
+            "{}: {:<8} {:<7} {:>6} {:>9} {:>9} {:>10}   (untuned: {untuned_units} units at 1.0)",
             layer.layer, "concept", "mode", "units", "strength", "score", "far_change"
         );
+        let indent = " ".repeat(layer.layer.len());
         for ((concept, mode), tried) in &trials {
             let mode_name = format!("{mode:?}").to_lowercase();
             let untuned = tried
                 .iter()
-                .find(|t| t.strength == 1.0 && t.units <= crate::project::DEFAULT_UNITS)
+                .find(|t| t.strength == 1.0 && t.asked == untuned_units)
                 .map_or("-".to_string(), |t| format!("{:.3}", t.score));
             match choose(tried, args.max_far, args.tolerance) {
                 Some(kept) => {
                     println!(
-                        "{}  {concept:<8} {mode_name:<7} {:>6} {:>9.1} {:>9.3} {:>10.4}   (untuned {untuned})",
-                        " ".repeat(layer.layer.len()),
+                        "{indent}  {concept:<8} {mode_name:<7} {:>6} {:>9.1} {:>9.3} {:>10.4}   (untuned {untuned})",
                         kept.units,
                         kept.strength,
                         kept.score,
-                        kept.far_change
+                        kept.far_change.unwrap_or(f64::NAN)
                     );
                     paint
                         .entry(concept.clone())
                         .or_default()
                         .set(*mode, StrokeDefault::from(kept));
                 }
-                None => println!(
-                    "{}  {concept:<8} {mode_name:<7} no setting paints it within the far budget (or no sample to remove from): untuned",
-                    " ".repeat(layer.layer.len())
-                ),
+                None => {
+                    let why = if *mode == StrokeMode::Remove && tried.is_empty() {
+                        format!(
+                            "{} samples had it to remove (fewer than {})",
+                            present.get(concept).copied().unwrap_or(0),
+                            args.min_remove_samples
+                        )
+                    } else if tried.iter().all(|t| t.far_change.is_none()) {
+                        "no pixel lies far from the region to measure side effects on".into()
+                    } else {
+                        "no setting paints it within the far budget".into()
+                    };
+                    println!("{indent}  {concept:<8} {mode_name:<7} untuned: {why}");
+                }
             }
         }
         let entry = json["layers"]
@@ -223,43 +255,52 @@ pub fn run(args: TuneArgs) -> anyhow::Result<()> {
             "strengths": strength_grid,
             "max_far": args.max_far,
             "tolerance": args.tolerance,
+            "min_remove_samples": args.min_remove_samples,
         });
+        // Each layer is written as it is done: a later failure keeps the earlier work.
+        let path = write_dissect_json(&args.dir, &json)?;
+        println!(
+            "{}: tuned strokes written to {} ({:.1} s so far)",
+            layer.layer,
+            path.display(),
+            started.elapsed().as_secs_f64()
+        );
     }
-    std::fs::write(&path, serde_json::to_string_pretty(&json)? + "\n")
-        .with_context(|| format!("writing {}", path.display()))?;
-    println!(
-        "tuned strokes: {:.1} s; wrote {}",
-        started.elapsed().as_secs_f64(),
-        path.display()
-    );
     Ok(())
 }
 
-/// Adds a report's draw (and, when measured, remove) of one concept to `trials`.
+/// Adds a report's draw (and, when `removed`, remove) of one concept, painted with
+/// `asked` units, to `trials`.
 fn record(
     trials: &mut BTreeMap<(String, StrokeMode), Vec<Trial>>,
     concept: String,
     effect: &ConceptEffect,
+    asked: usize,
     removed: bool,
 ) {
+    let measured = |far: f64, pixels: u64| (pixels > 0).then_some(far);
     trials
         .entry((concept.clone(), StrokeMode::Draw))
         .or_default()
         .push(Trial {
+            asked,
             units: effect.units.len(),
             strength: effect.strength,
             score: effect.draw_gain,
-            far_change: effect.far_change_draw,
+            far_change: measured(effect.far_change_draw, effect.far_pixels_draw),
+            samples: effect.samples,
         });
     if let (true, Some(cut)) = (removed, effect.remove_cut) {
         trials
             .entry((concept, StrokeMode::Remove))
             .or_default()
             .push(Trial {
+                asked,
                 units: effect.remove_units,
                 strength: 1.0,
                 score: cut,
-                far_change: effect.far_change_remove,
+                far_change: measured(effect.far_change_remove, effect.far_pixels_remove),
+                samples: effect.remove_samples,
             });
     }
 }

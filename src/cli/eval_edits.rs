@@ -2,7 +2,8 @@
 //! [`crate::dissect::causal`]). For each way of choosing units (`--ranking`: by IoU, by
 //! causal effect, or the learned weights of optimized interventions) it prints a table,
 //! then one JSON line `{"ranking": "…", "concepts": {"<concept>": {"draw_gain",
-//! "remove_cut", "far_change", "samples", "remove_samples"}}}`.
+//! "remove_cut", "far_change", "samples", "remove_samples", "draw_units", "remove_units",
+//! "strength"}}}`.
 
 use std::path::PathBuf;
 

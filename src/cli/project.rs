@@ -35,6 +35,46 @@ pub(crate) fn rewrite_report(dir: &Path) -> anyhow::Result<PathBuf> {
     Ok(dir.join("dissect.html"))
 }
 
+/// The dissection's layers named by a command's `--layer` (all of them when none is).
+pub(crate) fn chosen_layers<'a>(
+    project: &'a Project,
+    wanted: &[String],
+) -> anyhow::Result<Vec<&'a ProjectLayer>> {
+    let layers: Vec<_> = project
+        .layers
+        .iter()
+        .filter(|l| wanted.is_empty() || wanted.contains(&l.layer))
+        .collect();
+    if layers.is_empty() {
+        bail!(
+            "--layer {wanted:?}: the dissection has {}",
+            project
+                .layers
+                .iter()
+                .map(|l| l.layer.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    Ok(layers)
+}
+
+/// `dir/dissect.json` as JSON, for a command that adds to it and keeps every other field
+/// as it was ([`write_dissect_json`]).
+pub(crate) fn read_dissect_json(dir: &Path) -> anyhow::Result<serde_json::Value> {
+    let path = dir.join(DISSECT_FILE);
+    let text = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+    serde_json::from_slice(&text).with_context(|| format!("reading {}", path.display()))
+}
+
+/// Writes `json` back to `dir/dissect.json`; returns the path.
+pub(crate) fn write_dissect_json(dir: &Path, json: &serde_json::Value) -> anyhow::Result<PathBuf> {
+    let path = dir.join(DISSECT_FILE);
+    std::fs::write(&path, serde_json::to_string_pretty(json)? + "\n")
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(path)
+}
+
 /// The generator and segmenter a dissection was made with, or the ones given instead.
 pub(crate) struct ProjectModels {
     pub generator: ProgGan,

@@ -255,6 +255,12 @@ struct PickArgs {
     /// Generated samples (and as many rendered scenes) per candidate.
     #[arg(long, default_value_t = 1000)]
     samples: u64,
+    /// Only generators kept from this step on (a grown run keeps each resolution's).
+    #[arg(long, default_value_t = 0)]
+    from_step: u64,
+    /// Only generators kept up to this step.
+    #[arg(long, default_value_t = u64::MAX)]
+    until_step: u64,
     #[arg(long, value_enum, default_value_t = DeviceChoice::Auto)]
     device: DeviceChoice,
 }
@@ -362,7 +368,14 @@ pub fn run(args: TrainDemoArgs) -> anyhow::Result<()> {
             check_split(a.first_sample, a.samples)?;
             let device = a.device.resolve()?;
             let segmenter = load_segmenter(a.segmenter, device)?;
-            let picked = pick(&a.run, &segmenter, a.first_sample, a.samples, device)?;
+            let picked = pick(
+                &a.run,
+                &segmenter,
+                a.first_sample,
+                a.samples,
+                a.from_step..=a.until_step,
+                device,
+            )?;
             for c in &picked.candidates {
                 println!("{:<22} {:>6.3}  worst: {}", c.name, c.score, c.worst_class);
             }

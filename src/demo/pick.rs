@@ -48,8 +48,16 @@ impl Pick {
     }
 }
 
-/// The kept generators of a run, oldest first.
-pub fn kept_generators(run: &Path) -> anyhow::Result<Vec<PathBuf>> {
+/// The step a kept generator's name (`step-004800-ema.safetensors`) says it was kept at.
+fn kept_step(name: &str) -> Option<u64> {
+    name.strip_prefix("step-")?.split('-').next()?.parse().ok()
+}
+
+/// The kept generators of a run whose step lies in `steps`, oldest first.
+pub fn kept_generators(
+    run: &Path,
+    steps: std::ops::RangeInclusive<u64>,
+) -> anyhow::Result<Vec<PathBuf>> {
     let dir = run.join(KEPT_DIR);
     let entries = std::fs::read_dir(&dir).with_context(|| {
         format!(
@@ -61,7 +69,7 @@ pub fn kept_generators(run: &Path) -> anyhow::Result<Vec<PathBuf>> {
     for entry in entries {
         let path = entry?.path();
         let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-        if name.starts_with("step-") && name.ends_with(".safetensors") {
+        if name.ends_with(".safetensors") && kept_step(name).is_some_and(|s| steps.contains(&s)) {
             paths.push(path);
         }
     }
@@ -69,14 +77,17 @@ pub fn kept_generators(run: &Path) -> anyhow::Result<Vec<PathBuf>> {
     paths.sort();
     if paths.is_empty() {
         anyhow::bail!(
-            "{} holds no kept generators: train the run with --keep-from STEP first",
-            dir.display()
+            "{} holds no kept generators from step {} to {}: train the run with --keep-from STEP first",
+            dir.display(),
+            steps.start(),
+            steps.end()
         );
     }
     Ok(paths)
 }
 
-/// Measures every kept generator of `run` on generated ids `first_sample..+samples` (and
+/// Measures every kept generator of `run` kept at a step in `steps` (a grown run keeps
+/// generators of each resolution) on generated ids `first_sample..+samples` (and
 /// as many held-out scenes) and ranks them, best first. Sample grids of each go to
 /// `run/kept/eval/<name>/`.
 pub fn pick(
@@ -84,9 +95,10 @@ pub fn pick(
     segmenter: &dyn Segmenter,
     first_sample: u64,
     samples: u64,
+    steps: std::ops::RangeInclusive<u64>,
     device: Device,
 ) -> anyhow::Result<Pick> {
-    let paths = kept_generators(run)?;
+    let paths = kept_generators(run, steps)?;
     let bar = crate::progress::progress_bar(paths.len() as u64, "pick");
     let mut candidates = Vec::new();
     // The rendered scenes are the same for every candidate: segment them once.
@@ -142,7 +154,7 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
         let segmenter = RedSegmenter::new();
         // No run yet: the message says how to make one.
-        let err = pick(&dir, &segmenter, 1000, 4, Device::Cpu).unwrap_err();
+        let err = pick(&dir, &segmenter, 1000, 4, 0..=u64::MAX, Device::Cpu).unwrap_err();
         assert!(format!("{err:#}").contains("--keep-from"), "{err:#}");
 
         let trainer = GanRun {
@@ -156,11 +168,23 @@ mod tests {
         }
         .run(tiny_settings(), Device::Cpu)
         .unwrap();
-        let names: Vec<String> = kept_generators(&dir)
-            .unwrap()
-            .iter()
-            .map(|p| p.file_name().unwrap().to_str().unwrap().to_string())
-            .collect();
+        let names = |steps| -> Vec<String> {
+            kept_generators(&dir, steps)
+                .unwrap()
+                .iter()
+                .map(|p| p.file_name().unwrap().to_str().unwrap().to_string())
+                .collect()
+        };
+        // A step range keeps to its own checkpoints (a grown run holds several sizes).
+        assert_eq!(
+            names(6..=7),
+            [
+                "step-000006-ema.safetensors",
+                "step-000006-live.safetensors"
+            ]
+        );
+        assert!(kept_generators(&dir, 7..=9).is_err());
+        let names = names(0..=u64::MAX);
         assert_eq!(
             names,
             [
@@ -184,7 +208,7 @@ mod tests {
             }
         }
 
-        let picked = pick(&dir, &segmenter, 1000, 4, Device::Cpu).unwrap();
+        let picked = pick(&dir, &segmenter, 1000, 4, 0..=u64::MAX, Device::Cpu).unwrap();
         assert_eq!(picked.candidates.len(), 4);
         for pair in picked.candidates.windows(2) {
             assert!(pair[0].score <= pair[1].score);

@@ -64,7 +64,8 @@ pub struct EditEval<'a> {
     pub samples: u64,
     pub first_id: u64,
     /// Units per stroke; `None`: each concept and mode's own count, as a stroke that gives
-    /// none paints ([`ProjectLayer::stroke_default`]: the tuned one, else 20).
+    /// none paints ([`ProjectLayer::stroke_default`]: the tuned one, else 20 or all of a
+    /// smaller layer's).
     pub units: Option<usize>,
     pub quantile: f64,
     /// Draw strength; `None`: each concept's own, as for `units`.
@@ -100,14 +101,20 @@ pub struct ConceptEffect {
     pub far_change_draw: f64,
     #[serde(skip)]
     pub far_change_remove: f64,
+    /// Far pixels the draws (removes) were measured on: none when the region leaves no
+    /// pixel more than [`FAR_CELLS`] cells away (a 3×3-cell region on a 4×4 grid).
+    #[serde(skip)]
+    pub far_pixels_draw: u64,
+    #[serde(skip)]
+    pub far_pixels_remove: u64,
     /// The units a draw edits.
     #[serde(skip)]
     pub units: Vec<i64>,
+    /// How many units a draw edits.
+    pub draw_units: usize,
     /// How many units a remove edits.
-    #[serde(skip)]
     pub remove_units: usize,
     /// The draw strength.
-    #[serde(skip)]
     pub strength: f32,
 }
 
@@ -385,7 +392,10 @@ impl EditEval<'_> {
                     remove_after: t.remove_after / r,
                     far_change_draw: ratio(t.far_draw),
                     far_change_remove: ratio(t.far_remove),
+                    far_pixels_draw: t.far_draw.1,
+                    far_pixels_remove: t.far_remove.1,
                     units,
+                    draw_units: plan.draw.len(),
                     remove_units: plan.remove.len(),
                     strength: plan.strength,
                 };

@@ -5,32 +5,40 @@
 //! [`super::causal`] on samples of its own (by default disjoint from `eval-edits`'), on the
 //! units strokes really take (learned weights, else causal, else IoU rankings). A draw is
 //! scored by its gain, a remove by its cut. [`choose`] keeps the settings whose change far
-//! from the brush stays within a budget, and of those whose score is within a tolerance of
-//! the best, the cheapest (fewest units, then the lowest strength): a larger edit that
-//! paints no better is not worth its side effects. The untuned setting (20 units at
-//! strength 1) is always in the grid, so tuning never picks something that measured worse,
-//! and a concept no setting paints (every score at or below 0) stays untuned.
+//! from the brush was measured and stays within a budget, and of those whose score is
+//! within a tolerance of the best, the cheapest (fewest units, then the lowest strength): a
+//! larger edit that paints no better is not worth its side effects. The untuned setting
+//! (20 units at strength 1) is in the grid, so when it is within the budget the kept one
+//! scores at least as well, less the tolerance. A stroke stays untuned when no setting
+//! paints it (every score at or below 0), when no setting's side effects could be measured
+//! (no pixel far from the region: a 3×3-cell region on a 4×4 grid), and, for a remove,
+//! when too few samples had the concept to remove.
 
 use crate::project::StrokeDefault;
 
 /// One measured setting of one concept and mode.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Trial {
+    /// Units asked for.
+    pub asked: usize,
     /// Units the stroke edited (an optimized intervention may have fewer than asked).
     pub units: usize,
     pub strength: f32,
     /// Draw gain, or remove cut.
     pub score: f64,
-    /// Share of far pixels whose class changed.
-    pub far_change: f64,
+    /// Share of far pixels whose class changed; `None` when there was no far pixel.
+    pub far_change: Option<f64>,
+    /// Samples it was measured on.
+    pub samples: u64,
 }
 
-/// The trial to keep, or `None` when none within `max_far` paints at all (scores above
-/// 0): a stroke no setting makes work is left untuned rather than made stronger.
+/// The trial to keep, or `None` when none with a measured far change within `max_far`
+/// paints at all (scores above 0): a stroke no setting makes work is left untuned rather
+/// than made stronger.
 pub fn choose(trials: &[Trial], max_far: f64, tolerance: f64) -> Option<Trial> {
     let eligible: Vec<&Trial> = trials
         .iter()
-        .filter(|t| t.units > 0 && t.score > 0.0 && t.far_change <= max_far)
+        .filter(|t| t.units > 0 && t.score > 0.0 && t.far_change.is_some_and(|f| f <= max_far))
         .collect();
     let best = eligible
         .iter()
@@ -55,7 +63,8 @@ impl From<Trial> for StrokeDefault {
             units: t.units,
             strength: t.strength,
             score: Some((t.score * 1e4).round() / 1e4),
-            far_change: Some((t.far_change * 1e5).round() / 1e5),
+            far_change: t.far_change.map(|f| (f * 1e5).round() / 1e5),
+            samples: Some(t.samples),
         }
     }
 }
@@ -66,10 +75,12 @@ mod tests {
 
     fn trial(units: usize, strength: f32, score: f64, far_change: f64) -> Trial {
         Trial {
+            asked: units,
             units,
             strength,
             score,
-            far_change,
+            far_change: Some(far_change),
+            samples: 100,
         }
     }
 
@@ -105,6 +116,10 @@ mod tests {
             trial(40, 1.0, f64::NAN, 0.0),
             trial(60, 1.0, 0.0, 0.0),
             trial(100, 2.0, -0.3, 0.0),
+            Trial {
+                far_change: None,
+                ..trial(20, 1.0, 0.5, 0.0)
+            },
         ];
         assert_eq!(choose(&trials, 0.02, 0.01), None);
         assert_eq!(choose(&[], 0.02, 0.01), None);
@@ -120,6 +135,7 @@ mod tests {
                 strength: 1.5,
                 score: Some(0.1235),
                 far_change: Some(0.01235),
+                samples: Some(100),
             }
         );
     }

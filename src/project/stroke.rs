@@ -32,6 +32,9 @@ pub struct StrokeDefault {
     /// The share of far pixels it changed in the tuning (for the record).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub far_change: Option<f64>,
+    /// The samples the tuning measured it on (for a remove: those with the concept).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub samples: Option<u64>,
 }
 
 fn unit_strength() -> f32 {
@@ -142,6 +145,7 @@ impl ProjectLayer {
                 strength: 1.0,
                 score: None,
                 far_change: None,
+                samples: None,
             })
     }
 
@@ -344,6 +348,7 @@ mod tests {
             strength,
             score: Some(0.4),
             far_change: Some(0.01),
+            samples: Some(100),
         };
         layer.paint.insert(
             "tree".into(),

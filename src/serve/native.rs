@@ -29,7 +29,8 @@ pub struct ConceptInfo {
     /// unit's IoU with the concept: the causal draw ranking when the dissection has one,
     /// else the IoU ranking.
     pub units: Vec<UnitScore>,
-    /// The units a remove stroke edits, in order (as many as `units`).
+    /// The units a remove stroke takes, in order (up to 40, or the tuned count when
+    /// larger; a learned set may list fewer).
     pub remove_units: Vec<usize>,
     /// What a draw stroke that gives no `units` or `strength` paints with: the setting
     /// `ganpaint dissect tune` found best for the concept, else 20 units at strength 1.

@@ -32,16 +32,16 @@ export function strokeStrength(state, concept = null) {
   return setting ? setting.strength : 1;
 }
 
-/** The line under the presets that says what "Tuned" paints with. */
-function tunedHint(state, concept) {
+/** The line under the presets that says what "Tuned" paints with, in the chosen mode. */
+export function tunedHint(state, concept) {
   if (state.unitsChoice !== 'tuned' || !concept) return '';
-  const draw = concept.draw_default;
-  const remove = concept.remove_default;
-  if (!draw?.tuned && !remove?.tuned) return `${concept.name} is not tuned here: 20 units at 1.0×.`;
-  const setting = state.mode === 'remove'
-    ? `removes with ${remove.units} units`
-    : `draws with ${draw.units} units at ${draw.strength.toFixed(1)}×`;
-  return `Tuned: ${concept.name} ${setting}.`;
+  const setting = tunedSetting(state, concept);
+  const what = state.mode === 'remove'
+    ? `removes with ${setting.units} units`
+    : `draws with ${setting.units} units at ${setting.strength.toFixed(1)}×`;
+  return setting.tuned
+    ? `Tuned: ${concept.name} ${what}.`
+    : `Not tuned here: ${concept.name} ${what}, the plain default.`;
 }
 
 /** Clamps a brush size to the slider's range. */

@@ -321,7 +321,8 @@ describe('show what will happen, and why', () => {
         assert.ok(rows.slice(0, tuned.units).every((row) => row.edited));
         const hint = await page.locator('#units-tuned').innerText();
         assert.ok(hint.includes(concept.name), `the Tuned hint names no concept: ${hint}`);
-        if (tuned.tuned) assert.ok(hint.includes(`${tuned.units} units`), `the Tuned hint does not say ${tuned.units} units: ${hint}`);
+        assert.ok(hint.includes(`${tuned.units} units`), `the Tuned hint does not say ${tuned.units} units: ${hint}`);
+        assert.equal(hint.startsWith('Tuned:'), tuned.tuned, `the hint says tuned or not wrongly: ${hint}`);
         const name = await page.locator('#units').getAttribute('data-ranking');
         const ranking = rankings.find((x) => x.name === name);
         assert.ok(ranking, `${mode}: the panel names no ranking the server has (${name})`);

@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 
 import { brushLadder, stepBrush } from '../../../static/js/brush.js';
-import { strokeStrength, unitsPerStroke } from '../../../static/js/brushpanel.js';
+import { strokeStrength, tunedHint, unitsPerStroke } from '../../../static/js/brushpanel.js';
 import { explain } from '../../../static/js/errors.js';
 import { poolRange, touchedCells } from '../../../static/js/grid.js';
 import { decodeHash, encodeHash, parseImage } from '../../../static/js/hashstate.js';
@@ -208,12 +208,17 @@ test('the Tuned preset paints with the concept\'s tuned units and intensity, per
   assert.equal(strokeStrength(state(), tree), 1.5);
   assert.equal(unitsPerStroke(state({ mode: 'remove' }), tree), 160);
   // A preset or a custom count is the user's, and so is the slider's intensity.
-  assert.equal(unitsPerStroke(state({ unitsChoice: '10' }), tree), 10);
-  assert.equal(strokeStrength(state({ unitsChoice: '10' }), tree), 2.5);
+  assert.equal(unitsPerStroke(state({ unitsChoice: '40' }), tree), 40);
+  assert.equal(strokeStrength(state({ unitsChoice: '40' }), tree), 2.5);
   assert.equal(unitsPerStroke(state({ unitsChoice: 'custom', customUnits: '999' }), tree), 256);
   // No concept info (yet): the plain defaults.
   assert.equal(unitsPerStroke(state(), null), 20);
   assert.equal(strokeStrength(state(), null), 1);
   // A tuned count larger than the layer is clamped to it.
   assert.equal(unitsPerStroke(state({ layer: { units: 32 }, mode: 'remove' }), tree), 32);
+  // The hint says what the chosen mode paints with, and whether that mode was tuned.
+  assert.equal(tunedHint(state(), tree), 'Tuned: tree draws with 40 units at 1.5×.');
+  const half = { ...tree, remove_default: { units: 16, strength: 1, tuned: false } };
+  assert.equal(tunedHint(state({ mode: 'remove' }), half), 'Not tuned here: tree removes with 16 units, the plain default.');
+  assert.equal(tunedHint(state({ unitsChoice: '20' }), tree), '');
 });
