@@ -11,7 +11,6 @@ use anyhow::Context;
 
 use crate::dissect::optimize::{OptimizeEdit, DRAW_METRIC, REMOVE_METRIC};
 use crate::edit::StrokeMode;
-use crate::project::read_project;
 
 use super::project::{
     chosen_layers, concept_classes, labeled_concepts, read_dissect_json, write_dissect_json,
@@ -72,13 +71,14 @@ impl ModeArg {
 }
 
 pub fn run(args: AceArgs) -> anyhow::Result<()> {
-    let project = read_project(&args.dir)
-        .with_context(|| format!("reading the dissection in {}", args.dir.display()))?;
-    let ProjectModels {
-        mut generator,
-        segmenter,
-        ..
-    } = args.models.load(&project)?;
+    let (
+        project,
+        ProjectModels {
+            mut generator,
+            segmenter,
+            ..
+        },
+    ) = args.models.open(&args.dir)?;
     // Only the edit's weights learn.
     generator.var_store_mut().freeze();
     let mut json = read_dissect_json(&args.dir)?;

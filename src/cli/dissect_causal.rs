@@ -54,13 +54,14 @@ pub struct CausalOptions {
 }
 
 pub fn run(args: CausalArgs) -> anyhow::Result<()> {
-    let project = read_project(&args.dir)
-        .with_context(|| format!("reading the dissection in {}", args.dir.display()))?;
-    let ProjectModels {
-        generator,
-        segmenter,
-        ..
-    } = args.models.load(&project)?;
+    let (
+        _,
+        ProjectModels {
+            generator,
+            segmenter,
+            ..
+        },
+    ) = args.models.open(&args.dir)?;
     add_causal_rankings(&args.dir, &generator, segmenter.as_ref(), &args.options)
 }
 

@@ -15,7 +15,7 @@ use serde_json::Value;
 use crate::dissect::causal::{ConceptEffect, EditEval, FAR_CELLS, REGION_CELLS};
 use crate::dissect::tune::{choose, Trial};
 use crate::edit::StrokeMode;
-use crate::project::{read_project, ConceptPaint, StrokeDefault, UnitChoice, MAX_STRENGTH};
+use crate::project::{ConceptPaint, StrokeDefault, UnitChoice, MAX_STRENGTH};
 
 use super::project::{
     chosen_layers, concept_classes, labeled_concepts, read_dissect_json, write_dissect_json,
@@ -93,13 +93,14 @@ pub fn run(args: TuneArgs) -> anyhow::Result<()> {
     if args.samples == 0 {
         anyhow::bail!("--samples: must be at least 1");
     }
-    let project = read_project(&args.dir)
-        .with_context(|| format!("reading the dissection in {}", args.dir.display()))?;
-    let ProjectModels {
-        generator,
-        segmenter,
-        ..
-    } = args.models.load(&project)?;
+    let (
+        project,
+        ProjectModels {
+            generator,
+            segmenter,
+            ..
+        },
+    ) = args.models.open(&args.dir)?;
     let mut json = read_dissect_json(&args.dir)?;
     let labels = segmenter.labels().to_vec();
     let layers = chosen_layers(&project, &args.layer)?;

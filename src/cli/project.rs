@@ -137,6 +137,14 @@ pub struct ProjectModelArgs {
 }
 
 impl ProjectModelArgs {
+    /// Reads the dissection in `dir` and loads its models (or the ones these flags give).
+    pub(crate) fn open(&self, dir: &Path) -> anyhow::Result<(Project, ProjectModels)> {
+        let project = crate::project::read_project(dir)
+            .with_context(|| format!("reading the dissection in {}", dir.display()))?;
+        let models = self.load(&project)?;
+        Ok((project, models))
+    }
+
     /// The dissection's models, or the ones these flags give.
     pub(crate) fn load(&self, project: &Project) -> anyhow::Result<ProjectModels> {
         load_project_models(
