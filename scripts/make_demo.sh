@@ -85,10 +85,13 @@ fi
 # average-pooled to 64², are pulled towards what that generator draws (--anchor-weight 20),
 # so the new block adds detail without changing colours. The anchor is stored with the
 # run, so it is given once.
-GROW128_STEPS=20000
+GROW128_STEPS=9200
 WIDEN128_AT=5800
+GROW256_STEPS=20000
 # The 64² generator stage B grew from: its anchor, and (after stage A) stage A's pick.
 GEN64=models/train/generator_64.safetensors
+# The 128² generator stage C grew from (stage B's EMA at GROW128_STEPS): its anchor.
+GEN128=models/train/generator_128.safetensors
 if [ -f "$STAGE_A" ]; then cp "$STAGE_A" "$GEN64"; fi
 B128=(--bf16 --seed 1 --batch 16 --lr 0.001 --freeze-g-layers 10 --checkpoint-every 200
   --sample-every 250 --keep-from 2600)
@@ -106,8 +109,22 @@ if grep -q '"widenings": \[\]' "$RUN_B/state.json"; then
   $BIN train-demo gan --run "$RUN_B" --steps "$((WIDEN128_AT + 1))" \
     --channels 256,256,128,64,32,32 "${B128[@]}" --anchor "$GEN64" --anchor-weight 20
 fi
-$BIN train-demo gan --run "$RUN_B" --steps "$GROW128_STEPS" --channels 256,256,128,64,32,32 \
-  "${B128[@]}" --anchor-weight 20
+if grep -q '"to": 128' "$RUN_B/state.json" && ! grep -q '"to": 256' "$RUN_B/state.json"; then
+  $BIN train-demo gan --run "$RUN_B" --steps "$GROW128_STEPS" --channels 256,256,128,64,32,32 \
+    "${B128[@]}" --anchor-weight 20
+  # The 128² generator stage C grows from: its anchor.
+  cp "$RUN_B/kept/step-$(printf %06d "$GROW128_STEPS")-ema.safetensors" "$GEN128"
+  # ---- Stage C: 256², 16 channels, batch 16, faded in over 1000 steps; G's twelve layers
+  # up to 128² are held fixed, and the run is anchored to the 128² generator it grew from.
+  $BIN train-demo grow --run "$RUN_B" --to 256 --channels 16 --fade-steps 1000 --batch 16
+  ANCHOR256=(--anchor "$GEN128")
+else
+  ANCHOR256=()
+fi
+$BIN train-demo gan --run "$RUN_B" --steps "$GROW256_STEPS" --channels 256,256,128,64,32,32,16 \
+  --bf16 --seed 1 --batch 16 --lr 0.001 --freeze-g-layers 12 --checkpoint-every 200 \
+  --sample-every 250 --keep-from "$((GROW128_STEPS + 1000))" ${ANCHOR256[@]+"${ANCHOR256[@]}"} \
+  --anchor-weight 20
 $BIN train-demo snapshot --run "$RUN_B" --out models/train
 # The segmenter at 128², which the bundle is measured and dissected with (the 64² one
 # reaches only mIoU 0.78 on 128² scenes).
@@ -117,8 +134,11 @@ $BIN train-demo snapshot --run "$RUN_B" --out models/train
 
 # ---- The bundle: stage B's 128² generator, its EMA at the kept checkpoint closest to the
 # rendered scenes on the validation split (scored with the 128² segmenter).
+# (Until stage C's 256² generator is picked, the bundle is stage B's 128² one: the kept
+# checkpoints up to WIDEN128_AT.)
 $BIN train-demo pick --run "$RUN_B" --out models/demo_generator.safetensors \
-  --segmenter models/demo_segmenter.safetensors --first-sample 100000 --samples 400
+  --segmenter models/demo_segmenter.safetensors --first-sample 100000 --samples 400 \
+  --until-step "$WIDEN128_AT"
 $BIN dissect --out dissect/demo --layer layer1 --layer layer4 --layer layer7 --samples 1000 \
   --causal-samples 32
 # Optimized interventions, kept where they beat the causal rankings on a split disjoint
@@ -126,6 +146,10 @@ $BIN dissect --out dissect/demo --layer layer1 --layer layer4 --layer layer7 --s
 # models/provenance.json for the trial and its figures).
 $BIN dissect ace dissect/demo --layer layer4 --concepts tree,grass,cloud --modes draw \
   --steps 100 --batch 8 --lr 0.1 --l1 0.01
+# Each concept's stroke: the unit count and strength that paint it best (ids from 20000),
+# the defaults of strokes that give none.
+$BIN dissect tune dissect/demo --layer layer4 --units 20,40,60,100,160
+$BIN dissect tune dissect/demo --layer layer1 --layer layer7 --units 20,40,100 --strengths 1,2
 # The encoder that starts `ganpaint invert` (painting on your own picture), trained on
 # pairs the bundled generator makes: retrained whenever that generator changes. It
 # predicts z too (--z-weight, default 0.1), which starts the fit of z that lets uploads be
