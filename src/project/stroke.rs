@@ -137,16 +137,18 @@ impl ProjectLayer {
     /// the tuned setting ([`StrokeDefault`]) where the dissection has one, else
     /// [`DEFAULT_UNITS`] (or all of a smaller layer's) at strength 1.
     pub fn stroke_default(&self, concept: &str, mode: StrokeMode) -> StrokeDefault {
-        self.paint
-            .get(concept)
-            .and_then(|p| p.get(mode))
-            .unwrap_or(StrokeDefault {
-                units: DEFAULT_UNITS.min(self.units),
-                strength: 1.0,
-                score: None,
-                far_change: None,
-                samples: None,
-            })
+        self.tuned_stroke(concept, mode).unwrap_or(StrokeDefault {
+            units: DEFAULT_UNITS.min(self.units),
+            strength: 1.0,
+            score: None,
+            far_change: None,
+            samples: None,
+        })
+    }
+
+    /// The tuned setting of `concept` in `mode`, when the dissection has one.
+    pub fn tuned_stroke(&self, concept: &str, mode: StrokeMode) -> Option<StrokeDefault> {
+        self.paint.get(concept).and_then(|p| p.get(mode))
     }
 
     /// A stroke of `mode` painting `concept` with its `units` best units at `strength`

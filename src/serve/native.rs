@@ -61,12 +61,7 @@ impl StrokeSetting {
         StrokeSetting {
             units: setting.units,
             strength: setting.strength,
-            tuned: layer
-                .dissection
-                .paint
-                .get(concept)
-                .and_then(|p| p.get(mode))
-                .is_some(),
+            tuned: layer.dissection.tuned_stroke(concept, mode).is_some(),
             score: setting.score,
         }
     }
