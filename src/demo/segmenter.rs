@@ -15,9 +15,31 @@ use crate::segment::Segmenter;
 pub struct SegmenterRun {
     pub steps: i64,
     pub batch: usize,
-    pub size: usize,
+    /// Scene sizes, taken in turn from step to step (one segmenter for every resolution a
+    /// bundled generator has had).
+    pub sizes: Vec<usize>,
     pub lr: f64,
     pub seed: u64,
+    /// Weights to start from (fine-tuning, for example to a new size) instead of fresh ones.
+    pub init: Option<std::path::PathBuf>,
+}
+
+/// Checks the sizes a segmenter trains or is measured at: at least one, each a size the
+/// scene renderer draws and a multiple of 8 (the U-Net pools three times).
+pub fn check_sizes(sizes: &[usize]) -> anyhow::Result<()> {
+    use super::scene::{MAX_SIZE, MIN_SIZE};
+    if sizes.is_empty() {
+        anyhow::bail!("--size needs at least one size");
+    }
+    for &size in sizes {
+        if !(MIN_SIZE..=MAX_SIZE).contains(&size) || size % 8 != 0 {
+            anyhow::bail!(
+                "--size {size}: scenes are drawn at {MIN_SIZE} to {MAX_SIZE} pixels a side, \
+                 in multiples of 8"
+            );
+        }
+    }
+    Ok(())
 }
 
 /// Perturbs a batch in [-1, 1] so the segmenter tolerates generator artefacts.
@@ -45,17 +67,29 @@ pub fn pixel_cross_entropy(logits: &Tensor, labels: &Tensor) -> Tensor {
 
 impl SegmenterRun {
     pub fn run(&self, out: &Path, device: Device) -> anyhow::Result<DemoSegmenter> {
+        check_sizes(&self.sizes)?;
         tch::manual_seed(self.seed as i64);
-        let model = DemoSegmenter::new(device);
+        let model = match &self.init {
+            Some(path) => DemoSegmenter::load_trainable(path, device)?,
+            None => DemoSegmenter::new(device),
+        };
         let mut adam = Adam::new(model.var_store(), self.lr, 0.9, 0.999);
-        let batches = SceneBatches::spawn(self.seed ^ 0x5e6, 0, self.batch, self.size);
+        // One stream of scenes per size; the first keeps the seed a single size has always had.
+        let streams: Vec<SceneBatches> = self
+            .sizes
+            .iter()
+            .enumerate()
+            .map(|(k, &size)| {
+                SceneBatches::spawn(self.seed ^ 0x5e6 ^ ((k as u64) << 40), 0, self.batch, size)
+            })
+            .collect();
         let bar = crate::progress::progress_bar(self.steps as u64, "train segmenter");
         for step in 0..self.steps {
             // Cosine decay to 5% of the initial rate.
             let progress = step as f64 / self.steps as f64;
             adam.lr =
                 self.lr * (0.05 + 0.95 * 0.5 * (1.0 + (std::f64::consts::PI * progress).cos()));
-            let batch = batches.next()?;
+            let batch = streams[step as usize % streams.len()].next()?;
             let images = augment(&batch.images.to_device(device));
             adam.zero_grad();
             let loss =
@@ -123,9 +157,10 @@ mod tests {
         let run = SegmenterRun {
             steps: 30,
             batch: 4,
-            size: 32,
+            sizes: vec![32],
             lr: 3e-3,
             seed: 5,
+            init: None,
         };
         let model = run.run(&path, Device::Cpu).unwrap();
         let loaded = DemoSegmenter::load(&path, Device::Cpu).unwrap();
@@ -143,6 +178,41 @@ mod tests {
         assert_eq!(loss(&model), loss(&loaded));
         let (miou, per_class) = heldout_iou(&loaded, 4, 32).unwrap();
         assert!((0.0..=1.0).contains(&miou) && per_class.len() == loaded.labels().len());
+
+        // Fine-tuning starts from the given weights: no steps keep them as they are, and a
+        // few steps at two sizes in turn lower the loss at the new size.
+        let tuned_path = path.with_extension("tuned.safetensors");
+        let keep = SegmenterRun {
+            steps: 0,
+            sizes: vec![32, 48],
+            init: Some(path.clone()),
+            ..run
+        };
+        let kept = keep.run(&tuned_path, Device::Cpu).unwrap();
+        assert_eq!(loss(&kept), loss(&loaded));
+        let at_48 = render_batch(&[heldout_seed(2), heldout_seed(3)], 48);
+        let loss_48 = |m: &DemoSegmenter| {
+            tch::no_grad(|| {
+                pixel_cross_entropy(&m.forward(&at_48.images), &at_48.labels).double_value(&[])
+            })
+        };
+        let tuned = SegmenterRun { steps: 20, ..keep }
+            .run(&tuned_path, Device::Cpu)
+            .unwrap();
+        assert!(
+            loss_48(&tuned) < loss_48(&loaded),
+            "fine-tuning at 48² did not help at 48²"
+        );
         let _ = std::fs::remove_file(path);
+        let _ = std::fs::remove_file(tuned_path);
+    }
+
+    #[test]
+    fn sizes_must_be_drawable_and_poolable() {
+        assert!(check_sizes(&[64, 128, 256]).is_ok());
+        for bad in [vec![], vec![60], vec![16], vec![512], vec![128, 100]] {
+            let err = check_sizes(&bad).unwrap_err().to_string();
+            assert!(err.contains("--size"), "{bad:?}: {err}");
+        }
     }
 }

@@ -99,12 +99,18 @@ impl DemoSegmenter {
     }
 
     pub fn load(path: &Path, device: Device) -> Result<Self, SegmentError> {
+        let mut model = DemoSegmenter::load_trainable(path, device)?;
+        model.vs.freeze();
+        Ok(model)
+    }
+
+    /// Stored weights that training may go on changing (fine-tuning).
+    pub fn load_trainable(path: &Path, device: Device) -> Result<Self, SegmentError> {
         let mut model = DemoSegmenter::new(device);
         model.vs.load(path).map_err(|e| SegmentError::Load {
             path: path.display().to_string(),
             detail: e.to_string(),
         })?;
-        model.vs.freeze();
         Ok(model)
     }
 
