@@ -390,6 +390,73 @@ fn eval_edits_prints_one_json_line_with_the_figures_per_concept() {
     assert_eq!(report["concepts"]["sky"]["samples"], 2);
 }
 
+#[test]
+fn a_dissection_segmented_scaled_down_records_the_size_for_its_later_passes() {
+    let fx = Fixture::new("segsize");
+    let project = fx.path("project");
+    // Too small a size is refused before any work.
+    let refused = Command::new(env!("CARGO_BIN_EXE_ganpaint"))
+        .args(args(
+            &["dissect", "--out", &project, "--segment-size", "4"],
+            &fx.common(4),
+        ))
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("--segment-size"), "{stderr}");
+    assert!(!fx.dir.join("project/dissect.json").exists());
+
+    ganpaint(&args(
+        &[
+            "dissect",
+            "--out",
+            &project,
+            "--no-images",
+            "--segment-size",
+            "8",
+        ],
+        &fx.common(8),
+    ));
+    let dissection = json(&fx.dir.join("project/dissect.json"));
+    assert_eq!(dissection["settings"]["segment_size"], 8);
+    let eval = [
+        "eval-edits",
+        "--project",
+        &project,
+        "--samples",
+        "2",
+        "--units",
+        "3",
+        "--batch",
+        "2",
+        "--concepts",
+        "sky",
+        "--device",
+        "cpu",
+    ]
+    .map(String::from);
+    let printed = ganpaint(&eval);
+    let report: Value = serde_json::from_str(printed.lines().last().unwrap()).unwrap();
+    assert_eq!(report["concepts"]["sky"]["samples"], 2);
+
+    // A size that is not one stops the later passes, naming the field.
+    let mut broken = dissection.clone();
+    broken["settings"]["segment_size"] = Value::from("half");
+    std::fs::write(
+        fx.dir.join("project/dissect.json"),
+        serde_json::to_vec(&broken).unwrap(),
+    )
+    .unwrap();
+    let failed = Command::new(env!("CARGO_BIN_EXE_ganpaint"))
+        .args(&eval)
+        .output()
+        .unwrap();
+    assert!(!failed.status.success());
+    let stderr = String::from_utf8_lossy(&failed.stderr);
+    assert!(stderr.contains("settings.segment_size"), "{stderr}");
+}
+
 /// The learned rankings (`<concept>-ace-<mode>`) of a dissection's first layer.
 fn learned_rankings(project: &str) -> Vec<Value> {
     let json: Value =

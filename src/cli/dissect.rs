@@ -28,7 +28,7 @@ use crate::model::{repo_path, DeviceChoice, ProgGan, DEFAULT_MODEL};
 use crate::project::{resolve_setting_path, setting_path, LevelTable, Settings, DISSECT_FILE};
 
 use super::eval_demo::DEFAULT_SEGMENTER;
-use super::project::{load_model, load_segmenter, rewrite_report};
+use super::project::{load_model, load_segmenter, rewrite_report, sized_segmenter};
 
 #[derive(clap::Args, Debug)]
 #[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
@@ -107,6 +107,13 @@ struct RunArgs {
     /// Values kept per level of each unit's quantile sketch.
     #[arg(long, default_value_t = DEFAULT_CAPACITY)]
     sketch_capacity: usize,
+    /// Segment images larger than this many pixels a side scaled down to it, with the
+    /// labels scaled back, as GAN Dissection segments its 256² images at 128². Every
+    /// segmentation costs about a quarter at half the side. Recorded in dissect.json: the
+    /// project's later passes (causal, ace, tune, eval-edits, figure, invert) segment the
+    /// same way.
+    #[arg(long)]
+    segment_size: Option<usize>,
     /// Skip the unit images (and the images in the report).
     #[arg(long)]
     no_images: bool,
@@ -189,6 +196,7 @@ fn run_dissect(args: RunArgs) -> anyhow::Result<()> {
         quantile: args.quantile,
         batch: args.batch,
         sketch_capacity: args.sketch_capacity,
+        segment_size: args.segment_size,
     };
     settings.validate()?;
     let model = load_model(&model_path, device)?;
@@ -275,7 +283,10 @@ fn run_dissect(args: RunArgs) -> anyhow::Result<()> {
     };
 
     // Pass 2.
-    let segmenter = load_segmenter(&segmenter_path, args.segmenter_labels.as_deref(), device)?;
+    let segmenter = sized_segmenter(
+        load_segmenter(&segmenter_path, args.segmenter_labels.as_deref(), device)?,
+        settings.segment_size,
+    );
     let started = Instant::now();
     let thresholds: Vec<Vec<f32>> = tables.iter().map(|t| t.thresholds.clone()).collect();
     let bar = super::progress_bar(shard_samples, "count IoU");

@@ -175,12 +175,43 @@ pub(crate) fn load_project_models(
     };
     let generator = load_model_given_by(&generator_path, model_flag, device)?;
     let segmenter_path = setting_file(project, segmenter, "segmenter", DEFAULT_SEGMENTER);
-    let segmenter = load_segmenter(&segmenter_path, segmenter_labels, device)?;
+    let segmenter = sized_segmenter(
+        load_segmenter(&segmenter_path, segmenter_labels, device)?,
+        segment_size(project)?,
+    );
     Ok(ProjectModels {
         generator,
         generator_path,
         segmenter,
     })
+}
+
+/// The size the dissection segmented at (`settings.segment_size`), when it scaled images
+/// down; a value that is not a size stops the command with the field named.
+pub(crate) fn segment_size(project: &Project) -> anyhow::Result<Option<usize>> {
+    let Some(value) = project.settings.get("segment_size") else {
+        return Ok(None);
+    };
+    match value.as_u64() {
+        Some(size) if size as usize >= crate::segment::MIN_SEGMENT_SIZE => Ok(Some(size as usize)),
+        _ => bail!(
+            "{}: settings.segment_size is {value}; it must be a whole number of pixels, at \
+             least {}",
+            project.dir.join(crate::project::DISSECT_FILE).display(),
+            crate::segment::MIN_SEGMENT_SIZE
+        ),
+    }
+}
+
+/// The segmenter as a dissection uses it: scaled down to `size` when one is set.
+pub(crate) fn sized_segmenter(
+    segmenter: Box<dyn Segmenter>,
+    size: Option<usize>,
+) -> Box<dyn Segmenter> {
+    match size {
+        Some(size) => Box::new(crate::segment::AtMostSize::new(segmenter, size)),
+        None => segmenter,
+    }
 }
 
 /// Loads a segmenter with a clear message when the file is missing.

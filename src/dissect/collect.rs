@@ -188,6 +188,7 @@ mod tests {
             quantile: 0.99,
             batch: 2,
             sketch_capacity: 64,
+            segment_size: None,
         };
         let mut seen = 0;
         let whole = collect_sketches(&model, &settings, Shard::WHOLE, &mut |n| seen += n).unwrap();

@@ -161,6 +161,14 @@ impl Settings {
         if self.layers.is_empty() {
             return Err(DissectError::Settings("no layers to dissect".into()));
         }
+        if let Some(size) = self.segment_size {
+            if size < crate::segment::MIN_SEGMENT_SIZE {
+                return Err(DissectError::Settings(format!(
+                    "segment size (--segment-size) {size} is below {}",
+                    crate::segment::MIN_SEGMENT_SIZE
+                )));
+            }
+        }
         let last = self
             .seed
             .checked_add(1)
@@ -277,6 +285,7 @@ mod tests {
             quantile: 0.99,
             batch: 8,
             sketch_capacity: 64,
+            segment_size: None,
         };
         assert_eq!(settings.id(0), 200);
         assert_eq!(settings.id(99), 299);

@@ -308,6 +308,7 @@ mod tests {
             quantile: 0.99,
             batch: 4,
             sketch_capacity: 64,
+            segment_size: None,
         }
     }
 

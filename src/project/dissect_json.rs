@@ -32,6 +32,11 @@ pub struct Settings {
     pub quantile: f64,
     pub batch: usize,
     pub sketch_capacity: usize,
+    /// Images larger than this many pixels a side are segmented scaled down to it
+    /// ([`AtMostSize`](crate::segment::AtMostSize)); every pass over the project segments
+    /// the same way. Absent: at the generator's own size.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub segment_size: Option<usize>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
