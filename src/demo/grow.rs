@@ -488,7 +488,10 @@ mod tests {
         let loss_now = |t: &GanTrainer| tch::no_grad(|| anchor_loss(t, &z));
         let before = loss_now(&grown);
         let mut logged = Vec::new();
-        for _ in 0..20 {
+        // 40 steps: the tests share libtorch's one random generator, so the draws this test
+        // gets depend on the tests running beside it; after 20 steps one such run here had
+        // only cut the loss by a third (6.08 → 3.89).
+        for _ in 0..40 {
             logged.push(grown.train_step(&images(32)).anchor);
         }
         let after = loss_now(&grown);
