@@ -175,9 +175,21 @@ $BIN dissect ace dissect/demo --layer layer4 --concepts tree,grass,cloud --modes
 # the regions; tuned, a draw gain of 0.11): grass is learned again with a lighter one.
 $BIN dissect ace dissect/demo --layer layer4 --concepts grass --modes draw \
   --steps 100 --batch 8 --lr 0.1 --l1 0.004
+# Drawing a dome: learned on random regions, the weights found no units that raise it
+# (domes go on buildings; on a lawn or high in the sky the generator makes none). Learned
+# where a dome fits (--regions context: the region whose surroundings look like a dome's,
+# at a place domes are, e.g. on top of a building), 50 units raise its probability there
+# from 0.27 to 0.69, and painted on random regions they still draw +0.30 (causal: +0.09).
+$BIN dissect ace dissect/demo --layer layer4 --concepts dome --modes draw \
+  --steps 100 --batch 8 --lr 0.1 --l1 0.004 --regions context
 # Each concept's stroke: the unit count and strength that paint it best (ids from 20000),
 # the defaults of strokes that give none.
 $BIN dissect tune dissect/demo --layer layer4 --units 20,40,60,100,160
+# Dome and grass draws gain most from 40 units (dome +0.32, grass +0.40 on the tuning
+# split), which change 1.7–1.8% of the far pixels: over the 1.5% budget above, under the
+# 2% bar. They are tuned again with that budget.
+$BIN dissect tune dissect/demo --layer layer4 --concepts dome,grass --units 20,40,60,100,160 \
+  --strengths 1,1.5,2 --max-far 0.018
 # layer1 and layer7 on 50 samples per setting (about 2 minutes at 256²): a remove is then
 # tuned only where 10 of them had the concept.
 $BIN dissect tune dissect/demo --layer layer1 --layer layer7 --units 20,40,100 --strengths 1,2 \
@@ -191,6 +203,8 @@ $BIN dissect tune dissect/demo --layer layer1 --layer layer7 --units 20,40,100 -
 $BIN train-demo encoder --project dissect/demo --out models/demo_encoder.safetensors \
   --steps 250 --batch 16 --lr 5e-4 --seed 1
 $BIN eval-edits --project dissect/demo --samples 100 --ranking causal,ace
+# The same, each concept drawn where it fits (as a person brushes a dome onto a roof).
+$BIN eval-edits --project dissect/demo --samples 100 --ranking causal,ace --regions context
 for layer in layer1 layer7; do
   $BIN eval-edits --project dissect/demo --samples 100 --layer "$layer" --ranking iou,causal
 done

@@ -353,6 +353,40 @@ fn eval_edits_prints_one_json_line_with_the_figures_per_concept() {
         printed.lines().next().unwrap().contains("concept"),
         "a table comes first"
     );
+    assert_eq!(report["regions"], "random");
+
+    // Draws where each concept fits: at most one per sample (none where the concept
+    // already covers half of every region); removes as before, on the random regions.
+    let printed = ganpaint(
+        &[
+            "eval-edits",
+            "--project",
+            &project,
+            "--samples",
+            "4",
+            "--units",
+            "3",
+            "--batch",
+            "2",
+            "--concepts",
+            "sky,tree",
+            "--regions",
+            "context",
+            "--context-samples",
+            "4",
+            "--device",
+            "cpu",
+        ]
+        .map(String::from),
+    );
+    let context: Value = serde_json::from_str(printed.lines().last().unwrap()).unwrap();
+    assert_eq!(context["regions"], "context");
+    for concept in ["sky", "tree"] {
+        let (c, r) = (&context["concepts"][concept], &report["concepts"][concept]);
+        assert!(c["samples"].as_u64().unwrap() <= 4, "{printed}");
+        assert_eq!(c["remove_samples"], r["remove_samples"], "{concept}");
+        assert_eq!(c["remove_cut"], r["remove_cut"], "{concept}");
+    }
 
     // The CLI finds the project's generator as the server does: once the recorded file is
     // gone, it refuses (naming project.json) instead of scoring another model…
@@ -526,6 +560,23 @@ fn dissect_ace_adds_learned_edits_that_eval_edits_paints_with() {
     };
     learn(&["--modes", "remove"]);
     assert_eq!(draws(&learned_rankings(&project)), draws(&again));
+    // Draws learned where each concept fits are written the same way.
+    let printed = learn(&[
+        "--modes",
+        "draw",
+        "--regions",
+        "context",
+        "--context-samples",
+        "4",
+    ]);
+    assert!(printed.contains("draw"), "{printed}");
+    for ranking in draws(&learned_rankings(&project)) {
+        let weights = ranking["score"].as_array().unwrap();
+        assert_eq!(weights.len(), 16, "{}", ranking["name"]);
+        assert!(weights
+            .iter()
+            .all(|s| (-1.0..=0.0).contains(&s.as_f64().unwrap())));
+    }
 
     // eval-edits reports each way of choosing units, learned edits included.
     let concept = again[0]["concept"].as_str().unwrap().to_string();

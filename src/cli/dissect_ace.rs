@@ -14,7 +14,7 @@ use crate::edit::StrokeMode;
 
 use super::project::{
     chosen_layers, concept_classes, labeled_concepts, read_dissect_json, write_dissect_json,
-    ProjectModelArgs, ProjectModels,
+    DrawRegionArgs, ProjectModelArgs, ProjectModels,
 };
 
 #[derive(clap::Args, Debug)]
@@ -50,6 +50,9 @@ pub struct AceArgs {
     pub first_id: u64,
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// Where draws are brushed while learning (see `eval-edits --regions`).
+    #[command(flatten)]
+    pub regions: DrawRegionArgs,
     #[command(flatten)]
     pub models: ProjectModelArgs,
 }
@@ -104,13 +107,26 @@ pub fn run(args: AceArgs) -> anyhow::Result<()> {
             args.steps,
             args.batch
         );
+        let draws = args.modes.contains(&ModeArg::Draw);
+        let classes: Vec<i64> = concepts.iter().map(|(_, class)| *class).collect();
+        let profiles = if draws {
+            args.regions.choice().profiles(
+                &generator,
+                segmenter.as_ref(),
+                &layer.layer,
+                &classes,
+                args.batch,
+            )?
+        } else {
+            Vec::new()
+        };
         let bar = super::progress_bar(total, &format!("ace {}", layer.layer));
         let mut rankings = Vec::new();
         println!(
             "{}: {:<8} {:<7} {:>6} {:>13} {:>7}  top units (weight)",
             layer.layer, "concept", "mode", "units", "p(region)", "images"
         );
-        for (concept, class) in &concepts {
+        for (c, (concept, class)) in concepts.iter().enumerate() {
             for mode in args.modes.iter().map(|m| m.mode()) {
                 let learned = OptimizeEdit {
                     generator: &generator,
@@ -127,6 +143,7 @@ pub fn run(args: AceArgs) -> anyhow::Result<()> {
                     outside: args.outside,
                     first_id: args.first_id,
                     seed: args.seed,
+                    context: profiles.get(c),
                 }
                 .run(&mut |n| bar.inc(n))?;
                 let units = learned.units();

@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use serde_json::Value;
 
-use crate::dissect::causal::{ConceptEffect, EditEval, FAR_CELLS, REGION_CELLS};
+use crate::dissect::causal::{ConceptEffect, DrawRegions, EditEval, FAR_CELLS, REGION_CELLS};
 use crate::dissect::tune::{choose, Trial};
 use crate::edit::StrokeMode;
 use crate::project::{ConceptPaint, StrokeDefault, UnitChoice, MAX_STRENGTH};
@@ -177,6 +177,7 @@ pub fn run(args: TuneArgs) -> anyhow::Result<()> {
                     seed: args.seed,
                     batch: args.batch,
                     choice: UnitChoice::Optimized,
+                    draw_regions: DrawRegions::Random,
                 }
                 .run(&mut |n| bar.inc(n))?;
                 for (concept, effect) in report.concepts {

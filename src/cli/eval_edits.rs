@@ -1,7 +1,7 @@
 //! `ganpaint eval-edits`: the causal check of a dissection (see
 //! [`crate::dissect::causal`]). For each way of choosing units (`--ranking`: by IoU, by
 //! causal effect, or the learned weights of optimized interventions) it prints a table,
-//! then one JSON line `{"ranking": "…", "concepts": {"<concept>": {"draw_gain",
+//! then one JSON line `{"ranking": "…", "regions": "random|context", "concepts": {"<concept>": {"draw_gain",
 //! "remove_cut", "far_change", "samples", "remove_samples", "draw_units", "remove_units",
 //! "strength"}}}`.
 
@@ -13,7 +13,7 @@ use crate::dissect::causal::EditEval;
 use crate::model::DeviceChoice;
 use crate::project::{read_project, UnitChoice};
 
-use super::project::{load_project_models, ProjectModels};
+use super::project::{load_project_models, DrawRegionArgs, ProjectModels};
 
 #[derive(clap::Args, Debug)]
 pub struct EvalEditsArgs {
@@ -63,6 +63,8 @@ pub struct EvalEditsArgs {
     /// weights of `dissect ace`, else as causal; skipped when the dissection has none).
     #[arg(long, value_enum, value_delimiter = ',', default_value = "causal,ace")]
     ranking: Vec<RankingArg>,
+    #[command(flatten)]
+    regions: DrawRegionArgs,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -145,6 +147,7 @@ pub fn run(args: EvalEditsArgs) -> anyhow::Result<()> {
             seed: args.seed,
             batch: args.batch,
             choice: ranking.choice(),
+            draw_regions: args.regions.choice(),
         };
         let bar = super::progress_bar(
             args.samples,
@@ -197,14 +200,16 @@ pub fn run(args: EvalEditsArgs) -> anyhow::Result<()> {
             |n| format!("at most {n}"),
         );
         println!(
-            "({} samples, 3×3-cell regions of {layer_name}, units by {}: {count} at the {} level, {:.1} s)",
+            "({} samples, 3×3-cell regions of {layer_name} ({} for draws), units by {}: {count} at the {} level, {:.1} s)",
             args.samples,
+            args.regions.name(),
             ranking.name(),
             args.quantile,
             started.elapsed().as_secs_f64()
         );
         let mut json = serde_json::to_value(&report)?;
         json["ranking"] = ranking.name().into();
+        json["regions"] = args.regions.name().into();
         println!("{}", serde_json::to_string(&json)?);
     }
     Ok(())

@@ -5,8 +5,9 @@
 //! generator's suffix). The stroke's 3×3 cells are outlined.
 //!
 //! Where to paint, per image: removal takes the 3×3-cell region holding the most of the
-//! concept; drawing takes the region where the concept usually is (its mean share over
-//! 64 generated samples) but this image has the least of it, so the stroke shows.
+//! concept; drawing takes the region without it where it fits best, by what surrounds the
+//! concept in 64 other generated samples ([`crate::dissect::context`]: a dome on top of a
+//! building, grass beside a path), as a person would brush it.
 
 use std::path::PathBuf;
 
@@ -15,6 +16,7 @@ use image::{Rgb, RgbImage};
 use tch::{Device, Kind, Tensor};
 
 use crate::dissect::causal::{zones, Region, REGION_CELLS};
+use crate::dissect::context::ContextProfile;
 use crate::edit::{intervention_planes, Pooling, StrokeMode};
 use crate::model::DeviceChoice;
 use crate::project::read_project;
@@ -44,7 +46,7 @@ pub struct FigureArgs {
     device: DeviceChoice,
 }
 
-/// Generated samples behind "where the concept usually is".
+/// Generated samples behind "where the concept fits".
 const TYPICAL_SAMPLES: u64 = 64;
 /// Their ids start here, clear of the figure's own ids and the dissection's.
 const TYPICAL_FIRST_ID: u64 = 3_000_000;
@@ -84,21 +86,23 @@ pub fn run(args: FigureArgs) -> anyhow::Result<()> {
         .map(|&r| zones(r, grid, (side, side)))
         .collect();
 
-    // Where each concept usually is.
+    // Where each concept fits: what surrounds it in other generated images.
     let typical_ids: Vec<u64> = (TYPICAL_FIRST_ID..TYPICAL_FIRST_ID + TYPICAL_SAMPLES).collect();
-    let (typical_labels, seg_size) =
-        segment(&generator.forward(&generator.z_for_ids(&typical_ids)?)?)?;
-    let seg_zones: Vec<Vec<u8>> = all_regions
-        .iter()
-        .map(|&r| zones(r, grid, seg_size))
-        .collect();
+    let profiles = ContextProfile::from_samples(
+        &generator,
+        segmenter.as_ref(),
+        name,
+        &classes,
+        &typical_ids,
+        16,
+    )?;
     // Share of `class` in each region of one label map.
-    let shares = |labels: &[i64], class: i64| -> Vec<f64> {
-        seg_zones
+    let shares = |labels: &[i64], size: (i64, i64), class: i64| -> Vec<f64> {
+        all_regions
             .iter()
-            .map(|z| {
+            .map(|&r| {
                 let (mut inside, mut hits) = (0u64, 0u64);
-                for (&zone, &l) in z.iter().zip(labels) {
+                for (zone, &l) in zones(r, grid, size).into_iter().zip(labels) {
                     if zone == 1 {
                         inside += 1;
                         hits += u64::from(l == class);
@@ -108,19 +112,6 @@ pub fn run(args: FigureArgs) -> anyhow::Result<()> {
             })
             .collect()
     };
-    let per = (seg_size.0 * seg_size.1) as usize;
-    let typical: Vec<Vec<f64>> = classes
-        .iter()
-        .map(|&class| {
-            let mut sum = vec![0.0; all_regions.len()];
-            for image in typical_labels.chunks(per) {
-                for (s, v) in sum.iter_mut().zip(shares(image, class)) {
-                    *s += v / TYPICAL_SAMPLES as f64;
-                }
-            }
-            sum
-        })
-        .collect();
 
     let shape = generator.layer_shape(name)?;
     let mut tiles = Vec::new();
@@ -128,16 +119,23 @@ pub fn run(args: FigureArgs) -> anyhow::Result<()> {
         let z = generator.z_for_ids(&[id])?;
         let features = generator.features(&z, name)?;
         let image = generator.forward_from(name, &features)?;
-        let (labels, _) = segment(&image)?;
+        let (labels, seg_size) = segment(&image)?;
         tiles.push((crate::imageio::to_rgb_images(&image)?.remove(0), None));
         for (c, concept) in args.concepts.iter().enumerate() {
-            let here = shares(&labels, classes[c]);
+            let here = shares(&labels, seg_size, classes[c]);
             let best = |score: &dyn Fn(usize) -> f64| {
                 (0..all_regions.len())
                     .max_by(|&a, &b| score(a).total_cmp(&score(b)))
                     .expect("at least one region")
             };
-            let draw_at = best(&|r| typical[c][r] - here[r]);
+            let draw_at = match profiles[c].best_region(&labels, seg_size, grid) {
+                Some((region, _)) => all_regions
+                    .iter()
+                    .position(|&r| r == region)
+                    .expect("one of the grid's regions"),
+                // The concept everywhere: where it is thinnest.
+                None => best(&|r| -here[r]),
+            };
             let remove_at = best(&|r| here[r]);
             for (mode, at) in [(StrokeMode::Draw, draw_at), (StrokeMode::Remove, remove_at)] {
                 let region = all_regions[at];

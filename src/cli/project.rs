@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 
+use crate::dissect::causal::DrawRegions;
 use crate::dissect::output::StatsFile;
 use crate::dissect::report::{write_report, ReportInfo};
 use crate::model::{DeviceChoice, ProgGan, DEFAULT_MODEL};
@@ -248,4 +249,47 @@ pub(crate) fn load_model_given_by(
         );
     }
     ProgGan::load(path, device).with_context(|| format!("loading {}", path.display()))
+}
+
+/// Where draws are brushed: `eval-edits --regions` and `dissect ace --regions`.
+#[derive(clap::Args, Debug, Clone, Copy)]
+pub(crate) struct DrawRegionArgs {
+    /// Where draws are brushed: `random` (a random 3×3-cell region per image, the same
+    /// for every concept) or `context` (per concept, the region where it fits, by what
+    /// surrounds it in the generator's images: a dome on top of a building, grass beside
+    /// a path).
+    #[arg(long, value_enum, default_value_t = RegionsArg::Random)]
+    regions: RegionsArg,
+    /// Images the `context` profiles are counted from (ids from `--context-first-id`).
+    #[arg(long, default_value_t = 200)]
+    context_samples: u64,
+    /// First id of the context images (by default a dissection's own ids, apart from
+    /// those evaluated or learned on).
+    #[arg(long, default_value_t = 0)]
+    context_first_id: u64,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum RegionsArg {
+    Random,
+    Context,
+}
+
+impl DrawRegionArgs {
+    pub(crate) fn choice(self) -> DrawRegions {
+        match self.regions {
+            RegionsArg::Random => DrawRegions::Random,
+            RegionsArg::Context => DrawRegions::Context {
+                first_id: self.context_first_id,
+                samples: self.context_samples,
+            },
+        }
+    }
+
+    pub(crate) fn name(self) -> &'static str {
+        match self.regions {
+            RegionsArg::Random => "random",
+            RegionsArg::Context => "context",
+        }
+    }
 }

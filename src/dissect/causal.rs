@@ -18,6 +18,10 @@
 //!   concept is **present** in the region before, i.e. covers at least
 //!   [`PRESENT_SHARE`] (5%) of it. `remove_cut` is the mean over those samples of
 //!   (before − after) / before; it is `null` when no sample has the concept.
+//! - **where**: with [`DrawRegions::Context`], each concept is drawn, per sample, into
+//!   the region where it fits best ([`super::context`]: a dome on top of a building, not
+//!   on a lawn) instead of the random one; samples where it covers half of every region
+//!   are not drawn. Removes keep the random regions.
 //! - **far pixels** are segmentation pixels whose grid cell is more than 2 cells from the
 //!   region (Chebyshev distance). `far_change` is the fraction of far pixels whose class
 //!   changed, over all draw and remove edits together.
@@ -31,6 +35,7 @@ use serde::Serialize;
 use tch::Tensor;
 
 use super::collect::{latents, segment_images};
+use super::context::ContextProfile;
 use super::DissectError;
 use crate::edit::{
     intervention_planes, render_edited, EditPlanes, Pooling, Route, StrokeMode, UnitEdit,
@@ -77,6 +82,41 @@ pub struct EditEval<'a> {
     /// Which units paint (see [`ProjectLayer::stroke_edits`]): by IoU, by causal effect,
     /// or with learned weights ([`super::optimize`]).
     pub choice: UnitChoice,
+    /// Where draws are brushed (removes always use the random regions).
+    pub draw_regions: DrawRegions,
+}
+
+/// Where a draw is brushed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum DrawRegions {
+    /// A random region per sample, the same for every concept.
+    #[default]
+    Random,
+    /// Per concept and sample, the region where the concept fits best
+    /// ([`super::context`]), with the concept's profile counted from `samples` images
+    /// from id `first_id` on. A sample where the concept covers half of every region is not
+    /// drawn.
+    Context { first_id: u64, samples: u64 },
+}
+
+impl DrawRegions {
+    /// The context profiles of `classes` (empty for random regions).
+    pub fn profiles(
+        self,
+        generator: &ProgGan,
+        segmenter: &dyn Segmenter,
+        layer: &str,
+        classes: &[i64],
+        batch: usize,
+    ) -> Result<Vec<ContextProfile>, DissectError> {
+        match self {
+            DrawRegions::Random => Ok(Vec::new()),
+            DrawRegions::Context { first_id, samples } => {
+                let ids: Vec<u64> = (first_id..first_id + samples).collect();
+                ContextProfile::from_samples(generator, segmenter, layer, classes, &ids, batch)
+            }
+        }
+    }
 }
 
 /// One concept's figures.
@@ -85,7 +125,8 @@ pub struct ConceptEffect {
     pub draw_gain: f64,
     pub remove_cut: Option<f64>,
     pub far_change: f64,
-    /// Samples drawn on (all of them).
+    /// Samples drawn on: all of them with random regions; with context regions, those
+    /// where the concept left a region to draw into.
     pub samples: u64,
     /// Samples where the concept was present, so removed.
     pub remove_samples: u64,
@@ -144,7 +185,7 @@ pub fn regions(samples: u64, grid: (i64, i64), seed: u64) -> Vec<Region> {
 }
 
 /// The cell of pixel `p` of `pixels` when `cells` cells span them.
-fn cell_of(p: i64, pixels: i64, cells: i64) -> i64 {
+pub(crate) fn cell_of(p: i64, pixels: i64, cells: i64) -> i64 {
     ((2 * p + 1) * cells) / (2 * pixels)
 }
 
@@ -200,6 +241,18 @@ struct Tally {
     remove_cut: f64,
     far_draw: (u64, u64),
     far_remove: (u64, u64),
+}
+
+impl Tally {
+    /// One sample drawn on: its region's share before and after, and its far changes.
+    fn add_draw(&mut self, map: &SampleMaps, after: &[i64], class: i64) {
+        self.draw_samples += 1;
+        self.draw_before += map.share(map.before, class);
+        self.draw_after += map.share(after, class);
+        let (changed, far) = map.far_changes(after);
+        self.far_draw.0 += changed;
+        self.far_draw.1 += far;
+    }
 }
 
 /// Region share of `class` and far-pixel changes for one sample.
@@ -301,6 +354,14 @@ impl EditEval<'_> {
                 remove: edits(StrokeMode::Remove)?,
             });
         }
+        let classes: Vec<i64> = plans.iter().map(|p| p.class).collect();
+        let profiles = self.draw_regions.profiles(
+            self.generator,
+            self.segmenter,
+            layer,
+            &classes,
+            self.batch,
+        )?;
         let all_regions = regions(self.samples, grid, self.seed);
         let mut tallies: Vec<Tally> = plans.iter().map(|_| Tally::default()).collect();
         let ids: Vec<u64> = (0..self.samples).map(|j| self.first_id + j).collect();
@@ -327,19 +388,54 @@ impl EditEval<'_> {
                     before: &before[i * per..(i + 1) * per],
                 })
                 .collect();
-            for (plan, tally) in plans.iter().zip(&mut tallies) {
+            for (c, (plan, tally)) in plans.iter().zip(&mut tallies).enumerate() {
                 let class = &plan.class;
-                // Draw, on every sample.
-                let all: Vec<&Tensor> = masks.iter().collect();
-                let after = self.paint_and_segment(&features, &plan.draw, &all)?;
-                for (i, map) in maps.iter().enumerate() {
-                    let after_i = &after[i * per..(i + 1) * per];
-                    tally.draw_samples += 1;
-                    tally.draw_before += map.share(map.before, *class);
-                    tally.draw_after += map.share(after_i, *class);
-                    let (changed, far) = map.far_changes(after_i);
-                    tally.far_draw.0 += changed;
-                    tally.far_draw.1 += far;
+                // Draw, on every sample (random regions) or where the concept fits.
+                match profiles.get(c) {
+                    None => {
+                        let all: Vec<&Tensor> = masks.iter().collect();
+                        let after = self.paint_and_segment(&features, &plan.draw, &all)?;
+                        for (i, map) in maps.iter().enumerate() {
+                            tally.add_draw(map, &after[i * per..(i + 1) * per], *class);
+                        }
+                    }
+                    Some(profile) => {
+                        let fits: Vec<(usize, Region)> = (0..chunk.len())
+                            .filter_map(|i| {
+                                let map = &before[i * per..(i + 1) * per];
+                                profile
+                                    .best_region(map, (sh, sw), grid)
+                                    .map(|(region, _)| (i, region))
+                            })
+                            .collect();
+                        if !fits.is_empty() {
+                            let index = Tensor::f_from_slice(
+                                &fits.iter().map(|&(i, _)| i as i64).collect::<Vec<_>>(),
+                            )?
+                            .f_to_device(features.device())?;
+                            let subset = features.f_index_select(0, &index)?;
+                            let fit_zones: Vec<Vec<u8>> = fits
+                                .iter()
+                                .map(|&(_, r)| zones(r, grid, (sh, sw)))
+                                .collect();
+                            let fit_masks: Vec<Tensor> = fits
+                                .iter()
+                                .map(|&(_, r)| stroke_mask(r, grid, side))
+                                .collect::<Result<_, _>>()?;
+                            let after = self.paint_and_segment(
+                                &subset,
+                                &plan.draw,
+                                &fit_masks.iter().collect::<Vec<_>>(),
+                            )?;
+                            for (k, &(i, _)) in fits.iter().enumerate() {
+                                let map = SampleMaps {
+                                    zones: &fit_zones[k],
+                                    before: &before[i * per..(i + 1) * per],
+                                };
+                                tally.add_draw(&map, &after[k * per..(k + 1) * per], *class);
+                            }
+                        }
+                    }
                 }
                 // Remove, where the concept is present.
                 let present: Vec<usize> = (0..chunk.len())
@@ -445,6 +541,119 @@ mod tests {
         assert_eq!(pooled.double_value(&[2, 4]), 1.0);
         assert_eq!(pooled.double_value(&[4, 6]), 1.0);
         assert_eq!(pooled.double_value(&[5, 6]), 0.0);
+    }
+
+    /// A tiny layer4 whose "bright" and "dark" rankings are all its units in order.
+    fn tiny() -> (ProgGan, ProjectLayer) {
+        use crate::project::{ConceptRanking, LevelTable};
+        tch::manual_seed(4);
+        let model = ProgGan::new(
+            crate::model::ProgGanConfig {
+                z_dim: 16,
+                channels: vec![16, 8, 8, 4],
+            },
+            tch::Device::Cpu,
+        );
+        let (units, ..) = model.layer_shape("layer4").unwrap();
+        let units = units as usize;
+        let layer = ProjectLayer {
+            layer: "layer4".into(),
+            units,
+            unit_labels: vec!["bright".into(); units],
+            unit_iou: vec![0.1; units],
+            rankings: ["bright", "dark"]
+                .map(|concept| ConceptRanking {
+                    concept: concept.into(),
+                    metric: "iou".into(),
+                    scores: vec![-0.1; units],
+                    units: (0..units as i64).collect(),
+                })
+                .to_vec(),
+            paint: Default::default(),
+            levels: LevelTable {
+                quantiles: vec![0.99],
+                levels: vec![vec![3.0]; units],
+                thresholds: vec![1.0; units],
+                threshold_quantile: 0.99,
+                grid_quantiles: Vec::new(),
+                grid_levels: Vec::new(),
+                rank_error: 0.0,
+                threshold_rank_error: 0.0,
+                values: 0,
+            },
+        };
+        (model, layer)
+    }
+
+    #[test]
+    fn context_draws_go_where_the_concept_has_room_and_fits() {
+        let (model, layer) = tiny();
+        let segmenter = crate::segment::testing::RedSegmenter::new();
+        let eval = |draw_regions| {
+            EditEval {
+                generator: &model,
+                segmenter: &segmenter,
+                layer: &layer,
+                concepts: vec!["bright".into(), "dark".into()],
+                samples: 12,
+                first_id: 100,
+                units: Some(4),
+                quantile: 0.99,
+                strength: None,
+                remove: true,
+                seed: 3,
+                batch: 5,
+                choice: UnitChoice::Iou,
+                draw_regions,
+            }
+            .run(&mut |_| {})
+            .unwrap()
+        };
+        let random = eval(DrawRegions::Random);
+        let context = eval(DrawRegions::Context {
+            first_id: 0,
+            samples: 8,
+        });
+        assert!(
+            context.concepts.values().any(|c| c.samples > 0),
+            "no sample had room to draw: {context:?}"
+        );
+        let (_, gh, gw) = model.layer_shape("layer4").unwrap();
+        // The regions the context draws were made in, chosen independently of `run`.
+        let profiles = DrawRegions::Context {
+            first_id: 0,
+            samples: 8,
+        }
+        .profiles(&model, &segmenter, "layer4", &[1, 0], 4)
+        .unwrap();
+        let z = model.z_for_ids(&(100..112).collect::<Vec<_>>()).unwrap();
+        let seg =
+            segment_images(&segmenter, &model.forward(&z).unwrap(), tch::Device::Cpu).unwrap();
+        let side = seg.size()[1];
+        let labels = crate::dissect::stats::to_i64_vec(&seg).unwrap();
+        let per = (side * side) as usize;
+        for (concept, profile) in ["bright", "dark"].iter().zip(&profiles) {
+            let chosen: Vec<Region> = labels
+                .chunks(per)
+                .filter_map(|map| profile.best_region(map, (side, side), (gh, gw)))
+                .map(|(r, _)| r)
+                .collect();
+            let c = &context.concepts[*concept];
+            assert_eq!(c.samples, chosen.len() as u64, "{concept}");
+            // Each region held under half of the concept before the draw.
+            assert!(
+                c.draw_before < super::super::context::MAX_SHARE,
+                "{concept}: {}",
+                c.draw_before
+            );
+            // Removes are unchanged: the random regions.
+            let r = &random.concepts[*concept];
+            assert_eq!(random.concepts[*concept].samples, 12);
+            assert_eq!(
+                (c.remove_samples, c.remove_cut),
+                (r.remove_samples, r.remove_cut)
+            );
+        }
     }
 
     #[test]

@@ -85,6 +85,7 @@
 pub mod ace;
 pub mod causal;
 pub mod collect;
+pub mod context;
 pub mod levels;
 pub mod optimize;
 pub mod output;

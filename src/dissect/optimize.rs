@@ -16,7 +16,8 @@
 //! pixels (− to raise it when drawing, + to lower it when removing); the second term keeps
 //! the rest of the image as it was; the L1 term keeps the set of units small. Each step
 //! takes a batch of fresh samples (ids `first_id..`): drawing uses a random region per
-//! image, removing uses each image's region holding the most of the concept, and skips
+//! image (or, given a context profile, the region where the concept fits best:
+//! [`super::context`]), removing uses each image's region holding the most of the concept, and skips
 //! images where even that holds under [`PRESENT_SHARE`]. Adam moves the weights, which are
 //! projected back to `[0, 1]` after every step.
 //!
@@ -33,6 +34,7 @@ use tch::{nn, nn::OptimizerConfig, Device, Kind, Tensor};
 
 use super::causal::{regions, zones, Region, PRESENT_SHARE, REGION_CELLS};
 use super::collect::latents;
+use super::context::ContextProfile;
 use super::DissectError;
 use crate::edit::{render_edited, EditPlanes, Route, StrokeMode};
 use crate::model::ProgGan;
@@ -65,6 +67,10 @@ pub struct OptimizeEdit<'a> {
     pub outside: f64,
     pub first_id: u64,
     pub seed: u64,
+    /// Where draws are brushed: `None`, a random region per image; else, per image, the
+    /// region where the concept fits best by this profile ([`super::context`]), skipping
+    /// images where the concept covers half of every region.
+    pub context: Option<&'a ContextProfile>,
 }
 
 /// What was learned.
@@ -191,7 +197,17 @@ impl OptimizeEdit<'_> {
             let mut chosen: Vec<(usize, Region)> = Vec::new();
             for i in 0..batch {
                 match self.mode {
-                    StrokeMode::Draw => chosen.push((i, random_regions[step * batch + i])),
+                    StrokeMode::Draw => match self.context {
+                        None => chosen.push((i, random_regions[step * batch + i])),
+                        Some(profile) => {
+                            let map = &labels[i * per..(i + 1) * per];
+                            if let Some((region, _)) =
+                                profile.best_region(map, (seg_h, seg_w), grid)
+                            {
+                                chosen.push((i, region));
+                            }
+                        }
+                    },
                     StrokeMode::Remove => {
                         let map = &labels[i * per..(i + 1) * per];
                         let (region, share) = richest_region(map, (seg_h, seg_w), grid, self.class);
@@ -329,6 +345,7 @@ mod tests {
             outside: 0.1,
             first_id: 0,
             seed: 2,
+            context: None,
         }
         .run(&mut |_| {})
         .unwrap()
