@@ -315,8 +315,9 @@ fn eval_edits_prints_one_json_line_with_the_figures_per_concept() {
         &["dissect", "--out", &project, "--no-images"],
         &fx.common(8),
     ));
-    let printed = ganpaint(
-        &[
+    // Four samples of sky and tree, three units a stroke, and `extra`.
+    let eval = |extra: &[&str]| {
+        let base = [
             "eval-edits",
             "--project",
             &project,
@@ -330,9 +331,13 @@ fn eval_edits_prints_one_json_line_with_the_figures_per_concept() {
             "sky,tree",
             "--device",
             "cpu",
-        ]
-        .map(String::from),
-    );
+        ];
+        ganpaint(&args(
+            &base,
+            &extra.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
+        ))
+    };
+    let printed = eval(&[]);
     let last = printed.lines().last().unwrap();
     let report: Value = serde_json::from_str(last).unwrap();
     let concepts = report["concepts"].as_object().unwrap();
@@ -357,28 +362,7 @@ fn eval_edits_prints_one_json_line_with_the_figures_per_concept() {
 
     // Draws where each concept fits: at most one per sample (none where the concept
     // already covers half of every region); removes as before, on the random regions.
-    let printed = ganpaint(
-        &[
-            "eval-edits",
-            "--project",
-            &project,
-            "--samples",
-            "4",
-            "--units",
-            "3",
-            "--batch",
-            "2",
-            "--concepts",
-            "sky,tree",
-            "--regions",
-            "context",
-            "--context-samples",
-            "4",
-            "--device",
-            "cpu",
-        ]
-        .map(String::from),
-    );
+    let printed = eval(&["--regions", "context", "--context-samples", "4"]);
     let context: Value = serde_json::from_str(printed.lines().last().unwrap()).unwrap();
     assert_eq!(context["regions"], "context");
     for concept in ["sky", "tree"] {

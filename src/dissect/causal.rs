@@ -570,17 +570,7 @@ mod tests {
                 })
                 .to_vec(),
             paint: Default::default(),
-            levels: LevelTable {
-                quantiles: vec![0.99],
-                levels: vec![vec![3.0]; units],
-                thresholds: vec![1.0; units],
-                threshold_quantile: 0.99,
-                grid_quantiles: Vec::new(),
-                grid_levels: Vec::new(),
-                rank_error: 0.0,
-                threshold_rank_error: 0.0,
-                values: 0,
-            },
+            levels: LevelTable::at_099(&vec![3.0; units]),
         };
         (model, layer)
     }

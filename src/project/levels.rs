@@ -37,6 +37,22 @@ pub fn grid_quantiles() -> Vec<f64> {
 }
 
 impl LevelTable {
+    /// For tests: one level per unit, at the 0.99 quantile, which is also its threshold.
+    #[cfg(test)]
+    pub(crate) fn at_099(levels: &[f32]) -> LevelTable {
+        LevelTable {
+            quantiles: vec![0.99],
+            levels: levels.iter().map(|&l| vec![l]).collect(),
+            thresholds: levels.to_vec(),
+            threshold_quantile: 0.99,
+            grid_quantiles: Vec::new(),
+            grid_levels: Vec::new(),
+            rank_error: 0.0,
+            threshold_rank_error: 0.0,
+            values: 0,
+        }
+    }
+
     fn column(&self, quantile: f64) -> Option<usize> {
         self.quantiles
             .iter()

@@ -486,17 +486,7 @@ mod tests {
             unit_iou: Vec::new(),
             rankings: Vec::new(),
             paint: BTreeMap::new(),
-            levels: LevelTable {
-                quantiles: Vec::new(),
-                levels: Vec::new(),
-                thresholds: Vec::new(),
-                threshold_quantile: 0.99,
-                grid_quantiles: Vec::new(),
-                grid_levels: Vec::new(),
-                rank_error: 0.0,
-                threshold_rank_error: 0.0,
-                values: 0,
-            },
+            levels: LevelTable::at_099(&[]),
         };
         project.layers = vec![layer("layer1"), layer("layer7")];
         assert_eq!(project.default_layer().unwrap().layer, "layer1");

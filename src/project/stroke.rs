@@ -265,17 +265,7 @@ mod tests {
                 ranking("ace-draw", vec![-0.01, -0.5, 0.0], vec![1, 0, 2]),
             ],
             paint: Default::default(),
-            levels: LevelTable {
-                quantiles: vec![0.99],
-                levels: vec![vec![1.0], vec![2.0], vec![3.0]],
-                thresholds: vec![1.0, 2.0, 3.0],
-                threshold_quantile: 0.99,
-                grid_quantiles: Vec::new(),
-                grid_levels: Vec::new(),
-                rank_error: 0.0,
-                threshold_rank_error: 0.0,
-                values: 0,
-            },
+            levels: LevelTable::at_099(&[1.0, 2.0, 3.0]),
         }
     }
 
