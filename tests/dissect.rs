@@ -364,6 +364,15 @@ fn eval_edits_prints_one_json_line_with_the_figures_per_concept() {
     // already covers half of every region); removes as before, on the random regions.
     let printed = eval(&["--regions", "context", "--context-samples", "4"]);
     let context: Value = serde_json::from_str(printed.lines().last().unwrap()).unwrap();
+    // No images to learn the surroundings from is refused, naming the flag.
+    let refused = Command::new(env!("CARGO_BIN_EXE_ganpaint"))
+        .args(["eval-edits", "--project", &project, "--regions", "context"])
+        .args(["--context-samples", "0", "--device", "cpu"])
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("--context-samples"), "{stderr}");
     assert_eq!(context["regions"], "context");
     for concept in ["sky", "tree"] {
         let (c, r) = (&context["concepts"][concept], &report["concepts"][concept]);

@@ -110,7 +110,7 @@ pub fn run(args: AceArgs) -> anyhow::Result<()> {
         let draws = args.modes.contains(&ModeArg::Draw);
         let classes: Vec<i64> = concepts.iter().map(|(_, class)| *class).collect();
         let profiles = if draws {
-            args.regions.choice().profiles(
+            args.regions.profiles(
                 &generator,
                 segmenter.as_ref(),
                 &layer.layer,
@@ -118,7 +118,7 @@ pub fn run(args: AceArgs) -> anyhow::Result<()> {
                 args.batch,
             )?
         } else {
-            Vec::new()
+            None
         };
         let bar = super::progress_bar(total, &format!("ace {}", layer.layer));
         let mut rankings = Vec::new();
@@ -143,7 +143,7 @@ pub fn run(args: AceArgs) -> anyhow::Result<()> {
                     outside: args.outside,
                     first_id: args.first_id,
                     seed: args.seed,
-                    context: profiles.get(c),
+                    context: profiles.as_ref().map(|p| &p[c]),
                 }
                 .run(&mut |n| bar.inc(n))?;
                 let units = learned.units();

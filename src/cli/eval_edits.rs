@@ -13,7 +13,7 @@ use crate::dissect::causal::EditEval;
 use crate::model::DeviceChoice;
 use crate::project::{read_project, UnitChoice};
 
-use super::project::{load_project_models, DrawRegionArgs, ProjectModels};
+use super::project::{draw_regions, load_project_models, DrawRegionArgs, ProjectModels};
 
 #[derive(clap::Args, Debug)]
 pub struct EvalEditsArgs {
@@ -121,6 +121,18 @@ pub fn run(args: EvalEditsArgs) -> anyhow::Result<()> {
         args.concepts.clone()
     };
     tracing::info!(generator = %generator_path.display(), layer = %layer_name, ?concepts, samples = args.samples, "evaluating edits");
+    let classes: Vec<i64> = concepts
+        .iter()
+        .filter_map(|c| segmenter.labels().iter().position(|l| l == c))
+        .map(|c| c as i64)
+        .collect();
+    let profiles = args.regions.profiles(
+        &generator,
+        segmenter.as_ref(),
+        &layer_name,
+        &classes,
+        args.batch,
+    )?;
     let has_learned = layer.rankings.iter().any(|r| {
         concepts.contains(&r.concept)
             && (r.metric == crate::dissect::optimize::DRAW_METRIC
@@ -147,7 +159,7 @@ pub fn run(args: EvalEditsArgs) -> anyhow::Result<()> {
             seed: args.seed,
             batch: args.batch,
             choice: ranking.choice(),
-            draw_regions: args.regions.choice(),
+            draw_regions: draw_regions(&profiles),
         };
         let bar = super::progress_bar(
             args.samples,

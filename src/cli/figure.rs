@@ -5,9 +5,10 @@
 //! generator's suffix). The stroke's 3×3 cells are outlined.
 //!
 //! Where to paint, per image: removal takes the 3×3-cell region holding the most of the
-//! concept; drawing takes the region without it where it fits best, by what surrounds the
-//! concept in 64 other generated samples ([`crate::dissect::context`]: a dome on top of a
-//! building, grass beside a path), as a person would brush it.
+//! concept; drawing takes the region where it fits best, by what surrounds the concept in
+//! other generated samples ([`crate::dissect::context`], with `eval-edits --regions
+//! context`' defaults: a dome on top of a building, grass beside a path), as a person
+//! would brush it; where no region fits, the one with the least of the concept.
 
 use std::path::PathBuf;
 
@@ -16,7 +17,7 @@ use image::{Rgb, RgbImage};
 use tch::{Device, Kind, Tensor};
 
 use crate::dissect::causal::{zones, Region, REGION_CELLS};
-use crate::dissect::context::ContextProfile;
+use crate::dissect::context::{ContextProfile, CONTEXT_FIRST_ID, CONTEXT_SAMPLES};
 use crate::edit::{intervention_planes, Pooling, StrokeMode};
 use crate::model::DeviceChoice;
 use crate::project::read_project;
@@ -45,11 +46,6 @@ pub struct FigureArgs {
     #[arg(long, value_enum, default_value_t = DeviceChoice::Auto)]
     device: DeviceChoice,
 }
-
-/// Generated samples behind "where the concept fits".
-const TYPICAL_SAMPLES: u64 = 64;
-/// Their ids start here, clear of the figure's own ids and the dissection's.
-const TYPICAL_FIRST_ID: u64 = 3_000_000;
 
 pub fn run(args: FigureArgs) -> anyhow::Result<()> {
     let _guard = tch::no_grad_guard();
@@ -87,13 +83,13 @@ pub fn run(args: FigureArgs) -> anyhow::Result<()> {
         .collect();
 
     // Where each concept fits: what surrounds it in other generated images.
-    let typical_ids: Vec<u64> = (TYPICAL_FIRST_ID..TYPICAL_FIRST_ID + TYPICAL_SAMPLES).collect();
+    let context_ids: Vec<u64> = (CONTEXT_FIRST_ID..CONTEXT_FIRST_ID + CONTEXT_SAMPLES).collect();
     let profiles = ContextProfile::from_samples(
         &generator,
         segmenter.as_ref(),
         name,
         &classes,
-        &typical_ids,
+        &context_ids,
         16,
     )?;
     // Share of `class` in each region of one label map.

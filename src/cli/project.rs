@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context};
 
 use crate::dissect::causal::DrawRegions;
+use crate::dissect::context::{ContextProfile, CONTEXT_FIRST_ID, CONTEXT_SAMPLES};
 use crate::dissect::output::StatsFile;
 use crate::dissect::report::{write_report, ReportInfo};
 use crate::model::{DeviceChoice, ProgGan, DEFAULT_MODEL};
@@ -261,11 +262,13 @@ pub(crate) struct DrawRegionArgs {
     #[arg(long, value_enum, default_value_t = RegionsArg::Random)]
     regions: RegionsArg,
     /// Images the `context` profiles are counted from (ids from `--context-first-id`).
-    #[arg(long, default_value_t = 200)]
+    #[arg(long, default_value_t = CONTEXT_SAMPLES,
+          value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     context_samples: u64,
     /// First id of the context images (by default a dissection's own ids, apart from
     /// those evaluated or learned on).
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = CONTEXT_FIRST_ID,
+          value_parser = clap::value_parser!(u64).range(0..=1 << 40))]
     context_first_id: u64,
 }
 
@@ -276,14 +279,29 @@ enum RegionsArg {
 }
 
 impl DrawRegionArgs {
-    pub(crate) fn choice(self) -> DrawRegions {
-        match self.regions {
-            RegionsArg::Random => DrawRegions::Random,
-            RegionsArg::Context => DrawRegions::Context {
-                first_id: self.context_first_id,
-                samples: self.context_samples,
-            },
+    /// The context profiles of `classes` (segmenter classes), counted on the generator's
+    /// images; `None` for random regions.
+    pub(crate) fn profiles(
+        self,
+        generator: &ProgGan,
+        segmenter: &dyn Segmenter,
+        layer: &str,
+        classes: &[i64],
+        batch: usize,
+    ) -> anyhow::Result<Option<Vec<ContextProfile>>> {
+        if self.regions == RegionsArg::Random {
+            return Ok(None);
         }
+        let ids: Vec<u64> =
+            (self.context_first_id..self.context_first_id + self.context_samples).collect();
+        tracing::info!(
+            images = ids.len(),
+            first_id = self.context_first_id,
+            "counting what surrounds each concept"
+        );
+        Ok(Some(ContextProfile::from_samples(
+            generator, segmenter, layer, classes, &ids, batch,
+        )?))
     }
 
     pub(crate) fn name(self) -> &'static str {
@@ -291,5 +309,13 @@ impl DrawRegionArgs {
             RegionsArg::Random => "random",
             RegionsArg::Context => "context",
         }
+    }
+}
+
+/// How draws are brushed, given [`DrawRegionArgs::profiles`]' answer.
+pub(crate) fn draw_regions(profiles: &Option<Vec<ContextProfile>>) -> DrawRegions<'_> {
+    match profiles {
+        Some(profiles) => DrawRegions::Context(profiles),
+        None => DrawRegions::Random,
     }
 }

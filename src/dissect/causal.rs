@@ -83,40 +83,19 @@ pub struct EditEval<'a> {
     /// or with learned weights ([`super::optimize`]).
     pub choice: UnitChoice,
     /// Where draws are brushed (removes always use the random regions).
-    pub draw_regions: DrawRegions,
+    pub draw_regions: DrawRegions<'a>,
 }
 
 /// Where a draw is brushed.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum DrawRegions {
+#[derive(Clone, Copy, Debug, Default)]
+pub enum DrawRegions<'a> {
     /// A random region per sample, the same for every concept.
     #[default]
     Random,
-    /// Per concept and sample, the region where the concept fits best
-    /// ([`super::context`]), with the concept's profile counted from `samples` images
-    /// from id `first_id` on. A sample where the concept covers half of every region is not
-    /// drawn.
-    Context { first_id: u64, samples: u64 },
-}
-
-impl DrawRegions {
-    /// The context profiles of `classes` (empty for random regions).
-    pub fn profiles(
-        self,
-        generator: &ProgGan,
-        segmenter: &dyn Segmenter,
-        layer: &str,
-        classes: &[i64],
-        batch: usize,
-    ) -> Result<Vec<ContextProfile>, DissectError> {
-        match self {
-            DrawRegions::Random => Ok(Vec::new()),
-            DrawRegions::Context { first_id, samples } => {
-                let ids: Vec<u64> = (first_id..first_id + samples).collect();
-                ContextProfile::from_samples(generator, segmenter, layer, classes, &ids, batch)
-            }
-        }
-    }
+    /// Per concept and sample, the region where the concept fits best by its profile
+    /// ([`super::context`]; one per concept's class). A sample where the concept leaves no
+    /// such region (it covers half of every region, or none fits) is not drawn.
+    Context(&'a [ContextProfile]),
 }
 
 /// One concept's figures.
@@ -354,14 +333,19 @@ impl EditEval<'_> {
                 remove: edits(StrokeMode::Remove)?,
             });
         }
-        let classes: Vec<i64> = plans.iter().map(|p| p.class).collect();
-        let profiles = self.draw_regions.profiles(
-            self.generator,
-            self.segmenter,
-            layer,
-            &classes,
-            self.batch,
-        )?;
+        let profiles: Vec<Option<&ContextProfile>> = plans
+            .iter()
+            .map(|plan| match self.draw_regions {
+                DrawRegions::Random => Ok(None),
+                DrawRegions::Context(all) => all
+                    .iter()
+                    .find(|p| p.class == plan.class)
+                    .map(Some)
+                    .ok_or_else(|| {
+                        DissectError::Settings(format!("no context profile for `{}`", plan.concept))
+                    }),
+            })
+            .collect::<Result<_, _>>()?;
         let all_regions = regions(self.samples, grid, self.seed);
         let mut tallies: Vec<Tally> = plans.iter().map(|_| Tally::default()).collect();
         let ids: Vec<u64> = (0..self.samples).map(|j| self.first_id + j).collect();
@@ -391,7 +375,7 @@ impl EditEval<'_> {
             for (c, (plan, tally)) in plans.iter().zip(&mut tallies).enumerate() {
                 let class = &plan.class;
                 // Draw, on every sample (random regions) or where the concept fits.
-                match profiles.get(c) {
+                match profiles[c] {
                     None => {
                         let all: Vec<&Tensor> = masks.iter().collect();
                         let after = self.paint_and_segment(&features, &plan.draw, &all)?;
@@ -600,50 +584,73 @@ mod tests {
             .unwrap()
         };
         let random = eval(DrawRegions::Random);
-        let context = eval(DrawRegions::Context {
-            first_id: 0,
-            samples: 8,
-        });
+        let profiles = ContextProfile::from_samples(
+            &model,
+            &segmenter,
+            "layer4",
+            &[1, 0],
+            &(0..8).collect::<Vec<_>>(),
+            4,
+        )
+        .unwrap();
+        let context = eval(DrawRegions::Context(&profiles));
         assert!(
             context.concepts.values().any(|c| c.samples > 0),
             "no sample had room to draw: {context:?}"
         );
+        // The regions the context draws should have been made in, chosen independently of
+        // `run`, and the concept's share in them before the draw.
         let (_, gh, gw) = model.layer_shape("layer4").unwrap();
-        // The regions the context draws were made in, chosen independently of `run`.
-        let profiles = DrawRegions::Context {
-            first_id: 0,
-            samples: 8,
-        }
-        .profiles(&model, &segmenter, "layer4", &[1, 0], 4)
-        .unwrap();
         let z = model.z_for_ids(&(100..112).collect::<Vec<_>>()).unwrap();
         let seg =
             segment_images(&segmenter, &model.forward(&z).unwrap(), tch::Device::Cpu).unwrap();
         let side = seg.size()[1];
         let labels = crate::dissect::stats::to_i64_vec(&seg).unwrap();
         let per = (side * side) as usize;
+        let random_regions = regions(12, (gh, gw), 3);
+        let mut moved = false;
         for (concept, profile) in ["bright", "dark"].iter().zip(&profiles) {
-            let chosen: Vec<Region> = labels
+            let chosen: Vec<(usize, Region)> = labels
                 .chunks(per)
-                .filter_map(|map| profile.best_region(map, (side, side), (gh, gw)))
-                .map(|(r, _)| r)
+                .enumerate()
+                .filter_map(|(i, map)| {
+                    profile
+                        .best_region(map, (side, side), (gh, gw))
+                        .map(|(r, _)| (i, r))
+                })
                 .collect();
             let c = &context.concepts[*concept];
             assert_eq!(c.samples, chosen.len() as u64, "{concept}");
-            // Each region held under half of the concept before the draw.
-            assert!(
-                c.draw_before < super::super::context::MAX_SHARE,
-                "{concept}: {}",
-                c.draw_before
-            );
+            let before: Vec<f64> = chosen
+                .iter()
+                .map(|&(i, r)| {
+                    let zones = zones(r, (gh, gw), (side, side));
+                    let map = &labels[i * per..(i + 1) * per];
+                    SampleMaps {
+                        zones: &zones,
+                        before: map,
+                    }
+                    .share(map, profile.class)
+                })
+                .collect();
+            assert!(before.iter().all(|&b| b < super::super::context::MAX_SHARE));
+            if !before.is_empty() {
+                let mean = before.iter().sum::<f64>() / before.len() as f64;
+                assert!(
+                    (c.draw_before - mean).abs() < 1e-9,
+                    "{concept}: {c:?} vs {mean}"
+                );
+            }
+            moved |= chosen.iter().any(|&(i, r)| r != random_regions[i]);
             // Removes are unchanged: the random regions.
             let r = &random.concepts[*concept];
-            assert_eq!(random.concepts[*concept].samples, 12);
+            assert_eq!(r.samples, 12);
             assert_eq!(
                 (c.remove_samples, c.remove_cut),
                 (r.remove_samples, r.remove_cut)
             );
         }
+        assert!(moved, "every context region was the random one");
     }
 
     #[test]

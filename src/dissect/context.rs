@@ -21,10 +21,14 @@
 //! usual the concept is at the region's place (its mean share there, relative to the place
 //! where it is most usual): grass beside a path, but on the ground rather than in the sky.
 //!
+//! A side that was never seen beside the concept (it always touches the picture's edge
+//! there) is left out of the average, as is a strip outside the picture.
+//!
 //! **The region for an image** is the best one among the regions the concept covers less
 //! than half of ([`MAX_SHARE`]), each score weighed by the room left to draw (1 − the
 //! concept's share of the region): grass onto a path that has some at its edges, not onto
-//! a lawn. None when the concept covers half of every region.
+//! a lawn. None when the concept covers half of every region, when no region scores above
+//! 0, or when the profile's images never showed the concept.
 
 use tch::Tensor;
 
@@ -33,6 +37,11 @@ use super::collect::{latents, segment_images};
 use super::DissectError;
 use crate::model::ProgGan;
 use crate::segment::Segmenter;
+
+/// The images a profile is counted from, by default: ids `CONTEXT_FIRST_ID..` (a
+/// dissection's own, apart from those evaluated or learned on), `CONTEXT_SAMPLES` of them.
+pub const CONTEXT_SAMPLES: u64 = 200;
+pub const CONTEXT_FIRST_ID: u64 = 0;
 
 /// A region the concept covers this share of, or more, is not drawn into.
 pub const MAX_SHARE: f64 = 0.5;
@@ -53,6 +62,8 @@ pub struct ContextProfile {
     pub cells: Vec<f64>,
     /// The grid the cells are of.
     pub grid: (i64, i64),
+    /// The largest mean of `cells` over a region: the place where the concept is most usual.
+    most: f64,
 }
 
 impl ContextProfile {
@@ -109,17 +120,21 @@ impl ContextProfile {
                 })
                 .collect()
         });
-        let cells = cell_hits
+        let cells: Vec<f64> = cell_hits
             .iter()
             .zip(&cell_pixels)
             .map(|(&hit, &all)| hit as f64 / all.max(1) as f64)
             .collect();
+        let most = all_regions(grid)
+            .map(|r| region_mean(&cells, grid, r))
+            .fold(0.0, f64::max);
         ContextProfile {
             class,
             sides,
             pixels,
             cells,
             grid,
+            most,
         }
     }
 
@@ -155,7 +170,7 @@ impl ContextProfile {
     }
 
     /// How well `region` fits the profile in one label map (see the module's text); `None`
-    /// when no side's strip lies in the image.
+    /// when no side's strip lies in the image or was ever seen beside the concept.
     pub fn score(
         &self,
         labels: &[i64],
@@ -163,127 +178,175 @@ impl ContextProfile {
         grid: (i64, i64),
         region: Region,
     ) -> Option<f64> {
-        let (h, w) = size;
-        let mut strips = [(); 4].map(|_| (0u64, 0.0f64));
-        for y in 0..h {
-            let cy = cell_of(y, h, grid.0);
-            for x in 0..w {
-                let cx = cell_of(x, w, grid.1);
-                let Some(side) = strip_side(region, cy, cx) else {
-                    continue;
-                };
-                let l = labels[(y * w + x) as usize];
-                let expected = usize::try_from(l)
-                    .ok()
-                    .and_then(|l| self.sides[side].get(l))
-                    .copied()
-                    .unwrap_or(0.0);
-                strips[side].0 += 1;
-                strips[side].1 += expected;
+        self.score_cells(
+            &CellCounts::new(labels, size, grid, self.sides[0].len()),
+            region,
+        )
+    }
+
+    fn score_cells(&self, cells: &CellCounts, region: Region) -> Option<f64> {
+        debug_assert_eq!(cells.grid, self.grid, "the profile's grid");
+        let mut sum = 0.0;
+        let mut sides = 0;
+        for (side, expected) in self.sides.iter().enumerate() {
+            // A side never seen beside the concept (it lies at the picture's edge) says
+            // nothing about a region.
+            if expected.iter().all(|&p| p == 0.0) {
+                continue;
+            }
+            let (mut pixels, mut matching) = (0u64, 0.0);
+            for (cy, cx) in strip_cells(region, side, cells.grid) {
+                let cell = cells.cell(cy, cx);
+                pixels += cells.pixels[cell];
+                for (class, &p) in expected.iter().enumerate() {
+                    matching += p * cells.count(cell, class) as f64;
+                }
+            }
+            if pixels > 0 {
+                sum += matching / pixels as f64;
+                sides += 1;
             }
         }
-        let seen: Vec<f64> = strips
-            .iter()
-            .filter(|(n, _)| *n > 0)
-            .map(|(n, sum)| sum / *n as f64)
-            .collect();
-        (!seen.is_empty())
-            .then(|| seen.iter().sum::<f64>() / seen.len() as f64 * self.position(region))
+        (sides > 0).then(|| sum / f64::from(sides) * self.position(region))
     }
 
     /// How usual the concept is at `region`'s place: its mean share there over the
-    /// profile's images, relative to the place where it is most usual (0 to 1; 1 for every
-    /// place when the concept was never seen).
+    /// profile's images, relative to the place where it is most usual (0 to 1).
     pub fn position(&self, region: Region) -> f64 {
-        let (gh, gw) = self.grid;
-        let mean = |r: Region| {
-            let mut sum = 0.0;
-            let mut n = 0;
-            for cy in r.y..(r.y + REGION_CELLS).min(gh) {
-                for cx in r.x..(r.x + REGION_CELLS).min(gw) {
-                    sum += self.cells[(cy * gw + cx) as usize];
-                    n += 1;
-                }
-            }
-            sum / f64::from(n.max(1))
-        };
-        let most = (0..=(gh - REGION_CELLS).max(0))
-            .flat_map(|y| (0..=(gw - REGION_CELLS).max(0)).map(move |x| Region { y, x }))
-            .map(mean)
-            .fold(0.0, f64::max);
-        if most == 0.0 {
-            1.0
+        if self.most == 0.0 {
+            0.0
         } else {
-            mean(region) / most
+            region_mean(&self.cells, self.grid, region) / self.most
         }
     }
 
     /// The best region of one label map among those the concept covers less than
     /// [`MAX_SHARE`] of, by score × (1 − the concept's share of it), with that product;
-    /// `None` when there is no such region.
+    /// `None` when there is no such region, when none scores above 0, or when the profile
+    /// never saw the concept (so knows nothing of where it fits).
     pub fn best_region(
         &self,
         labels: &[i64],
         size: (i64, i64),
         grid: (i64, i64),
     ) -> Option<(Region, f64)> {
-        let (h, w) = size;
+        if self.pixels == 0 {
+            return None;
+        }
+        let cells = CellCounts::new(labels, size, grid, self.sides[0].len());
         let mut best: Option<(Region, f64)> = None;
-        for ry in 0..=(grid.0 - REGION_CELLS).max(0) {
-            for rx in 0..=(grid.1 - REGION_CELLS).max(0) {
-                let region = Region { y: ry, x: rx };
-                let (mut inside, mut hits) = (0u64, 0u64);
-                for y in 0..h {
-                    let cy = cell_of(y, h, grid.0);
-                    if cy < ry || cy >= ry + REGION_CELLS {
-                        continue;
-                    }
-                    for x in 0..w {
-                        let cx = cell_of(x, w, grid.1);
-                        if cx >= rx && cx < rx + REGION_CELLS {
-                            inside += 1;
-                            hits += u64::from(labels[(y * w + x) as usize] == self.class);
-                        }
-                    }
+        for region in all_regions(grid) {
+            let (mut inside, mut hits) = (0u64, 0u64);
+            for cy in region.y..(region.y + REGION_CELLS).min(grid.0) {
+                for cx in region.x..(region.x + REGION_CELLS).min(grid.1) {
+                    let cell = cells.cell(cy, cx);
+                    inside += cells.pixels[cell];
+                    hits += cells.count(cell, self.class as usize);
                 }
-                let share = hits as f64 / inside.max(1) as f64;
-                if share >= MAX_SHARE {
-                    continue;
-                }
-                let Some(score) = self.score(labels, size, grid, region) else {
-                    continue;
-                };
-                let score = score * (1.0 - share);
-                if best.is_none_or(|(_, s)| score > s) {
-                    best = Some((region, score));
-                }
+            }
+            let share = hits as f64 / inside.max(1) as f64;
+            if share >= MAX_SHARE {
+                continue;
+            }
+            let Some(score) = self.score_cells(&cells, region) else {
+                continue;
+            };
+            let score = score * (1.0 - share);
+            if score > 0.0 && best.is_none_or(|(_, s)| score > s) {
+                best = Some((region, score));
             }
         }
         best
     }
 }
 
-/// Which side's strip cell `(cy, cx)` is in, if any: the row of cells just above or below
-/// the region, or the column just left or right of it, over the region's span.
-fn strip_side(region: Region, cy: i64, cx: i64) -> Option<usize> {
-    let within = |c: i64, start: i64| c >= start && c < start + REGION_CELLS;
-    if within(cx, region.x) {
-        if cy == region.y - 1 {
-            return Some(0);
-        }
-        if cy == region.y + REGION_CELLS {
-            return Some(1);
-        }
-    }
-    if within(cy, region.y) {
-        if cx == region.x - 1 {
-            return Some(2);
-        }
-        if cx == region.x + REGION_CELLS {
-            return Some(3);
+/// Every 3×3-cell region of a grid (one when the grid is smaller).
+fn all_regions(grid: (i64, i64)) -> impl Iterator<Item = Region> {
+    (0..=(grid.0 - REGION_CELLS).max(0))
+        .flat_map(move |y| (0..=(grid.1 - REGION_CELLS).max(0)).map(move |x| Region { y, x }))
+}
+
+/// The mean of per-cell values over a region's cells.
+fn region_mean(cells: &[f64], grid: (i64, i64), region: Region) -> f64 {
+    let mut sum = 0.0;
+    let mut n = 0u32;
+    for cy in region.y..(region.y + REGION_CELLS).min(grid.0) {
+        for cx in region.x..(region.x + REGION_CELLS).min(grid.1) {
+            sum += cells[(cy * grid.1 + cx) as usize];
+            n += 1;
         }
     }
-    None
+    sum / f64::from(n.max(1))
+}
+
+/// One label map counted per grid cell: its pixels, and its pixels of each class.
+struct CellCounts {
+    grid: (i64, i64),
+    classes: usize,
+    /// `[cell · classes + class]`.
+    counts: Vec<u64>,
+    /// `[cell]`.
+    pixels: Vec<u64>,
+}
+
+impl CellCounts {
+    fn new(labels: &[i64], size: (i64, i64), grid: (i64, i64), classes: usize) -> CellCounts {
+        let (h, w) = size;
+        let cells = (grid.0 * grid.1) as usize;
+        let mut counts = vec![0u64; cells * classes];
+        let mut pixels = vec![0u64; cells];
+        for y in 0..h {
+            let cy = cell_of(y, h, grid.0);
+            for x in 0..w {
+                let cell = (cy * grid.1 + cell_of(x, w, grid.1)) as usize;
+                pixels[cell] += 1;
+                if let Ok(class) = usize::try_from(labels[(y * w + x) as usize]) {
+                    if class < classes {
+                        counts[cell * classes + class] += 1;
+                    }
+                }
+            }
+        }
+        CellCounts {
+            grid,
+            classes,
+            counts,
+            pixels,
+        }
+    }
+
+    fn cell(&self, cy: i64, cx: i64) -> usize {
+        (cy * self.grid.1 + cx) as usize
+    }
+
+    fn count(&self, cell: usize, class: usize) -> u64 {
+        if class < self.classes {
+            self.counts[cell * self.classes + class]
+        } else {
+            0
+        }
+    }
+}
+
+/// The cells of a region's strip on `side` (above, below, left, right: the row or column of
+/// cells just outside it, over its span) that lie in the grid.
+fn strip_cells(region: Region, side: usize, grid: (i64, i64)) -> Vec<(i64, i64)> {
+    let span = |start: i64, limit: i64| start..(start + REGION_CELLS).min(limit);
+    let (row, column) = match side {
+        0 => (Some(region.y - 1), None),
+        1 => (Some(region.y + REGION_CELLS), None),
+        2 => (None, Some(region.x - 1)),
+        _ => (None, Some(region.x + REGION_CELLS)),
+    };
+    match (row, column) {
+        (Some(cy), _) if (0..grid.0).contains(&cy) => {
+            span(region.x, grid.1).map(|cx| (cy, cx)).collect()
+        }
+        (_, Some(cx)) if (0..grid.1).contains(&cx) => {
+            span(region.y, grid.0).map(|cy| (cy, cx)).collect()
+        }
+        _ => Vec::new(),
+    }
 }
 
 #[cfg(test)]
@@ -376,12 +439,14 @@ mod tests {
     #[test]
     fn strips_are_the_cells_just_outside_the_region() {
         let r = Region { y: 2, x: 2 };
-        assert_eq!(strip_side(r, 1, 3), Some(0));
-        assert_eq!(strip_side(r, 5, 4), Some(1));
-        assert_eq!(strip_side(r, 3, 1), Some(2));
-        assert_eq!(strip_side(r, 2, 5), Some(3));
-        assert_eq!(strip_side(r, 1, 1), None); // a corner
-        assert_eq!(strip_side(r, 3, 3), None); // inside
-        assert_eq!(strip_side(r, 0, 3), None); // two cells away
+        assert_eq!(strip_cells(r, 0, (8, 8)), vec![(1, 2), (1, 3), (1, 4)]);
+        assert_eq!(strip_cells(r, 1, (8, 8)), vec![(5, 2), (5, 3), (5, 4)]);
+        assert_eq!(strip_cells(r, 2, (8, 8)), vec![(2, 1), (3, 1), (4, 1)]);
+        assert_eq!(strip_cells(r, 3, (8, 8)), vec![(2, 5), (3, 5), (4, 5)]);
+        // At the picture's edges there is none.
+        let corner = Region { y: 0, x: 5 };
+        assert!(strip_cells(corner, 0, (8, 8)).is_empty());
+        assert!(strip_cells(corner, 3, (8, 8)).is_empty());
+        assert_eq!(strip_cells(corner, 1, (8, 8)), vec![(3, 5), (3, 6), (3, 7)]);
     }
 }

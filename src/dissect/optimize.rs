@@ -328,6 +328,15 @@ mod tests {
     }
 
     fn learn(model: &ProgGan, mode: StrokeMode, l1: f64) -> LearnedEdit {
+        learn_in(model, mode, l1, None)
+    }
+
+    fn learn_in(
+        model: &ProgGan,
+        mode: StrokeMode,
+        l1: f64,
+        context: Option<&ContextProfile>,
+    ) -> LearnedEdit {
         let segmenter = RedSegmenter::new();
         let levels = vec![3.0f32; 8];
         OptimizeEdit {
@@ -345,7 +354,7 @@ mod tests {
             outside: 0.1,
             first_id: 0,
             seed: 2,
-            context: None,
+            context,
         }
         .run(&mut |_| {})
         .unwrap()
@@ -386,6 +395,38 @@ mod tests {
             "{} → {}",
             learned.region_prob_start,
             learned.region_prob_end
+        );
+    }
+
+    #[test]
+    fn context_draws_train_on_the_images_with_a_region_that_fits() {
+        let model = model();
+        let segmenter = RedSegmenter::new();
+        let ids: Vec<u64> = (1000..1016).collect();
+        let profile = ContextProfile::from_samples(&model, &segmenter, "layer4", &[1], &ids, 8)
+            .unwrap()
+            .remove(0);
+        assert!(profile.pixels > 0);
+        let learned = learn_in(&model, StrokeMode::Draw, 0.001, Some(&profile));
+        // The images of the 40 steps × 4 (ids 0..160) where the profile finds a region.
+        let (_, gh, gw) = model.layer_shape("layer4").unwrap();
+        let z = model.z_for_ids(&(0..160).collect::<Vec<_>>()).unwrap();
+        let labels = segmenter
+            .segment(&model.forward(&z).unwrap().clamp(-1.0, 1.0))
+            .unwrap();
+        let side = labels.size()[1];
+        let labels = super::super::stats::to_i64_vec(&labels).unwrap();
+        let fitting = labels
+            .chunks((side * side) as usize)
+            .filter(|map| profile.best_region(map, (side, side), (gh, gw)).is_some())
+            .count() as u64;
+        assert!(fitting > 0);
+        assert_eq!(learned.images, fitting);
+        // A profile that never saw the concept places no draw, so nothing is learned.
+        let blind = ContextProfile::learn(&[], (side, side), (gh, gw), 1, 2);
+        assert_eq!(
+            learn_in(&model, StrokeMode::Draw, 0.001, Some(&blind)).images,
+            0
         );
     }
 
