@@ -17,7 +17,9 @@ use image::{Rgb, RgbImage};
 use tch::{Device, Kind, Tensor};
 
 use crate::dissect::causal::{zones, Region, REGION_CELLS};
-use crate::dissect::context::{ContextProfile, CONTEXT_FIRST_ID, CONTEXT_SAMPLES};
+use crate::dissect::context::{
+    self, CellCounts, ContextProfile, CONTEXT_FIRST_ID, CONTEXT_SAMPLES,
+};
 use crate::edit::{intervention_planes, Pooling, StrokeMode};
 use crate::model::DeviceChoice;
 use crate::project::read_project;
@@ -59,6 +61,7 @@ pub fn run(args: FigureArgs) -> anyhow::Result<()> {
         ..
     } = load_project_models(&project, None, "--project", None, None, device)?;
     let labels = segmenter.labels().to_vec();
+    let class_count = labels.len();
     let classes: Vec<i64> = concept_classes(&args.concepts, &labels, "--concepts")?
         .into_iter()
         .map(|(_, class)| class)
@@ -74,9 +77,7 @@ pub fn run(args: FigureArgs) -> anyhow::Result<()> {
         let flat = Vec::<i64>::try_from(labels.f_flatten(0, -1)?.f_to_device(Device::Cpu)?)?;
         Ok((flat, size))
     };
-    let all_regions: Vec<Region> = (0..=(gh - REGION_CELLS).max(0))
-        .flat_map(|y| (0..=(gw - REGION_CELLS).max(0)).map(move |x| Region { y, x }))
-        .collect();
+    let all_regions: Vec<Region> = context::all_regions(grid).collect();
     let region_zones: Vec<Vec<u8>> = all_regions
         .iter()
         .map(|&r| zones(r, grid, (side, side)))
@@ -92,23 +93,6 @@ pub fn run(args: FigureArgs) -> anyhow::Result<()> {
         &context_ids,
         16,
     )?;
-    // Share of `class` in each region of one label map.
-    let shares = |labels: &[i64], size: (i64, i64), class: i64| -> Vec<f64> {
-        all_regions
-            .iter()
-            .map(|&r| {
-                let (mut inside, mut hits) = (0u64, 0u64);
-                for (zone, &l) in zones(r, grid, size).into_iter().zip(labels) {
-                    if zone == 1 {
-                        inside += 1;
-                        hits += u64::from(l == class);
-                    }
-                }
-                hits as f64 / inside.max(1) as f64
-            })
-            .collect()
-    };
-
     let shape = generator.layer_shape(name)?;
     let mut tiles = Vec::new();
     for &id in &args.ids {
@@ -117,8 +101,12 @@ pub fn run(args: FigureArgs) -> anyhow::Result<()> {
         let image = generator.forward_from(name, &features)?;
         let (labels, seg_size) = segment(&image)?;
         tiles.push((crate::imageio::to_rgb_images(&image)?.remove(0), None));
+        let cells = CellCounts::new(&labels, seg_size, grid, class_count);
         for (c, concept) in args.concepts.iter().enumerate() {
-            let here = shares(&labels, seg_size, classes[c]);
+            let here: Vec<f64> = all_regions
+                .iter()
+                .map(|&r| cells.share(r, classes[c]))
+                .collect();
             let best = |score: &dyn Fn(usize) -> f64| {
                 (0..all_regions.len())
                     .max_by(|&a, &b| score(a).total_cmp(&score(b)))

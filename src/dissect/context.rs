@@ -236,15 +236,7 @@ impl ContextProfile {
         let cells = CellCounts::new(labels, size, grid, self.sides[0].len());
         let mut best: Option<(Region, f64)> = None;
         for region in all_regions(grid) {
-            let (mut inside, mut hits) = (0u64, 0u64);
-            for cy in region.y..(region.y + REGION_CELLS).min(grid.0) {
-                for cx in region.x..(region.x + REGION_CELLS).min(grid.1) {
-                    let cell = cells.cell(cy, cx);
-                    inside += cells.pixels[cell];
-                    hits += cells.count(cell, self.class as usize);
-                }
-            }
-            let share = hits as f64 / inside.max(1) as f64;
+            let share = cells.share(region, self.class);
             if share >= MAX_SHARE {
                 continue;
             }
@@ -260,8 +252,8 @@ impl ContextProfile {
     }
 }
 
-/// Every 3×3-cell region of a grid (one when the grid is smaller).
-fn all_regions(grid: (i64, i64)) -> impl Iterator<Item = Region> {
+/// Every 3×3-cell region of a grid (one when the grid is smaller), row by row.
+pub(crate) fn all_regions(grid: (i64, i64)) -> impl Iterator<Item = Region> {
     (0..=(grid.0 - REGION_CELLS).max(0))
         .flat_map(move |y| (0..=(grid.1 - REGION_CELLS).max(0)).map(move |x| Region { y, x }))
 }
@@ -279,8 +271,9 @@ fn region_mean(cells: &[f64], grid: (i64, i64), region: Region) -> f64 {
     sum / f64::from(n.max(1))
 }
 
-/// One label map counted per grid cell: its pixels, and its pixels of each class.
-struct CellCounts {
+/// One label map counted per grid cell: its pixels, and its pixels of each class. Counted
+/// once, it answers a class's share of any region without rescanning the pixels.
+pub(crate) struct CellCounts {
     grid: (i64, i64),
     classes: usize,
     /// `[cell · classes + class]`.
@@ -290,7 +283,14 @@ struct CellCounts {
 }
 
 impl CellCounts {
-    fn new(labels: &[i64], size: (i64, i64), grid: (i64, i64), classes: usize) -> CellCounts {
+    /// Counts `labels` (`[h, w]` flattened, `size` = `(h, w)`) on `grid`; labels outside
+    /// `0..classes` count as pixels of no class.
+    pub(crate) fn new(
+        labels: &[i64],
+        size: (i64, i64),
+        grid: (i64, i64),
+        classes: usize,
+    ) -> CellCounts {
         let (h, w) = size;
         let cells = (grid.0 * grid.1) as usize;
         let mut counts = vec![0u64; cells * classes];
@@ -313,6 +313,23 @@ impl CellCounts {
             counts,
             pixels,
         }
+    }
+
+    /// `class`'s share of `region`'s pixels (the cells it covers in the grid); 0 for a class
+    /// not counted or a region with no pixels.
+    pub(crate) fn share(&self, region: Region, class: i64) -> f64 {
+        let Ok(class) = usize::try_from(class) else {
+            return 0.0;
+        };
+        let (mut inside, mut hits) = (0u64, 0u64);
+        for cy in region.y..(region.y + REGION_CELLS).min(self.grid.0) {
+            for cx in region.x..(region.x + REGION_CELLS).min(self.grid.1) {
+                let cell = self.cell(cy, cx);
+                inside += self.pixels[cell];
+                hits += self.count(cell, class);
+            }
+        }
+        hits as f64 / inside.max(1) as f64
     }
 
     fn cell(&self, cy: i64, cx: i64) -> usize {
@@ -434,6 +451,36 @@ mod tests {
         // A map that is all dome leaves no region.
         let all = vec![2i64; 64];
         assert_eq!(profile.best_region(&all, (8, 8), (8, 8)), None);
+    }
+
+    #[test]
+    fn a_region_share_counts_the_pixels_its_stroke_covers() {
+        // A 20×20 label map on an 8×8 grid (cells of 2 or 3 pixels): class (x + 2y) % 4.
+        let (h, w) = (20i64, 20i64);
+        let map: Vec<i64> = (0..h * w).map(|i| (i % w + 2 * (i / w)) % 4).collect();
+        let cells = CellCounts::new(&map, (h, w), (8, 8), 3);
+        for region in all_regions((8, 8)) {
+            // The stroke's own pixels, as the edit and the scoring mark them.
+            let zones = super::super::causal::zones(region, (8, 8), (h, w));
+            for class in 0..5i64 {
+                let (mut inside, mut hits) = (0u64, 0u64);
+                for (&zone, &l) in zones.iter().zip(&map) {
+                    if zone == 1 {
+                        inside += 1;
+                        hits += u64::from(l == class);
+                    }
+                }
+                // Class 3 is not counted, class 4 never occurs: both have no share.
+                let want = if class < 3 {
+                    hits as f64 / inside as f64
+                } else {
+                    0.0
+                };
+                assert_eq!(cells.share(region, class), want, "{region:?} class {class}");
+            }
+        }
+        assert_eq!(all_regions((8, 8)).count(), 36);
+        assert_eq!(cells.share(Region { y: 0, x: 0 }, -1), 0.0);
     }
 
     #[test]

@@ -32,9 +32,9 @@
 
 use tch::{nn, nn::OptimizerConfig, Device, Kind, Tensor};
 
-use super::causal::{regions, zones, Region, PRESENT_SHARE, REGION_CELLS};
+use super::causal::{regions, zones, Region, PRESENT_SHARE};
 use super::collect::latents;
-use super::context::ContextProfile;
+use super::context::{all_regions, CellCounts, ContextProfile};
 use super::DissectError;
 use crate::edit::{render_edited, EditPlanes, Route, StrokeMode};
 use crate::model::ProgGan;
@@ -117,23 +117,15 @@ impl LearnedEdit {
 }
 
 /// The region of a `grid` holding the most of `class` in a label map `[h, w]`, and that
-/// share.
+/// share (the first such region, row by row, on a tie).
 fn richest_region(labels: &[i64], size: (i64, i64), grid: (i64, i64), class: i64) -> (Region, f64) {
+    let classes = usize::try_from(class).map_or(0, |c| c + 1);
+    let cells = CellCounts::new(labels, size, grid, classes);
     let mut best = (Region { y: 0, x: 0 }, -1.0);
-    for y in 0..=(grid.0 - REGION_CELLS).max(0) {
-        for x in 0..=(grid.1 - REGION_CELLS).max(0) {
-            let region = Region { y, x };
-            let (mut inside, mut hits) = (0u64, 0u64);
-            for (z, &l) in zones(region, grid, size).into_iter().zip(labels) {
-                if z == 1 {
-                    inside += 1;
-                    hits += u64::from(l == class);
-                }
-            }
-            let share = hits as f64 / inside.max(1) as f64;
-            if share > best.1 {
-                best = (region, share);
-            }
+    for region in all_regions(grid) {
+        let share = cells.share(region, class);
+        if share > best.1 {
+            best = (region, share);
         }
     }
     best
