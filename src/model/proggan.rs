@@ -596,7 +596,11 @@ mod tests {
         let _guard = tch::no_grad_guard();
         let z = Tensor::randn([4, 16], (Kind::Float, Device::Cpu));
         let exact = model.forward(&z).unwrap();
-        // Relative RMS error: bf16 keeps 8 bits of mantissa, so about 2⁻⁸ per value.
+        // Relative RMS error: bf16 keeps 8 bits of mantissa, so about 2⁻⁸ per value, which
+        // the layers compound. The tests share libtorch's random generator, so the weights
+        // here depend on what runs beside this test: over 200 random tiny models the worst
+        // errors were 0.034 (bf16), 0.0039 (f16) and 2.6e-6 (f32), and the bounds below
+        // leave about twice that.
         let rel_rms = |a: &Tensor, b: &Tensor| {
             (a - b).square().mean(None).sqrt().double_value(&[])
                 / b.square().mean(None).sqrt().double_value(&[])
@@ -604,8 +608,8 @@ mod tests {
         // FastF16 is what CUDA runs; it is checked here on the CPU.
         for (precision, tolerance) in [
             (Precision::FastF32, 1e-5),
-            (Precision::FastBf16, 0.02),
-            (Precision::FastF16, 0.005),
+            (Precision::FastBf16, 0.06),
+            (Precision::FastF16, 0.008),
         ] {
             model.set_precision(precision).unwrap();
             let fast = model.forward(&z).unwrap();
