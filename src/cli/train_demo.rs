@@ -17,7 +17,8 @@ use anyhow::Context;
 
 use crate::cli::eval_demo::{check_split, load_segmenter};
 use crate::demo::gan::{
-    write_compact, write_compact_state, GanRun, GanSettings, GanTrainer, Retune, KEPT_DIR,
+    write_compact, write_compact_state, GanRun, GanSettings, GanTrainer, Retune, TeacherFiles,
+    KEPT_DIR,
 };
 use crate::demo::grow::{adopt_generator, grow_run};
 use crate::demo::pick::pick;
@@ -193,6 +194,25 @@ struct GanArgs {
     /// Weight of the anchor loss [default: 0, off]. May change on resume.
     #[arg(long)]
     anchor_weight: Option<f64>,
+    /// A label teacher: a smaller generator (for example the one a grown run grew from)
+    /// whose scenes, labelled by `--teacher-segmenter`, G's images must keep, class by
+    /// class, for the same latents. Needed on every resume of a run taught so.
+    #[arg(long, requires = "teacher_segmenter")]
+    teacher: Option<PathBuf>,
+    /// The segmenter that labels the teacher's scenes and G's images (it does not train).
+    #[arg(long, requires = "teacher")]
+    teacher_segmenter: Option<PathBuf>,
+    /// The side both are segmented at: the teacher's scenes are upsampled to it, G's
+    /// images average-pooled.
+    #[arg(long, default_value_t = 128)]
+    teacher_size: i64,
+    /// How many images of each batch the teacher teaches (the first ones; segmenting with
+    /// gradients at 256² costs more than the rest of a step) [default: all].
+    #[arg(long, default_value_t = i64::MAX, hide_default_value = true)]
+    teacher_images: i64,
+    /// Weight of the teacher's loss [default: 0, off]. May change on resume.
+    #[arg(long)]
+    teacher_weight: Option<f64>,
     /// Activations in bf16 (fp32 master weights); worth it on CPUs with AMX/AVX-512-BF16.
     #[arg(long, default_value_t = false)]
     bf16: bool,
@@ -297,6 +317,9 @@ pub fn run(args: TrainDemoArgs) -> anyhow::Result<()> {
             if let Some(w) = a.anchor_weight.filter(|v| !(v.is_finite() && *v >= 0.0)) {
                 anyhow::bail!("--anchor-weight must be 0 or more, got {w}");
             }
+            if let Some(w) = a.teacher_weight.filter(|v| !(v.is_finite() && *v >= 0.0)) {
+                anyhow::bail!("--teacher-weight must be 0 or more, got {w}");
+            }
             if let Some(e) = a.r1_every.filter(|v| *v < 0) {
                 anyhow::bail!("--r1-every must be 0 (off) or more, got {e}");
             }
@@ -312,6 +335,7 @@ pub fn run(args: TrainDemoArgs) -> anyhow::Result<()> {
                 seed: a.seed,
                 frozen_layers: a.freeze_g_layers.unwrap_or(0),
                 anchor_weight: a.anchor_weight.unwrap_or(0.0),
+                teacher_weight: a.teacher_weight.unwrap_or(0.0),
             };
             let run = GanRun {
                 dir: a.run,
@@ -325,9 +349,19 @@ pub fn run(args: TrainDemoArgs) -> anyhow::Result<()> {
                     r1_every: a.r1_every,
                     frozen_layers: a.freeze_g_layers,
                     anchor_weight: a.anchor_weight,
+                    teacher_weight: a.teacher_weight,
                 },
                 keep_from: a.keep_from,
                 anchor: a.anchor,
+                teacher: a
+                    .teacher
+                    .zip(a.teacher_segmenter)
+                    .map(|(generator, segmenter)| TeacherFiles {
+                        generator,
+                        segmenter,
+                        size: a.teacher_size,
+                        images: a.teacher_images,
+                    }),
             };
             run.run(settings, a.device.resolve()?)?;
             Ok(())
@@ -443,6 +477,7 @@ pub fn run(args: TrainDemoArgs) -> anyhow::Result<()> {
                 seed: a.seed,
                 frozen_layers: 0,
                 anchor_weight: 0.0,
+                teacher_weight: 0.0,
             };
             let trainer = adopt_generator(
                 &a.run,

@@ -24,6 +24,7 @@ use tch::{nn, Device, Kind, Tensor};
 use super::data::SceneBatches;
 use super::fade::{latent, old_layers, run_held, Adoption, Anchor, Fade, Growth};
 use super::nn::{copy_vars, ema_update, load_vars, Adam, EqLayer};
+use super::teacher::LabelTeacher;
 use crate::model::{ProgGan, ProgGanConfig};
 
 /// Everything that defines a run; stored in `state.json` so a resume cannot silently
@@ -51,6 +52,11 @@ pub struct GanSettings {
     /// grown-from generator drew there. 0 (or no anchor): off.
     #[serde(default, skip_serializing_if = "is_zero_f64")]
     pub anchor_weight: f64,
+    /// Weight of the label teacher's loss (see [`LabelTeacher`]): the cross-entropy of G's
+    /// segmented images against the labels of a smaller generator's scenes for the same
+    /// latents. 0 (or no teacher): off.
+    #[serde(default, skip_serializing_if = "is_zero_f64")]
+    pub teacher_weight: f64,
 }
 
 fn is_zero(v: &i64) -> bool {
@@ -167,6 +173,9 @@ pub struct StepLosses {
     pub fake_score: f64,
     /// The anchor loss (0 when off).
     pub anchor: f64,
+    /// The label teacher's loss (0 when off).
+    #[serde(default, skip_serializing_if = "is_zero_f64")]
+    pub teacher: f64,
 }
 
 pub struct GanTrainer {
@@ -190,6 +199,9 @@ pub struct GanTrainer {
     pub fade: Option<Fade>,
     /// The output block of the resolution the run grew from, when anchored.
     pub anchor: Option<Anchor>,
+    /// The label teacher, when one is given (never stored with the run: its files are
+    /// named again on each resume).
+    pub teacher: Option<LabelTeacher>,
     compute_kind: Kind,
 }
 
@@ -224,6 +236,7 @@ impl GanTrainer {
             origin: None,
             fade: None,
             anchor: None,
+            teacher: None,
             compute_kind,
         }
     }
@@ -268,7 +281,7 @@ impl GanTrainer {
     pub fn train_step(&mut self, reals: &Tensor) -> StepLosses {
         let do_r1 = self.settings.r1_every > 0 && self.step % self.settings.r1_every == 0;
         let mut losses = self.d_step(reals, do_r1);
-        (losses.g_loss, losses.anchor) = self.g_step(reals.size()[0]);
+        (losses.g_loss, losses.anchor, losses.teacher) = self.g_step(reals.size()[0]);
         self.step += 1;
         if self
             .fade
@@ -329,8 +342,8 @@ impl GanTrainer {
     }
 
     /// One G update on `n` fresh latents, then the moving average; returns G's
-    /// adversarial loss and the anchor loss (0 when off).
-    fn g_step(&mut self, n: i64) -> (f64, f64) {
+    /// adversarial loss, the anchor loss and the teacher's loss (0 when off).
+    fn g_step(&mut self, n: i64) -> (f64, f64, f64) {
         self.opt_g.zero_grad();
         self.opt_d.zero_grad();
         if let Some(fade) = self.fade.as_mut() {
@@ -339,18 +352,22 @@ impl GanTrainer {
         let z = self.sample_z(n);
         let (fakes, held) = self.generate_parts(&z, false);
         let g_loss = (-self.critic(&fakes)).softplus().mean(Kind::Float);
+        let mut total = g_loss.shallow_clone();
         let weight = self.settings.anchor_weight;
-        let anchor_loss = match self.anchor.as_ref().filter(|_| weight > 0.0) {
-            Some(anchor) => {
-                let loss = anchor.loss(&self.g, &z, held.as_ref(), &fakes);
-                (&g_loss + &loss * weight).backward();
-                loss.double_value(&[])
-            }
-            None => {
-                g_loss.backward();
-                0.0
-            }
-        };
+        let mut anchor_loss = 0.0;
+        if let Some(anchor) = self.anchor.as_ref().filter(|_| weight > 0.0) {
+            let loss = anchor.loss(&self.g, &z, held.as_ref(), &fakes);
+            total = &total + &loss * weight;
+            anchor_loss = loss.double_value(&[]);
+        }
+        let weight = self.settings.teacher_weight;
+        let mut teacher_loss = 0.0;
+        if let Some(teacher) = self.teacher.as_ref().filter(|_| weight > 0.0) {
+            let loss = teacher.loss(&z, &fakes);
+            total = &total + &loss * weight;
+            teacher_loss = loss.double_value(&[]);
+        }
+        total.backward();
         self.opt_g.update();
         self.opt_d.zero_grad();
         let beta = self.settings.ema_beta;
@@ -360,7 +377,7 @@ impl GanTrainer {
             fade.zero_grad();
         }
         ema_update(self.g_ema.var_store(), self.g.var_store(), beta);
-        (g_loss.double_value(&[]), anchor_loss)
+        (g_loss.double_value(&[]), anchor_loss, teacher_loss)
     }
 
     /// Anchors the run to `generator`, the generator at half G's resolution it grew from
@@ -524,6 +541,13 @@ impl GanTrainer {
             record("anchor_weight", self.settings.anchor_weight, w);
             self.settings.anchor_weight = w;
         }
+        if let Some(w) = retune
+            .teacher_weight
+            .filter(|&v| v != self.settings.teacher_weight)
+        {
+            record("teacher_weight", self.settings.teacher_weight, w);
+            self.settings.teacher_weight = w;
+        }
         Ok(())
     }
 
@@ -642,6 +666,7 @@ pub struct Retune {
     pub r1_every: Option<i64>,
     pub frozen_layers: Option<i64>,
     pub anchor_weight: Option<f64>,
+    pub teacher_weight: Option<f64>,
 }
 
 /// Checks that holding G's first `k` layers fixed leaves a layer to train: G at these
@@ -697,6 +722,20 @@ pub struct GanRun {
     /// A generator file to anchor the run to (see [`Anchor`]), applied from the current
     /// step on.
     pub anchor: Option<PathBuf>,
+    /// The label teacher's files (see [`LabelTeacher`]); needed on every resume of a run
+    /// whose `teacher_weight` is above 0.
+    pub teacher: Option<TeacherFiles>,
+}
+
+/// Where a [`LabelTeacher`] comes from.
+#[derive(Clone, Debug)]
+pub struct TeacherFiles {
+    pub generator: PathBuf,
+    pub segmenter: PathBuf,
+    /// The side its segmenter works at.
+    pub size: i64,
+    /// How many images of each batch it teaches.
+    pub images: i64,
 }
 
 impl GanRun {
@@ -730,6 +769,25 @@ impl GanRun {
                      what that generator drew, not to what this run's layers compute"
                 );
             }
+        }
+        if let Some(files) = &self.teacher {
+            let teacher = LabelTeacher::load(
+                &files.generator,
+                &files.segmenter,
+                files.size,
+                files.images,
+                device,
+            )?;
+            teacher.check(trainer.settings.z_dim, trainer.settings.resolution())?;
+            tracing::info!(teacher = %files.generator.display(), segmenter = %files.segmenter.display(), size = files.size, images = files.images, "label teacher");
+            trainer.teacher = Some(teacher);
+        }
+        if trainer.settings.teacher_weight > 0.0 && trainer.teacher.is_none() {
+            anyhow::bail!(
+                "the run trains with a label teacher (teacher_weight {} in state.json): give \
+                 --teacher and --teacher-segmenter, or --teacher-weight 0 to go on without one",
+                trainer.settings.teacher_weight
+            );
         }
         if trainer.settings.anchor_weight > 0.0 {
             if trainer.anchor.is_none() {
@@ -784,6 +842,7 @@ impl GanRun {
                     real = losses.real_score,
                     fake = losses.fake_score,
                     anchor = losses.anchor,
+                    teacher = losses.teacher,
                     s_per_step = per_step,
                     "losses"
                 );
@@ -885,6 +944,7 @@ pub(crate) mod tests {
             seed: 3,
             frozen_layers: 0,
             anchor_weight: 0.0,
+            teacher_weight: 0.0,
         }
     }
 

@@ -255,6 +255,7 @@ mod tests {
     use super::*;
     use crate::demo::gan::tests::tiny_settings;
     use crate::demo::gan::write_compact_state;
+    use crate::demo::teacher::LabelTeacher;
 
     fn temp_dir(name: &str) -> std::path::PathBuf {
         let dir = std::env::temp_dir().join(format!("ganpaint-{name}-{}", std::process::id()));
@@ -507,6 +508,79 @@ mod tests {
         assert!(resumed.anchor.is_some());
         assert_eq!(resumed.settings.anchor_weight, 50.0);
         assert!((loss_now(&resumed) - after).abs() < 0.05 * after.max(1e-3));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_taught_run_learns_its_teachers_labels_and_needs_its_teacher_to_resume() {
+        let dir = temp_dir("teacher");
+        let small = small_run(&dir, &[16, 16, 8]);
+        let path = dir.join("teacher.safetensors");
+        small.g.save_safetensors(&path).unwrap();
+        let old = ProgGan::load(&path, Device::Cpu).unwrap();
+        let mut grown = grow_run(&dir, 32, 8, 0, None).unwrap().unwrap();
+        grown
+            .retune(&crate::demo::gan::Retune {
+                frozen_layers: Some(6),
+                teacher_weight: Some(50.0),
+                ..Default::default()
+            })
+            .unwrap();
+        // A segmenter that tells red from not red, at 16², every pixel teaching.
+        let segmenter = Box::new(crate::segment::testing::RedSegmenter::new());
+        let teacher = LabelTeacher::new(old, segmenter, 16, 0.0).unwrap();
+        teacher.check(16, 32).unwrap();
+        grown.teacher = Some(teacher);
+        let z = Tensor::randn([8, 16], (Kind::Float, Device::Cpu));
+        let loss_now = |t: &GanTrainer| {
+            tch::no_grad(|| {
+                let images = t.generate(&z, false);
+                t.teacher
+                    .as_ref()
+                    .unwrap()
+                    .loss(&z, &images)
+                    .double_value(&[])
+            })
+        };
+        let before = loss_now(&grown);
+        let logged: Vec<f64> = (0..30)
+            .map(|_| grown.train_step(&images(32)).teacher)
+            .collect();
+        let after = loss_now(&grown);
+        assert!(
+            logged.iter().all(|l| l.is_finite() && *l > 0.0),
+            "{logged:?}"
+        );
+        assert!(after < 0.8 * before, "teacher loss {before} → {after}");
+        // The teacher is not stored: a resume without one is refused, by the flag's name.
+        let out = dir.join("state");
+        write_compact_state(&grown, &out).unwrap();
+        let resume = |teacher_weight| crate::demo::gan::GanRun {
+            dir: out.clone(),
+            steps: grown.step + 1,
+            checkpoint_every: 100,
+            sample_every: 100,
+            retune: crate::demo::gan::Retune {
+                teacher_weight,
+                ..Default::default()
+            },
+            keep_from: None,
+            anchor: None,
+            teacher: None,
+        };
+        let err = resume(None)
+            .run(grown.settings.clone(), Device::Cpu)
+            .err()
+            .unwrap();
+        assert!(
+            format!("{err:#}").contains("--teacher-segmenter"),
+            "{err:#}"
+        );
+        let resumed = resume(Some(0.0))
+            .run(grown.settings.clone(), Device::Cpu)
+            .unwrap();
+        assert_eq!(resumed.settings.teacher_weight, 0.0);
+        assert_eq!(resumed.step, grown.step + 1);
         let _ = std::fs::remove_dir_all(&dir);
     }
 

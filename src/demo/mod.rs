@@ -12,4 +12,5 @@ pub mod nn;
 pub mod pick;
 pub mod scene;
 pub mod segmenter;
+pub mod teacher;
 pub mod widen;

@@ -165,6 +165,7 @@ mod tests {
             retune: Retune::default(),
             keep_from: Some(4),
             anchor: None,
+            teacher: None,
         }
         .run(tiny_settings(), Device::Cpu)
         .unwrap();
