@@ -782,7 +782,11 @@ impl GanRun {
             tracing::info!(teacher = %files.generator.display(), segmenter = %files.segmenter.display(), size = files.size, images = files.images, "label teacher");
             trainer.teacher = Some(teacher);
         }
-        if trainer.settings.teacher_weight > 0.0 && trainer.teacher.is_none() {
+        // (A command whose steps the run is past already trains nothing, so needs none.)
+        if trainer.settings.teacher_weight > 0.0
+            && trainer.teacher.is_none()
+            && trainer.step < self.steps
+        {
             anyhow::bail!(
                 "the run trains with a label teacher (teacher_weight {} in state.json): give \
                  --teacher and --teacher-segmenter, or --teacher-weight 0 to go on without one",

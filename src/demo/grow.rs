@@ -555,9 +555,9 @@ mod tests {
         // The teacher is not stored: a resume without one is refused, by the flag's name.
         let out = dir.join("state");
         write_compact_state(&grown, &out).unwrap();
-        let resume = |teacher_weight| crate::demo::gan::GanRun {
+        let resume = |teacher_weight, steps| crate::demo::gan::GanRun {
             dir: out.clone(),
-            steps: grown.step + 1,
+            steps,
             checkpoint_every: 100,
             sample_every: 100,
             retune: crate::demo::gan::Retune {
@@ -568,7 +568,7 @@ mod tests {
             anchor: None,
             teacher: None,
         };
-        let err = resume(None)
+        let err = resume(None, grown.step + 1)
             .run(grown.settings.clone(), Device::Cpu)
             .err()
             .unwrap();
@@ -576,7 +576,12 @@ mod tests {
             format!("{err:#}").contains("--teacher-segmenter"),
             "{err:#}"
         );
-        let resumed = resume(Some(0.0))
+        // A command for steps the run is past trains nothing, and needs no teacher.
+        let past = resume(None, grown.step)
+            .run(grown.settings.clone(), Device::Cpu)
+            .unwrap();
+        assert_eq!(past.step, grown.step);
+        let resumed = resume(Some(0.0), grown.step + 1)
             .run(grown.settings.clone(), Device::Cpu)
             .unwrap();
         assert_eq!(resumed.settings.teacher_weight, 0.0);
