@@ -90,6 +90,7 @@ WIDEN128_AT=5800
 WIDEN256_AT=11200
 UNFREEZE128_AT=12800
 GROW256_STEPS=13400
+TAUGHT_STEPS=14000
 # The 64² generator stage B grew from: its anchor, and (after stage A) stage A's pick.
 GEN64=models/train/generator_64.safetensors
 # The 128² generator stage C grew from (stage B's EMA at GROW128_STEPS): its anchor.
@@ -143,7 +144,6 @@ $BIN train-demo gan --run "$RUN_B" --steps "$UNFREEZE128_AT" --channels 256,256,
 # stage A left them, so the dissected layers compute what the 64² and 128² bundles' did.
 $BIN train-demo gan --run "$RUN_B" --steps "$GROW256_STEPS" --channels 256,256,128,64,32,32,32 \
   "${C256[@]}" --freeze-g-layers 10
-$BIN train-demo snapshot --run "$RUN_B" --out models/train
 # The segmenter at 128², which the 128² bundle was measured and dissected with (the 64² one
 # reaches only mIoU 0.78 on 128² scenes), and which the 256² one starts from.
 [ -f models/demo_segmenter.safetensors ] || \
@@ -156,6 +156,18 @@ $BIN train-demo snapshot --run "$RUN_B" --out models/train
     --init models/demo_segmenter.safetensors --size 128,256 --batch 16 --steps 400 --lr 1e-3 \
     --seed 1
 
+# The blocks above 64² laid wall stripes over domes, roofs and windows, which the segmenter
+# then reads as brick (at step 13400: dome share 40% short; of what the 64² generator draws
+# as dome, a third read as dome at 256²). From GROW256_STEPS a label teacher
+# (src/demo/teacher.rs) holds them to what each pixel is: the 64² generator's scene for the
+# same z, upsampled and labelled by the 256² segmenter, against G's image segmented with
+# gradients, class by class. Segmenting with gradients at 256² is dear, so 4 images of each
+# batch teach (about 6 s a step here).
+$BIN train-demo gan --run "$RUN_B" --steps "$TAUGHT_STEPS" --channels 256,256,128,64,32,32,32 \
+  "${C256[@]}" --freeze-g-layers 10 --teacher "$GEN64" \
+  --teacher-segmenter models/train/segmenter_256.safetensors --teacher-size 256 \
+  --teacher-images 4 --teacher-weight 1
+$BIN train-demo snapshot --run "$RUN_B" --out models/train
 # ---- The bundle: stage C's 256² generator, the kept checkpoint (32 channels at 256², so
 # from WIDEN256_AT) closest to the rendered scenes on the validation split, scored with the
 # 256² segmenter, which is the bundle's segmenter from here on.
