@@ -24,7 +24,6 @@ use anyhow::Context;
 use tch::{Device, Kind, Tensor};
 
 use crate::model::ProgGan;
-use crate::segment::demo::DemoSegmenter;
 use crate::segment::Segmenter;
 
 /// By default, teacher pixels labelled with less than this probability do not teach.
@@ -54,9 +53,9 @@ impl LabelTeacher {
     ) -> anyhow::Result<Self> {
         let g = ProgGan::load(generator, device)
             .with_context(|| format!("--teacher {}", generator.display()))?;
-        let s = DemoSegmenter::load(segmenter, device)
+        let s = crate::segment::load(segmenter, None, device)
             .with_context(|| format!("--teacher-segmenter {}", segmenter.display()))?;
-        Self::new(g, Box::new(s), size, MIN_CONFIDENCE)?.teaching(images)
+        Self::new(g, s, size, MIN_CONFIDENCE)?.teaching(images)
     }
 
     /// The same teacher, teaching the first `images` images of each batch.
@@ -171,6 +170,7 @@ impl LabelTeacher {
 mod tests {
     use super::*;
     use crate::model::ProgGanConfig;
+    use crate::segment::demo::DemoSegmenter;
     use std::collections::BTreeMap;
 
     fn tiny(channels: &[i64]) -> ProgGan {
