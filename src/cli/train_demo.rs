@@ -213,6 +213,12 @@ struct GanArgs {
     /// Weight of the teacher's loss [default: 0, off]. May change on resume.
     #[arg(long)]
     teacher_weight: Option<f64>,
+    /// Weight of the share loss [default: 0, off]: how each class's share spreads over G's
+    /// images (in how many it appears, and how much of each) is held to how it spreads over
+    /// rendered scenes, both as the teacher's segmenter sees them at --teacher-size.
+    /// Needs --teacher (its --teacher-weight may be 0). May change on resume.
+    #[arg(long)]
+    share_weight: Option<f64>,
     /// Activations in bf16 (fp32 master weights); worth it on CPUs with AMX/AVX-512-BF16.
     #[arg(long, default_value_t = false)]
     bf16: bool,
@@ -320,6 +326,9 @@ pub fn run(args: TrainDemoArgs) -> anyhow::Result<()> {
             if let Some(w) = a.teacher_weight.filter(|v| !(v.is_finite() && *v >= 0.0)) {
                 anyhow::bail!("--teacher-weight must be 0 or more, got {w}");
             }
+            if let Some(w) = a.share_weight.filter(|v| !(v.is_finite() && *v >= 0.0)) {
+                anyhow::bail!("--share-weight must be 0 or more, got {w}");
+            }
             if let Some(e) = a.r1_every.filter(|v| *v < 0) {
                 anyhow::bail!("--r1-every must be 0 (off) or more, got {e}");
             }
@@ -336,6 +345,7 @@ pub fn run(args: TrainDemoArgs) -> anyhow::Result<()> {
                 frozen_layers: a.freeze_g_layers.unwrap_or(0),
                 anchor_weight: a.anchor_weight.unwrap_or(0.0),
                 teacher_weight: a.teacher_weight.unwrap_or(0.0),
+                share_weight: a.share_weight.unwrap_or(0.0),
             };
             let run = GanRun {
                 dir: a.run,
@@ -350,6 +360,7 @@ pub fn run(args: TrainDemoArgs) -> anyhow::Result<()> {
                     frozen_layers: a.freeze_g_layers,
                     anchor_weight: a.anchor_weight,
                     teacher_weight: a.teacher_weight,
+                    share_weight: a.share_weight,
                 },
                 keep_from: a.keep_from,
                 anchor: a.anchor,
@@ -478,6 +489,7 @@ pub fn run(args: TrainDemoArgs) -> anyhow::Result<()> {
                 frozen_layers: 0,
                 anchor_weight: 0.0,
                 teacher_weight: 0.0,
+                share_weight: 0.0,
             };
             let trainer = adopt_generator(
                 &a.run,

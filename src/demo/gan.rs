@@ -24,7 +24,7 @@ use tch::{nn, Device, Kind, Tensor};
 use super::data::SceneBatches;
 use super::fade::{latent, old_layers, run_held, Adoption, Anchor, Fade, Growth};
 use super::nn::{copy_vars, ema_update, load_vars, Adam, EqLayer};
-use super::teacher::LabelTeacher;
+use super::teacher::{LabelTeacher, ShareReference};
 use crate::model::{ProgGan, ProgGanConfig};
 
 /// Everything that defines a run; stored in `state.json` so a resume cannot silently
@@ -57,6 +57,11 @@ pub struct GanSettings {
     /// latents. 0 (or no teacher): off.
     #[serde(default, skip_serializing_if = "is_zero_f64")]
     pub teacher_weight: f64,
+    /// Weight of the share loss (see [`crate::demo::teacher`]): the distance between how
+    /// each class's share spreads over G's images and over rendered scenes, as the label
+    /// teacher's segmenter sees them. 0 (or no teacher): off.
+    #[serde(default, skip_serializing_if = "is_zero_f64")]
+    pub share_weight: f64,
 }
 
 fn is_zero(v: &i64) -> bool {
@@ -176,6 +181,9 @@ pub struct StepLosses {
     /// The label teacher's loss (0 when off).
     #[serde(default, skip_serializing_if = "is_zero_f64")]
     pub teacher: f64,
+    /// The share loss (0 when off).
+    #[serde(default, skip_serializing_if = "is_zero_f64")]
+    pub shares: f64,
 }
 
 pub struct GanTrainer {
@@ -281,7 +289,8 @@ impl GanTrainer {
     pub fn train_step(&mut self, reals: &Tensor) -> StepLosses {
         let do_r1 = self.settings.r1_every > 0 && self.step % self.settings.r1_every == 0;
         let mut losses = self.d_step(reals, do_r1);
-        (losses.g_loss, losses.anchor, losses.teacher) = self.g_step(reals.size()[0]);
+        (losses.g_loss, losses.anchor, losses.teacher, losses.shares) =
+            self.g_step(reals.size()[0]);
         self.step += 1;
         if self
             .fade
@@ -342,8 +351,9 @@ impl GanTrainer {
     }
 
     /// One G update on `n` fresh latents, then the moving average; returns G's
-    /// adversarial loss, the anchor loss and the teacher's loss (0 when off).
-    fn g_step(&mut self, n: i64) -> (f64, f64, f64) {
+    /// adversarial loss, the anchor loss, the teacher's label loss and its share loss (0
+    /// when off).
+    fn g_step(&mut self, n: i64) -> (f64, f64, f64, f64) {
         self.opt_g.zero_grad();
         self.opt_d.zero_grad();
         if let Some(fade) = self.fade.as_mut() {
@@ -360,12 +370,22 @@ impl GanTrainer {
             total = &total + &loss * weight;
             anchor_loss = loss.double_value(&[]);
         }
-        let weight = self.settings.teacher_weight;
-        let mut teacher_loss = 0.0;
-        if let Some(teacher) = self.teacher.as_ref().filter(|_| weight > 0.0) {
-            let loss = teacher.loss(&z, &fakes);
-            total = &total + &loss * weight;
-            teacher_loss = loss.double_value(&[]);
+        let (weight, share_weight) = (self.settings.teacher_weight, self.settings.share_weight);
+        let (mut teacher_loss, mut share_loss) = (0.0, 0.0);
+        if let Some(teacher) = self
+            .teacher
+            .as_ref()
+            .filter(|_| weight > 0.0 || share_weight > 0.0)
+        {
+            let losses = teacher.losses(&z, &fakes, weight > 0.0, share_weight > 0.0);
+            if weight > 0.0 {
+                total = &total + &losses.labels * weight;
+                teacher_loss = losses.labels.double_value(&[]);
+            }
+            if let Some(loss) = losses.shares {
+                total = &total + &loss * share_weight;
+                share_loss = loss.double_value(&[]);
+            }
         }
         total.backward();
         self.opt_g.update();
@@ -377,7 +397,12 @@ impl GanTrainer {
             fade.zero_grad();
         }
         ema_update(self.g_ema.var_store(), self.g.var_store(), beta);
-        (g_loss.double_value(&[]), anchor_loss, teacher_loss)
+        (
+            g_loss.double_value(&[]),
+            anchor_loss,
+            teacher_loss,
+            share_loss,
+        )
     }
 
     /// Anchors the run to `generator`, the generator at half G's resolution it grew from
@@ -548,6 +573,13 @@ impl GanTrainer {
             record("teacher_weight", self.settings.teacher_weight, w);
             self.settings.teacher_weight = w;
         }
+        if let Some(w) = retune
+            .share_weight
+            .filter(|&v| v != self.settings.share_weight)
+        {
+            record("share_weight", self.settings.share_weight, w);
+            self.settings.share_weight = w;
+        }
         Ok(())
     }
 
@@ -667,6 +699,34 @@ pub struct Retune {
     pub frozen_layers: Option<i64>,
     pub anchor_weight: Option<f64>,
     pub teacher_weight: Option<f64>,
+    pub share_weight: Option<f64>,
+}
+
+/// How many rendered scenes the share loss's reference is counted from.
+pub const SHARE_REFERENCE_SCENES: u64 = 512;
+
+/// The rendered scenes' shares as `teacher` sees them: the first
+/// [`SHARE_REFERENCE_SCENES`] scenes of the run's training stream, at G's resolution.
+pub(crate) fn share_reference(
+    teacher: &LabelTeacher,
+    settings: &GanSettings,
+) -> anyhow::Result<ShareReference> {
+    let started = std::time::Instant::now();
+    let seeds: Vec<u64> = (0..SHARE_REFERENCE_SCENES)
+        .map(|i| super::data::mix(settings.seed, i))
+        .collect();
+    let mut shares = Vec::new();
+    for chunk in seeds.chunks(32) {
+        let scenes = super::data::render_batch(chunk, settings.resolution() as usize);
+        shares.push(teacher.shares_of(&scenes.images)?);
+    }
+    let reference = ShareReference::from_shares(&Tensor::cat(&shares, 0))?;
+    tracing::info!(
+        scenes = SHARE_REFERENCE_SCENES,
+        seconds = started.elapsed().as_secs_f64(),
+        "share reference counted"
+    );
+    Ok(reference)
 }
 
 /// Checks that holding G's first `k` layers fixed leaves a layer to train: G at these
@@ -780,7 +840,12 @@ impl GanRun {
             )?;
             teacher.check(trainer.settings.z_dim, trainer.settings.resolution())?;
             tracing::info!(teacher = %files.generator.display(), segmenter = %files.segmenter.display(), size = files.size, images = files.images, "label teacher");
-            trainer.teacher = Some(teacher);
+            trainer.teacher = Some(if trainer.settings.share_weight > 0.0 {
+                let reference = share_reference(&teacher, &trainer.settings)?;
+                teacher.with_reference(reference)
+            } else {
+                teacher
+            });
         }
         // (A command whose steps the run is past already trains nothing, so needs none.)
         if trainer.settings.teacher_weight > 0.0
@@ -791,6 +856,16 @@ impl GanRun {
                 "the run trains with a label teacher (teacher_weight {} in state.json): give \
                  --teacher and --teacher-segmenter, or --teacher-weight 0 to go on without one",
                 trainer.settings.teacher_weight
+            );
+        }
+        if trainer.settings.share_weight > 0.0
+            && trainer.teacher.is_none()
+            && trainer.step < self.steps
+        {
+            anyhow::bail!(
+                "the share loss (share_weight {}) uses the label teacher's segmenter: give \
+                 --teacher and --teacher-segmenter, or --share-weight 0",
+                trainer.settings.share_weight
             );
         }
         if trainer.settings.anchor_weight > 0.0 {
@@ -847,6 +922,7 @@ impl GanRun {
                     fake = losses.fake_score,
                     anchor = losses.anchor,
                     teacher = losses.teacher,
+                    shares = losses.shares,
                     s_per_step = per_step,
                     "losses"
                 );
@@ -949,6 +1025,7 @@ pub(crate) mod tests {
             frozen_layers: 0,
             anchor_weight: 0.0,
             teacher_weight: 0.0,
+            share_weight: 0.0,
         }
     }
 

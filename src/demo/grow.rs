@@ -589,6 +589,83 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
     }
 
+    #[test]
+    fn the_share_loss_moves_gs_shares_towards_the_reference_and_needs_a_teacher() {
+        use crate::demo::data::{mix, render_batch};
+        use crate::demo::gan::{share_reference, SHARE_REFERENCE_SCENES};
+        use crate::demo::teacher::ShareReference;
+        let dir = temp_dir("shares");
+        let small = small_run(&dir, &[16, 16, 8]);
+        let path = dir.join("teacher.safetensors");
+        small.g.save_safetensors(&path).unwrap();
+        let old = ProgGan::load(&path, Device::Cpu).unwrap();
+        let mut grown = grow_run(&dir, 32, 8, 0, None).unwrap().unwrap();
+        grown
+            .retune(&crate::demo::gan::Retune {
+                frozen_layers: Some(6),
+                share_weight: Some(50.0),
+                ..Default::default()
+            })
+            .unwrap();
+        let segmenter = Box::new(crate::segment::testing::RedSegmenter::new());
+        let teacher = LabelTeacher::new(old, segmenter, 16, 0.0).unwrap();
+        // The run's reference is the first scenes of its training stream at G's resolution:
+        // those scenes' own shares are at distance 0 from it.
+        let reference = share_reference(&teacher, &grown.settings).unwrap();
+        let seeds: Vec<u64> = (0..SHARE_REFERENCE_SCENES)
+            .map(|i| mix(grown.settings.seed, i))
+            .collect();
+        let scenes = render_batch(&seeds, 32).images;
+        let own = reference.loss(&teacher.shares_of(&scenes).unwrap());
+        assert!(own.double_value(&[]).abs() < 1e-6, "{own:?}");
+        // Held to scenes that are nine tenths red, G's shares move there (the teacher's
+        // label loss is off: its weight is 0).
+        let red = Tensor::from_slice2(&[[0.1f32, 0.9]]).repeat([4, 1]);
+        grown.teacher = Some(teacher.with_reference(ShareReference::from_shares(&red).unwrap()));
+        let z = Tensor::randn([4, 16], (Kind::Float, Device::Cpu));
+        let loss_now = |t: &GanTrainer| {
+            tch::no_grad(|| {
+                let images = t.generate(&z, false);
+                let losses = t.teacher.as_ref().unwrap().losses(&z, &images, false, true);
+                losses.shares.unwrap().double_value(&[])
+            })
+        };
+        let before = loss_now(&grown);
+        let logged: Vec<(f64, f64)> = (0..30)
+            .map(|_| {
+                let l = grown.train_step(&images(32));
+                (l.shares, l.teacher)
+            })
+            .collect();
+        assert!(
+            logged
+                .iter()
+                .all(|&(s, t)| s.is_finite() && s > 0.0 && t == 0.0),
+            "{logged:?}"
+        );
+        let after = loss_now(&grown);
+        assert!(after < 0.8 * before, "share loss {before} → {after}");
+        // The share loss needs the teacher's segmenter: a resume without one is refused.
+        let out = dir.join("state");
+        write_compact_state(&grown, &out).unwrap();
+        let resume = crate::demo::gan::GanRun {
+            dir: out.clone(),
+            steps: grown.step + 1,
+            checkpoint_every: 100,
+            sample_every: 100,
+            retune: Default::default(),
+            keep_from: None,
+            anchor: None,
+            teacher: None,
+        };
+        let err = resume
+            .run(grown.settings.clone(), Device::Cpu)
+            .err()
+            .unwrap();
+        assert!(format!("{err:#}").contains("--share-weight 0"), "{err:#}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     fn anchor_loss(t: &GanTrainer, z: &Tensor) -> f64 {
         let images = t.generate(z, false);
         t.anchor
