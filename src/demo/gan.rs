@@ -840,12 +840,15 @@ impl GanRun {
             )?;
             teacher.check(trainer.settings.z_dim, trainer.settings.resolution())?;
             tracing::info!(teacher = %files.generator.display(), segmenter = %files.segmenter.display(), size = files.size, images = files.images, "label teacher");
-            trainer.teacher = Some(if trainer.settings.share_weight > 0.0 {
-                let reference = share_reference(&teacher, &trainer.settings)?;
-                teacher.with_reference(reference)
-            } else {
-                teacher
-            });
+            // (Counting the reference takes a while: only for a command with steps to train.)
+            trainer.teacher = Some(
+                if trainer.settings.share_weight > 0.0 && trainer.step < self.steps {
+                    let reference = share_reference(&teacher, &trainer.settings)?;
+                    teacher.with_reference(reference)
+                } else {
+                    teacher
+                },
+            );
         }
         // (A command whose steps the run is past already trains nothing, so needs none.)
         if trainer.settings.teacher_weight > 0.0
