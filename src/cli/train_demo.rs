@@ -215,8 +215,9 @@ struct GanArgs {
     teacher_weight: Option<f64>,
     /// Weight of the share loss [default: 0, off]: how each class's share spreads over G's
     /// images (in how many it appears, and how much of each) is held to how it spreads over
-    /// rendered scenes, both as the teacher's segmenter sees them at --teacher-size.
-    /// Needs --teacher (its --teacher-weight may be 0). May change on resume.
+    /// rendered scenes, both as the teacher's segmenter sees them at --teacher-size, on
+    /// the images the teacher teaches (--teacher-images of each batch). Needs --teacher
+    /// (its --teacher-weight may be 0). May change on resume.
     #[arg(long)]
     share_weight: Option<f64>,
     /// Activations in bf16 (fp32 master weights); worth it on CPUs with AMX/AVX-512-BF16.

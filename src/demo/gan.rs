@@ -382,7 +382,11 @@ impl GanTrainer {
                 total = &total + &losses.labels * weight;
                 teacher_loss = losses.labels.double_value(&[]);
             }
-            if let Some(loss) = losses.shares {
+            if share_weight > 0.0 {
+                // GanRun gives the teacher its reference whenever the weight is set.
+                let loss = losses
+                    .shares
+                    .expect("a share weight needs the teacher's share reference");
                 total = &total + &loss * share_weight;
                 share_loss = loss.double_value(&[]);
             }

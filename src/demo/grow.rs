@@ -618,9 +618,9 @@ mod tests {
         let scenes = render_batch(&seeds, 32).images;
         let own = reference.loss(&teacher.shares_of(&scenes).unwrap());
         assert!(own.double_value(&[]).abs() < 1e-6, "{own:?}");
-        // Held to scenes that are nine tenths red, G's shares move there (the teacher's
-        // label loss is off: its weight is 0).
-        let red = Tensor::from_slice2(&[[0.1f32, 0.9]]).repeat([4, 1]);
+        // Held to scenes of two kinds, a fifth red and seven tenths red, G's shares move
+        // there (the teacher's label loss is off: its weight is 0).
+        let red = Tensor::from_slice2(&[[0.8f32, 0.2], [0.3, 0.7]]).repeat([2, 1]);
         grown.teacher = Some(teacher.with_reference(ShareReference::from_shares(&red).unwrap()));
         let z = Tensor::randn([4, 16], (Kind::Float, Device::Cpu));
         let loss_now = |t: &GanTrainer| {
@@ -648,7 +648,7 @@ mod tests {
         // The share loss needs the teacher's segmenter: a resume without one is refused.
         let out = dir.join("state");
         write_compact_state(&grown, &out).unwrap();
-        let resume = crate::demo::gan::GanRun {
+        let resume = |teacher| crate::demo::gan::GanRun {
             dir: out.clone(),
             steps: grown.step + 1,
             checkpoint_every: 100,
@@ -656,13 +656,31 @@ mod tests {
             retune: Default::default(),
             keep_from: None,
             anchor: None,
-            teacher: None,
+            teacher,
         };
-        let err = resume
+        let err = resume(None)
             .run(grown.settings.clone(), Device::Cpu)
             .err()
             .unwrap();
         assert!(format!("{err:#}").contains("--share-weight 0"), "{err:#}");
+        // With the teacher's files, the run counts its reference and trains with the loss.
+        let segmenter = dir.join("segmenter.safetensors");
+        crate::segment::demo::DemoSegmenter::new(Device::Cpu)
+            .save(&segmenter)
+            .unwrap();
+        let files = crate::demo::gan::TeacherFiles {
+            generator: path.clone(),
+            segmenter,
+            size: 16,
+            images: 4,
+        };
+        let resumed = resume(Some(files))
+            .run(grown.settings.clone(), Device::Cpu)
+            .unwrap();
+        assert_eq!(resumed.step, grown.step + 1);
+        let log = std::fs::read_to_string(out.join("log.jsonl")).unwrap();
+        let last: serde_json::Value = serde_json::from_str(log.lines().last().unwrap()).unwrap();
+        assert!(last["shares"].as_f64().unwrap() > 0.0, "{last}");
         let _ = std::fs::remove_dir_all(&dir);
     }
 
