@@ -622,7 +622,9 @@ mod tests {
         // there (the teacher's label loss is off: its weight is 0).
         let red = Tensor::from_slice2(&[[0.8f32, 0.2], [0.3, 0.7]]).repeat([2, 1]);
         grown.teacher = Some(teacher.with_reference(ShareReference::from_shares(&red).unwrap()));
-        let z = Tensor::randn([4, 16], (Kind::Float, Device::Cpu));
+        // Measured on 16 latents (G trains on others): over seeds, 30 steps cut it by a
+        // fifth to a quarter.
+        let z = Tensor::randn([16, 16], (Kind::Float, Device::Cpu));
         let loss_now = |t: &GanTrainer| {
             tch::no_grad(|| {
                 let images = t.generate(&z, false);
@@ -644,7 +646,7 @@ mod tests {
             "{logged:?}"
         );
         let after = loss_now(&grown);
-        assert!(after < 0.8 * before, "share loss {before} → {after}");
+        assert!(after < 0.9 * before, "share loss {before} → {after}");
         // The share loss needs the teacher's segmenter: a resume without one is refused.
         let out = dir.join("state");
         write_compact_state(&grown, &out).unwrap();
