@@ -511,25 +511,40 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
     }
 
-    #[test]
-    fn a_taught_run_learns_its_teachers_labels_and_needs_its_teacher_to_resume() {
-        let dir = temp_dir("teacher");
-        let small = small_run(&dir, &[16, 16, 8]);
+    /// A tiny run grown from 16² to 32² with its first 6 layers held and `retune`
+    /// applied, and a teacher for it: the 16² generator (saved in `dir`, its path returned
+    /// too) with a segmenter that tells red from not red at 16², every pixel teaching.
+    fn grown_with_teacher(
+        dir: &Path,
+        retune: crate::demo::gan::Retune,
+    ) -> (GanTrainer, LabelTeacher, std::path::PathBuf) {
+        let small = small_run(dir, &[16, 16, 8]);
         let path = dir.join("teacher.safetensors");
         small.g.save_safetensors(&path).unwrap();
         let old = ProgGan::load(&path, Device::Cpu).unwrap();
-        let mut grown = grow_run(&dir, 32, 8, 0, None).unwrap().unwrap();
+        let mut grown = grow_run(dir, 32, 8, 0, None).unwrap().unwrap();
         grown
             .retune(&crate::demo::gan::Retune {
                 frozen_layers: Some(6),
-                teacher_weight: Some(50.0),
-                ..Default::default()
+                ..retune
             })
             .unwrap();
-        // A segmenter that tells red from not red, at 16², every pixel teaching.
         let segmenter = Box::new(crate::segment::testing::RedSegmenter::new());
         let teacher = LabelTeacher::new(old, segmenter, 16, 0.0).unwrap();
         teacher.check(16, 32).unwrap();
+        (grown, teacher, path)
+    }
+
+    #[test]
+    fn a_taught_run_learns_its_teachers_labels_and_needs_its_teacher_to_resume() {
+        let dir = temp_dir("teacher");
+        let (mut grown, teacher, _) = grown_with_teacher(
+            &dir,
+            crate::demo::gan::Retune {
+                teacher_weight: Some(50.0),
+                ..Default::default()
+            },
+        );
         grown.teacher = Some(teacher);
         let z = Tensor::randn([8, 16], (Kind::Float, Device::Cpu));
         let loss_now = |t: &GanTrainer| {
@@ -595,20 +610,13 @@ mod tests {
         use crate::demo::gan::{share_reference, SHARE_REFERENCE_SCENES};
         use crate::demo::teacher::ShareReference;
         let dir = temp_dir("shares");
-        let small = small_run(&dir, &[16, 16, 8]);
-        let path = dir.join("teacher.safetensors");
-        small.g.save_safetensors(&path).unwrap();
-        let old = ProgGan::load(&path, Device::Cpu).unwrap();
-        let mut grown = grow_run(&dir, 32, 8, 0, None).unwrap().unwrap();
-        grown
-            .retune(&crate::demo::gan::Retune {
-                frozen_layers: Some(6),
+        let (mut grown, teacher, path) = grown_with_teacher(
+            &dir,
+            crate::demo::gan::Retune {
                 share_weight: Some(50.0),
                 ..Default::default()
-            })
-            .unwrap();
-        let segmenter = Box::new(crate::segment::testing::RedSegmenter::new());
-        let teacher = LabelTeacher::new(old, segmenter, 16, 0.0).unwrap();
+            },
+        );
         // The run's reference is the first scenes of its training stream at G's resolution:
         // those scenes' own shares are at distance 0 from it.
         let reference = share_reference(&teacher, &grown.settings).unwrap();

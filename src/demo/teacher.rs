@@ -321,16 +321,22 @@ mod tests {
         )
     }
 
-    #[test]
-    fn the_teacher_agrees_with_itself_and_teaches_g_through_its_images() {
-        // An untrained segmenter is unsure everywhere: every pixel teaches.
-        let teacher = LabelTeacher::new(
+    /// A tiny teacher whose segmenter is untrained, so unsure everywhere: at 16², with no
+    /// confidence needed, every pixel teaches.
+    fn untrained_teacher() -> LabelTeacher {
+        LabelTeacher::new(
             tiny(&[8, 8, 8]),
             Box::new(DemoSegmenter::new(Device::Cpu)),
             16,
             0.0,
         )
-        .unwrap();
+        .unwrap()
+    }
+
+    #[test]
+    fn the_teacher_agrees_with_itself_and_teaches_g_through_its_images() {
+        // An untrained segmenter is unsure everywhere: every pixel teaches.
+        let teacher = untrained_teacher();
         teacher.check(8, 16).unwrap();
         let z = Tensor::randn([2, 8], (Kind::Float, Device::Cpu));
         let (labels, sure) = teacher.labels(&z);
@@ -433,13 +439,7 @@ mod tests {
 
     #[test]
     fn a_teacher_with_a_reference_holds_g_to_the_rendered_shares() {
-        let teacher = LabelTeacher::new(
-            tiny(&[8, 8, 8]),
-            Box::new(DemoSegmenter::new(Device::Cpu)),
-            16,
-            0.0,
-        )
-        .unwrap();
+        let teacher = untrained_teacher();
         let z = Tensor::randn([4, 8], (Kind::Float, Device::Cpu));
         let scenes = tch::no_grad(|| teacher.generator.forward(&z).unwrap());
         // No reference: no share loss.
