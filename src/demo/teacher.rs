@@ -30,7 +30,8 @@
 //! reference's quantiles at the matching ranks), relative to the class's mean share,
 //! averaged over classes. It moves G's smallest shares towards the rendered scenes'
 //! smallest, near none where the renderer often draws none (presence), and the mean with
-//! them. Only the images the teacher teaches (`--teacher-images`) are compared. Shares are soft (mean probabilities) on both sides, so they compare.
+//! them. Only the images the teacher teaches (`--teacher-images`) are compared. Shares
+//! are soft (mean probabilities) on both sides, so they compare.
 
 use std::path::Path;
 
