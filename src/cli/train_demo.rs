@@ -210,6 +210,12 @@ struct GanArgs {
     /// gradients at 256² costs more than the rest of a step) [default: all].
     #[arg(long, default_value_t = i64::MAX, hide_default_value = true)]
     teacher_images: i64,
+    /// Small patches do not teach: where the teacher's scene holds less of a class than
+    /// this times the class's mean share in rendered scenes (counted as for
+    /// --share-weight), those pixels teach nothing [default: 0, every patch teaches].
+    /// Given on each resume, like the teacher.
+    #[arg(long, default_value_t = 0.0)]
+    teacher_min_patch: f64,
     /// Weight of the teacher's loss [default: 0, off]. May change on resume.
     #[arg(long)]
     teacher_weight: Option<f64>,
@@ -330,6 +336,15 @@ pub fn run(args: TrainDemoArgs) -> anyhow::Result<()> {
             if let Some(w) = a.share_weight.filter(|v| !(v.is_finite() && *v >= 0.0)) {
                 anyhow::bail!("--share-weight must be 0 or more, got {w}");
             }
+            if !(a.teacher_min_patch.is_finite() && a.teacher_min_patch >= 0.0) {
+                anyhow::bail!(
+                    "--teacher-min-patch must be 0 or more, got {}",
+                    a.teacher_min_patch
+                );
+            }
+            if a.teacher_min_patch > 0.0 && a.teacher.is_none() {
+                anyhow::bail!("--teacher-min-patch leaves patches out of a teacher's labels: give --teacher and --teacher-segmenter");
+            }
             if let Some(e) = a.r1_every.filter(|v| *v < 0) {
                 anyhow::bail!("--r1-every must be 0 (off) or more, got {e}");
             }
@@ -373,6 +388,7 @@ pub fn run(args: TrainDemoArgs) -> anyhow::Result<()> {
                         segmenter,
                         size: a.teacher_size,
                         images: a.teacher_images,
+                        min_patch: a.teacher_min_patch,
                     }),
             };
             run.run(settings, a.device.resolve()?)?;
@@ -603,4 +619,43 @@ fn train_encoder(a: EncoderArgs) -> anyhow::Result<()> {
         })
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    fn run_args(args: &[&str]) -> anyhow::Result<()> {
+        let cli = crate::cli::Cli::try_parse_from(
+            [
+                "ganpaint",
+                "train-demo",
+                "gan",
+                "--run",
+                "/nonexistent/run",
+                "--steps",
+                "0",
+            ]
+            .iter()
+            .chain(args),
+        )?;
+        crate::cli::run(cli)
+    }
+
+    #[test]
+    fn a_minimum_patch_needs_a_teacher_and_a_sound_value() {
+        let err = run_args(&["--teacher-min-patch", "0.3"]).unwrap_err();
+        assert!(
+            format!("{err:#}").contains("--teacher-min-patch"),
+            "{err:#}"
+        );
+        assert!(format!("{err:#}").contains("--teacher "), "{err:#}");
+        let err = run_args(&["--teacher-min-patch=-1"]).unwrap_err();
+        assert!(format!("{err:#}").contains("must be 0 or more"), "{err:#}");
+        let err = run_args(&["--teacher-min-patch", "NaN"]).unwrap_err();
+        assert!(
+            format!("{err:#}").contains("--teacher-min-patch"),
+            "{err:#}"
+        );
+    }
 }

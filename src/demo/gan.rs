@@ -800,6 +800,9 @@ pub struct TeacherFiles {
     pub size: i64,
     /// How many images of each batch it teaches.
     pub images: i64,
+    /// Patches under this times their class's mean rendered share do not teach (see
+    /// [`LabelTeacher::with_min_patch`]); 0: all do.
+    pub min_patch: f64,
 }
 
 impl GanRun {
@@ -845,14 +848,15 @@ impl GanRun {
             teacher.check(trainer.settings.z_dim, trainer.settings.resolution())?;
             tracing::info!(teacher = %files.generator.display(), segmenter = %files.segmenter.display(), size = files.size, images = files.images, "label teacher");
             // (Counting the reference takes a while: only for a command with steps to train.)
-            trainer.teacher = Some(
-                if trainer.settings.share_weight > 0.0 && trainer.step < self.steps {
-                    let reference = share_reference(&teacher, &trainer.settings)?;
-                    teacher.with_reference(reference)
-                } else {
-                    teacher
-                },
-            );
+            let wanted = trainer.settings.share_weight > 0.0 || files.min_patch > 0.0;
+            trainer.teacher = Some(if wanted && trainer.step < self.steps {
+                let reference = share_reference(&teacher, &trainer.settings)?;
+                teacher
+                    .with_reference(reference)
+                    .with_min_patch(files.min_patch)?
+            } else {
+                teacher
+            });
         }
         // (A command whose steps the run is past already trains nothing, so needs none.)
         if trainer.settings.teacher_weight > 0.0

@@ -613,7 +613,7 @@ mod tests {
         let (mut grown, teacher, path) = grown_with_teacher(
             &dir,
             crate::demo::gan::Retune {
-                share_weight: Some(50.0),
+                share_weight: Some(200.0),
                 ..Default::default()
             },
         );
@@ -630,8 +630,9 @@ mod tests {
         // there (the teacher's label loss is off: its weight is 0).
         let red = Tensor::from_slice2(&[[0.8f32, 0.2], [0.3, 0.7]]).repeat([2, 1]);
         grown.teacher = Some(teacher.with_reference(ShareReference::from_shares(&red).unwrap()));
-        // Measured on 16 latents (G trains on others): over seeds, 30 steps cut it by a
-        // fifth to a quarter.
+        // Measured on 16 latents (G trains on others). Alone, 60 steps cut it by a quarter;
+        // beside other tests that reseed libtorch's shared generator (the batches G trains
+        // on then repeat), by 11% to 30% over 14 runs, so the bar is 5%.
         let z = Tensor::randn([16, 16], (Kind::Float, Device::Cpu));
         let loss_now = |t: &GanTrainer| {
             tch::no_grad(|| {
@@ -641,7 +642,7 @@ mod tests {
             })
         };
         let before = loss_now(&grown);
-        let logged: Vec<(f64, f64)> = (0..30)
+        let logged: Vec<(f64, f64)> = (0..60)
             .map(|_| {
                 let l = grown.train_step(&images(32));
                 (l.shares, l.teacher)
@@ -654,7 +655,7 @@ mod tests {
             "{logged:?}"
         );
         let after = loss_now(&grown);
-        assert!(after < 0.9 * before, "share loss {before} → {after}");
+        assert!(after < 0.95 * before, "share loss {before} → {after}");
         // The share loss needs the teacher's segmenter: a resume without one is refused.
         let out = dir.join("state");
         write_compact_state(&grown, &out).unwrap();
@@ -683,6 +684,7 @@ mod tests {
             segmenter,
             size: 16,
             images: 4,
+            min_patch: 0.5,
         };
         let resumed = resume(Some(files))
             .run(grown.settings.clone(), Device::Cpu)
