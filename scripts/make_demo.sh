@@ -42,6 +42,7 @@ STAGE_A="$RUNS/demo-gan/picked-64.safetensors"
 RUN_B="$RUNS/demo-256"
 
 # Stage B's state travels in the repository; a run folder restored from it resumes.
+# It has kept no generators: `pick` below keeps its G and moving average at its step first.
 if [ ! -f "$RUN_B/state.json" ] && [ -f models/train/state.json ]; then
   mkdir -p "$RUN_B"
   cp models/train/state.json models/train/*.safetensors "$RUN_B/"

@@ -86,9 +86,34 @@ pub fn kept_generators(
     Ok(paths)
 }
 
+/// Keeps the run's own G and moving average at its current step when that step lies in
+/// `steps` and is not kept yet: a run restored from a compact state (`train-demo
+/// snapshot`, as `models/train` holds it) has no kept generators, and one trained without
+/// `--keep-from` may not have kept its last step. Returns whether it kept them.
+pub fn keep_current(
+    run: &Path,
+    steps: &std::ops::RangeInclusive<u64>,
+    device: Device,
+) -> anyhow::Result<bool> {
+    let Some(trainer) = super::gan::GanTrainer::resume(run, device)? else {
+        return Ok(false);
+    };
+    let step = trainer.step as u64;
+    let kept = run
+        .join(KEPT_DIR)
+        .join(format!("step-{step:06}-ema.safetensors"));
+    if !steps.contains(&step) || kept.exists() {
+        return Ok(false);
+    }
+    trainer.keep(run)?;
+    tracing::info!(step, run = %run.display(), "kept the run's current generators");
+    Ok(true)
+}
+
 /// Measures every kept generator of `run` kept at a step in `steps` (a grown run keeps
 /// generators of each resolution) on generated ids `first_sample..+samples` (and
-/// as many held-out scenes) and ranks them, best first. Sample grids of each go to
+/// as many held-out scenes) and ranks them, best first (the run's current pair is kept
+/// first where [`keep_current`] says so). Sample grids of each go to
 /// `run/kept/eval/<name>/`.
 pub fn pick(
     run: &Path,
@@ -98,6 +123,7 @@ pub fn pick(
     steps: std::ops::RangeInclusive<u64>,
     device: Device,
 ) -> anyhow::Result<Pick> {
+    keep_current(run, &steps, device)?;
     let paths = kept_generators(run, steps)?;
     let bar = crate::progress::progress_bar(paths.len() as u64, "pick");
     let mut candidates = Vec::new();
@@ -232,6 +258,31 @@ mod tests {
             c.realism["bright"].generated_share
         };
         assert_ne!(figures("step-000006-live"), figures("step-000006-ema"));
+
+        // A run restored from its compact state has kept nothing: its own pair at its step
+        // is kept first, the same generators the run kept there.
+        let restored = dir.join("restored");
+        crate::demo::gan::write_compact_state(&trainer, &restored).unwrap();
+        assert!(!restored.join(KEPT_DIR).exists());
+        assert!(!keep_current(&restored, &(0..=5), Device::Cpu).unwrap());
+        let picked = pick(&restored, &segmenter, 1000, 4, 0..=u64::MAX, Device::Cpu).unwrap();
+        let mut names: Vec<&str> = picked.candidates.iter().map(|c| c.name.as_str()).collect();
+        names.sort();
+        assert_eq!(names, ["step-000006-ema", "step-000006-live"]);
+        for which in ["live", "ema"] {
+            let load = |run: &Path| {
+                let path = run
+                    .join(KEPT_DIR)
+                    .join(format!("step-000006-{which}.safetensors"));
+                ProgGan::load(&path, Device::Cpu).unwrap()
+            };
+            let (a, b) = (load(&dir), load(&restored));
+            for ((name, x), (_, y)) in a.named_tensors().iter().zip(b.named_tensors()) {
+                assert!(x.equal(&y), "{which} {name}");
+            }
+        }
+        // Once kept, it is not kept again.
+        assert!(!keep_current(&restored, &(0..=u64::MAX), Device::Cpu).unwrap());
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
