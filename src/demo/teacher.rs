@@ -37,10 +37,11 @@
 //! F`). Where the smaller generator's scene holds less of a class than F times the class's
 //! mean share in the rendered scenes, those pixels do not teach. The balanced loss weighs
 //! every class the teacher drew alike, so a few pixels of blurred horizon that the segmenter
-//! calls cloud in the upsampled teacher scene weighed as much as a whole building, and G was
-//! taught to paint them: measured on the 256² demo, the lowest-cloud images of the teacher-
-//! trained G held 0.3% to 2% of "cloud", mostly pale halos where trees and buildings meet the
-//! sky. The share loss then decides how much of such a class G draws.
+//! calls cloud in the upsampled teacher scene weighed as much as a whole building (on the
+//! 256² demo, the least cloudy images of the teacher-trained G held 0.3% to 2% of "cloud",
+//! mostly pale halos where trees and buildings meet the sky). The share loss then decides
+//! how much of such a class G draws. (There, leaving them out did not by itself remove the
+//! halos in 700 steps: see `models/README.md`.)
 
 use std::path::Path;
 
