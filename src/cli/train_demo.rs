@@ -336,12 +336,7 @@ pub fn run(args: TrainDemoArgs) -> anyhow::Result<()> {
             if let Some(w) = a.share_weight.filter(|v| !(v.is_finite() && *v >= 0.0)) {
                 anyhow::bail!("--share-weight must be 0 or more, got {w}");
             }
-            if !(a.teacher_min_patch.is_finite() && a.teacher_min_patch >= 0.0) {
-                anyhow::bail!(
-                    "--teacher-min-patch must be 0 or more, got {}",
-                    a.teacher_min_patch
-                );
-            }
+            crate::demo::teacher::check_min_patch(a.teacher_min_patch)?;
             if a.teacher_min_patch > 0.0 && a.teacher.is_none() {
                 anyhow::bail!("--teacher-min-patch leaves patches out of a teacher's labels: give --teacher and --teacher-segmenter");
             }

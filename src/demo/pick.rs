@@ -95,16 +95,20 @@ pub fn keep_current(
     steps: &std::ops::RangeInclusive<u64>,
     device: Device,
 ) -> anyhow::Result<bool> {
-    let Some(trainer) = super::gan::GanTrainer::resume(run, device)? else {
+    // The step from state.json first: the whole checkpoint is read only to keep it.
+    if !run.join("state.json").exists() {
         return Ok(false);
-    };
-    let step = trainer.step as u64;
+    }
+    let step = super::gan::RunState::read(run)?.step as u64;
     let kept = run
         .join(KEPT_DIR)
         .join(format!("step-{step:06}-ema.safetensors"));
     if !steps.contains(&step) || kept.exists() {
         return Ok(false);
     }
+    let Some(trainer) = super::gan::GanTrainer::resume(run, device)? else {
+        return Ok(false);
+    };
     trainer.keep(run)?;
     tracing::info!(step, run = %run.display(), "kept the run's current generators");
     Ok(true)

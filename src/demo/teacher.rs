@@ -59,9 +59,7 @@ pub const MIN_CONFIDENCE: f64 = 0.5;
 pub struct ShareReference {
     /// `[scenes, C]`, each column ascending.
     sorted: Tensor,
-    /// `[C]`: each class's mean share, at least [`MIN_SCALE`] (the loss is relative to it).
-    scale: Tensor,
-    /// `[C]`: each class's mean share.
+    /// `[C]`: each class's mean share (the loss is relative to it, at least [`MIN_SCALE`]).
     mean: Tensor,
 }
 
@@ -80,13 +78,8 @@ impl ShareReference {
             );
         }
         let mean = shares.mean_dim([0i64].as_slice(), false, Kind::Float);
-        let scale = mean.clamp_min(MIN_SCALE);
         let (sorted, _) = shares.sort(0, false);
-        Ok(ShareReference {
-            sorted,
-            scale,
-            mean,
-        })
+        Ok(ShareReference { sorted, mean })
     }
 
     /// The reference's shares at the ranks of a batch of `n`: row i is each class's
@@ -115,7 +108,8 @@ impl ShareReference {
         let n = shares.size()[0];
         let (sorted, _) = shares.sort(0, false);
         let target = self.at_ranks(n).to_device(shares.device());
-        ((sorted - target).abs() / self.scale.to_device(shares.device())).mean(Kind::Float)
+        let scale = self.mean.clamp_min(MIN_SCALE).to_device(shares.device());
+        ((sorted - target).abs() / scale).mean(Kind::Float)
     }
 }
 
@@ -215,9 +209,7 @@ impl LabelTeacher {
     /// than `fraction` times the class's mean share in the reference (see the module's
     /// text). Needs the reference.
     pub fn with_min_patch(self, fraction: f64) -> anyhow::Result<Self> {
-        if !(fraction.is_finite() && fraction >= 0.0) {
-            anyhow::bail!("--teacher-min-patch must be 0 or more, got {fraction}");
-        }
+        check_min_patch(fraction)?;
         if fraction > 0.0 && self.reference.is_none() {
             anyhow::bail!("--teacher-min-patch compares with the rendered scenes' shares: the teacher has none");
         }
@@ -349,6 +341,14 @@ impl LabelTeacher {
             images.upsample_bilinear2d([self.size, self.size], false, None, None)
         }
     }
+}
+
+/// Checks a minimum patch (`--teacher-min-patch`): a finite fraction, 0 or more.
+pub fn check_min_patch(fraction: f64) -> anyhow::Result<()> {
+    if !(fraction.is_finite() && fraction >= 0.0) {
+        anyhow::bail!("--teacher-min-patch must be 0 or more, got {fraction}");
+    }
+    Ok(())
 }
 
 /// Each class's soft share of each image: segmenter scores `[N, C, h, w]` → `[N, C]`, the
