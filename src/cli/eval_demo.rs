@@ -29,6 +29,11 @@ pub struct EvalDemoArgs {
     /// Held-out rendered scenes for the segmenter's IoU.
     #[arg(long, default_value_t = 500)]
     heldout: u64,
+    /// Measure at this side (32 to 256): the generator's images resized to it (bilinear up,
+    /// averaged down), the scenes rendered at it. Default: the generator's own. A smaller
+    /// generator at a grown one's size is what that one's label teacher sees.
+    #[arg(long)]
+    size: Option<usize>,
     /// Folder for the sample grids.
     #[arg(long, default_value = "out/eval-demo")]
     out: PathBuf,
@@ -71,6 +76,7 @@ pub fn run(args: EvalDemoArgs) -> anyhow::Result<()> {
         samples: args.samples,
         heldout: args.heldout,
         out_dir: &args.out,
+        size: args.size,
     }
     .run()?;
     println!(

@@ -216,6 +216,17 @@ struct GanArgs {
     /// Given on each resume, like the teacher.
     #[arg(long, default_value_t = 0.0)]
     teacher_min_patch: f64,
+    /// The side the teacher's scenes are labelled at, their scores then resized to
+    /// --teacher-size: at the teacher's own size (for example 64 for a 64² teacher), its
+    /// scenes are labelled as it drew them rather than as their upsampled blur [default:
+    /// --teacher-size]. Given on each resume, like the teacher.
+    #[arg(long, requires = "teacher")]
+    teacher_label_size: Option<i64>,
+    /// The segmenter that labels the teacher's scenes, for example one trained at
+    /// --teacher-label-size; it must name --teacher-segmenter's classes [default:
+    /// --teacher-segmenter]. Given on each resume, like the teacher.
+    #[arg(long, requires = "teacher")]
+    teacher_label_segmenter: Option<PathBuf>,
     /// Weight of the teacher's loss [default: 0, off]. May change on resume.
     #[arg(long)]
     teacher_weight: Option<f64>,
@@ -384,6 +395,8 @@ pub fn run(args: TrainDemoArgs) -> anyhow::Result<()> {
                         size: a.teacher_size,
                         images: a.teacher_images,
                         min_patch: a.teacher_min_patch,
+                        label_size: a.teacher_label_size,
+                        label_segmenter: a.teacher_label_segmenter,
                     }),
             };
             run.run(settings, a.device.resolve()?)?;
@@ -652,5 +665,22 @@ mod tests {
             format!("{err:#}").contains("--teacher-min-patch"),
             "{err:#}"
         );
+    }
+
+    #[test]
+    fn labelling_the_teachers_scenes_needs_a_teacher() {
+        for flag in [
+            &["--teacher-label-size", "64"][..],
+            &[
+                "--teacher-label-segmenter",
+                "models/demo_segmenter.safetensors",
+            ],
+        ] {
+            let err = run_args(flag).unwrap_err();
+            assert!(
+                format!("{err:#}").contains("--teacher "),
+                "{flag:?}: {err:#}"
+            );
+        }
     }
 }

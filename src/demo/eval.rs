@@ -48,6 +48,8 @@ pub struct EvalReport {
     pub sharpness_ratio: f64,
     pub generated_sharpness: f64,
     pub rendered_sharpness: f64,
+    /// The side everything was measured at (`--size`, else the generator's).
+    pub size: usize,
     pub grid: PathBuf,
     pub rendered_grid: PathBuf,
 }
@@ -155,6 +157,23 @@ pub struct EvalDemo<'a> {
     pub samples: u64,
     pub heldout: u64,
     pub out_dir: &'a Path,
+    /// The side everything is measured at: G's images resized to it ([`resized`]), the
+    /// scenes rendered at it. `None`: G's own. A smaller generator measured at a grown
+    /// one's size is what that one's label teacher sees.
+    pub size: Option<usize>,
+}
+
+/// `images` (`[N, C, H, H]`) at `side`²: bilinear when smaller, averaged over blocks
+/// when larger, unchanged when equal.
+pub fn resized(images: &Tensor, side: i64) -> Tensor {
+    let own = images.size()[2];
+    if own == side {
+        images.shallow_clone()
+    } else if own > side {
+        images.adaptive_avg_pool2d([side, side])
+    } else {
+        images.upsample_bilinear2d([side, side], false, None, None)
+    }
 }
 
 /// The first held-out scene index of the realism split; the segmenter's held-out scenes
@@ -181,11 +200,15 @@ impl EvalDemo<'_> {
     /// split's, and leaving it there otherwise. The segmenter must be the same across calls.
     pub fn run_cached(&self, rendered: &mut Option<RenderedSide>) -> anyhow::Result<EvalReport> {
         std::fs::create_dir_all(self.out_dir)?;
-        let size = self.generator.resolution() as usize;
+        let size = self.size.unwrap_or(self.generator.resolution() as usize);
         let sizes = super::scene::MIN_SIZE..=super::scene::MAX_SIZE;
         if !sizes.contains(&size) {
+            let what = match self.size {
+                Some(size) => format!("--size {size}"),
+                None => format!("the generator makes {size}² images"),
+            };
             anyhow::bail!(
-                "the generator makes {size}² images; rendered scenes come in {}² to {}²",
+                "{what}; rendered scenes come in {}² to {}²",
                 sizes.start(),
                 sizes.end()
             );
@@ -237,7 +260,7 @@ impl EvalDemo<'_> {
         let bar = crate::progress::progress_bar(self.samples, "eval generated samples");
         for chunk in ids.chunks(50) {
             let z = self.generator.z_for_ids(chunk)?;
-            let images = self.generator.forward(&z)?.to_device(Device::Cpu);
+            let images = resized(&self.generator.forward(&z)?, size as i64).to_device(Device::Cpu);
             generated_sharpness.add(&images);
             generated.add(&self.segmenter.segment(&images)?.to_device(Device::Cpu));
             if first_generated.len() < 64 {
@@ -279,6 +302,7 @@ impl EvalDemo<'_> {
             sharpness_ratio: generated_sharpness / rendered_sharpness.max(f64::MIN_POSITIVE),
             generated_sharpness,
             rendered_sharpness,
+            size,
             grid,
             rendered_grid,
         })
@@ -422,6 +446,7 @@ mod tests {
                 samples,
                 heldout: 2,
                 out_dir: &dir,
+                size: None,
             }
             .run()
             .unwrap()
@@ -456,6 +481,7 @@ mod tests {
                 samples: 3,
                 heldout: 0,
                 out_dir: &dir,
+                size: None,
             }
             .run_cached(cache)
             .unwrap()
@@ -483,6 +509,7 @@ mod tests {
 
     #[test]
     fn a_generator_smaller_than_any_scene_is_refused() {
+        tch::manual_seed(7);
         let generator = ProgGan::new(
             crate::model::ProgGanConfig {
                 z_dim: 16,
@@ -499,10 +526,82 @@ mod tests {
             samples: 2,
             heldout: 2,
             out_dir: &dir,
+            size: None,
         }
         .run()
         .unwrap_err();
         assert!(err.to_string().contains("16² images"), "{err}");
+
+        // Measured at a scene size, it runs; at a size no scene comes in, the flag is named.
+        let at = |size| EvalDemo {
+            generator: &generator,
+            segmenter: &segmenter,
+            first_sample: 0,
+            samples: 2,
+            heldout: 0,
+            out_dir: &dir,
+            size: Some(size),
+        };
+        let report = at(32).run().unwrap();
+        assert!(report.realism["bright"].generated_share > 0.0);
+        let err = at(512).run().unwrap_err();
+        assert!(err.to_string().contains("--size 512"), "{err}");
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_generator_measured_at_another_size_is_resized_and_the_scenes_rendered_there() {
+        tch::manual_seed(5);
+        let generator = ProgGan::new(tiny_settings().generator_config(), Device::Cpu);
+        let segmenter = RedSegmenter::new();
+        let dir = std::env::temp_dir().join(format!("ganpaint-eval-size-{}", std::process::id()));
+        let at = |size| {
+            EvalDemo {
+                generator: &generator,
+                segmenter: &segmenter,
+                first_sample: 0,
+                samples: 4,
+                heldout: 0,
+                out_dir: &dir,
+                size,
+            }
+            .run()
+            .unwrap()
+        };
+        let (own, up) = (at(None), at(Some(64)));
+        // The same figures as G's images upsampled by hand and segmented at 64².
+        let _guard = tch::no_grad_guard();
+        let z = generator.z_for_ids(&[0, 1, 2, 3]).unwrap();
+        let images = generator.forward(&z).unwrap();
+        let by_hand = resized(&images, 64);
+        assert_eq!(by_hand.size(), [4, 3, 64, 64]);
+        let mut stats = ShareStats::new(segmenter.labels().len());
+        stats.add(&segmenter.segment(&by_hand).unwrap());
+        let bright = segmenter
+            .labels()
+            .iter()
+            .position(|l| l == "bright")
+            .unwrap();
+        assert!((up.realism["bright"].generated_share - stats.share(bright)).abs() < 1e-9);
+        assert!((up.realism["bright"].generated_presence - stats.presence(bright)).abs() < 1e-9);
+        // The scenes are rendered at 64², as the same seeds render there.
+        let seeds: Vec<u64> = (0..4)
+            .map(|i| heldout_seed(REALISM_SCENES_FROM + i))
+            .collect();
+        let scenes = render_batch(&seeds, 64).images;
+        let mut rendered = ShareStats::new(segmenter.labels().len());
+        rendered.add(&segmenter.segment(&scenes).unwrap());
+        assert!((up.realism["bright"].rendered_share - rendered.share(bright)).abs() < 1e-9);
+        let mut sharpness = Sharpness::default();
+        sharpness.add(&scenes);
+        assert!((up.rendered_sharpness - sharpness.mean()).abs() < 1e-9);
+        assert_eq!((up.size, own.size), (64, 32));
+        // G's images upsampled are softer than G's own.
+        assert!(up.generated_sharpness < own.generated_sharpness);
+        // Downsizing averages blocks; G's own side is left as it is.
+        let pooled = images.avg_pool2d([2, 2], [2, 2], [0, 0], false, true, None::<i64>);
+        assert!(resized(&images, 16).allclose(&pooled, 1e-6, 1e-6, false));
+        assert!(resized(&images, 32).equal(&images));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

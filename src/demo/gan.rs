@@ -803,6 +803,11 @@ pub struct TeacherFiles {
     /// Patches under this times their class's mean rendered share do not teach (see
     /// [`LabelTeacher::with_min_patch`]); 0: all do.
     pub min_patch: f64,
+    /// The side the teacher's scenes are labelled at ([`LabelTeacher::labelling_at`]);
+    /// `None`: `size`.
+    pub label_size: Option<i64>,
+    /// What labels them, when not `segmenter`.
+    pub label_segmenter: Option<PathBuf>,
 }
 
 impl GanRun {
@@ -845,8 +850,17 @@ impl GanRun {
                 files.images,
                 device,
             )?;
+            let labeller = match &files.label_segmenter {
+                Some(path) => Some(
+                    crate::segment::load(path, None, device)
+                        .with_context(|| format!("--teacher-label-segmenter {}", path.display()))?,
+                ),
+                None => None,
+            };
+            let label_size = files.label_size.unwrap_or(files.size);
+            let teacher = teacher.labelling_at(label_size, labeller)?;
             teacher.check(trainer.settings.z_dim, trainer.settings.resolution())?;
-            tracing::info!(teacher = %files.generator.display(), segmenter = %files.segmenter.display(), size = files.size, images = files.images, "label teacher");
+            tracing::info!(teacher = %files.generator.display(), segmenter = %files.segmenter.display(), size = files.size, label_size, labeller = ?files.label_segmenter, images = files.images, "label teacher");
             // (Counting the reference takes a while: only for a command with steps to train.)
             let wanted = trainer.settings.share_weight > 0.0 || files.min_patch > 0.0;
             trainer.teacher = Some(if wanted && trainer.step < self.steps {

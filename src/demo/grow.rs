@@ -681,10 +681,12 @@ mod tests {
             .unwrap();
         let files = crate::demo::gan::TeacherFiles {
             generator: path.clone(),
-            segmenter,
+            segmenter: segmenter.clone(),
             size: 16,
             images: 4,
             min_patch: 0.5,
+            label_size: Some(8),
+            label_segmenter: Some(segmenter.clone()),
         };
         let resumed = resume(Some(files))
             .run(grown.settings.clone(), Device::Cpu)

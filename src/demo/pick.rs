@@ -148,6 +148,7 @@ pub fn pick(
             samples,
             heldout: 0,
             out_dir: &run.join(KEPT_DIR).join("eval").join(&name),
+            size: None,
         }
         .run_cached(&mut rendered)?;
         let (score, worst_class) =

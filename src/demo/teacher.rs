@@ -42,6 +42,16 @@
 //! mostly pale halos where trees and buildings meet the sky). The share loss then decides
 //! how much of such a class G draws. (There, leaving them out did not by itself remove the
 //! halos in 700 steps: see `models/README.md`.)
+//!
+//! **Labelled at a smaller size** ([`LabelTeacher::labelling_at`], `--teacher-label-size`,
+//! `--teacher-label-segmenter`). The halos are the upsampling's: the same 64² scenes,
+//! segmented at 64² by the same segmenter, hold a cloud in 90% of images (the renderer's
+//! scenes at 64²: 85%), against 98.5% upsampled to 256² (`ganpaint eval-demo --size`
+//! measures a generator at another size). Labelled at a smaller side, with the scores
+//! resized to the teacher's, a scene is labelled as the smaller generator drew it; and
+//! where G paints a halo that the teacher's labels call sky, the label loss now pulls it
+//! away. A segmenter at its best at that side can label (small classes are what a
+//! segmenter trained at 256² reads worst at 64²).
 
 use std::path::Path;
 
@@ -136,6 +146,10 @@ pub struct LabelTeacher {
     /// A class whose teacher share in an image is under this times its mean rendered
     /// share does not teach in that image (0: every patch teaches).
     min_patch: f64,
+    /// The side the teacher's scenes are labelled at (their scores then resized to `size`).
+    label_size: i64,
+    /// What labels them, when not `segmenter`.
+    labeller: Option<Box<dyn Segmenter>>,
 }
 
 impl LabelTeacher {
@@ -180,6 +194,8 @@ impl LabelTeacher {
             images: i64::MAX,
             reference: None,
             min_patch: 0.0,
+            label_size: size,
+            labeller: None,
         })
     }
 
@@ -219,6 +235,40 @@ impl LabelTeacher {
         })
     }
 
+    /// The same teacher, labelling its scenes at `size`² (8 up to the side G's images are
+    /// segmented at), by `labeller` when given (it must name the segmenter's classes), and
+    /// resizing the scores to the teacher's side (bilinear) before they become labels. At
+    /// the smaller generator's own size, its scenes are labelled as it drew them rather
+    /// than as their upsampled blur (see the module's text). A minimum patch compares
+    /// these labels' shares with the reference's, which `segmenter` counts at the
+    /// teacher's side.
+    pub fn labelling_at(
+        self,
+        size: i64,
+        labeller: Option<Box<dyn Segmenter>>,
+    ) -> anyhow::Result<Self> {
+        if !(8..=self.size).contains(&size) {
+            anyhow::bail!(
+                "--teacher-label-size must be 8 to --teacher-size ({}), got {size}",
+                self.size
+            );
+        }
+        if let Some(labeller) = &labeller {
+            if labeller.labels() != self.segmenter.labels() {
+                anyhow::bail!(
+                    "--teacher-label-segmenter names the classes {:?}; --teacher-segmenter names {:?}",
+                    labeller.labels(),
+                    self.segmenter.labels()
+                );
+            }
+        }
+        Ok(LabelTeacher {
+            label_size: size,
+            labeller,
+            ..self
+        })
+    }
+
     /// Checks that the teacher can teach a generator with latents of `z_dim` drawing
     /// `resolution`² images: same latent size, and no finer than G (it teaches the layout,
     /// not detail G cannot draw) nor than the segmenter's size.
@@ -245,12 +295,18 @@ impl LabelTeacher {
                 .forward(&z.to_kind(Kind::Float))
                 .expect("the teacher draws the run's latents")
                 .to_kind(Kind::Float);
-            let images = self.resize(&images).clamp(-1.0, 1.0);
-            let probabilities = self
-                .segmenter
+            let images = super::eval::resized(&images, self.label_size).clamp(-1.0, 1.0);
+            let labeller = self.labeller.as_deref().unwrap_or(self.segmenter.as_ref());
+            let scores = labeller
                 .scores(&images)
-                .expect("the segmenter labels the teacher's scenes")
-                .softmax(1, Kind::Float);
+                .expect("the segmenter labels the teacher's scenes");
+            let side = self.size;
+            let scores = if scores.size()[2..] == [side, side] {
+                scores
+            } else {
+                scores.upsample_bilinear2d([side, side], false, None, None)
+            };
+            let probabilities = scores.softmax(1, Kind::Float);
             let (top, labels) = probabilities.max_dim(1, false);
             let mut teach = top.ge(self.min_confidence).to_kind(Kind::Float);
             if let Some(reference) = self.reference.as_ref().filter(|_| self.min_patch > 0.0) {
@@ -330,16 +386,9 @@ impl LabelTeacher {
         (per_class * &taught).sum(Kind::Float) / taught.sum(Kind::Float).clamp_min(1.0)
     }
 
-    /// `images` at the teacher's side: average-pooled when larger, bilinear when smaller.
+    /// `images` at the teacher's side.
     fn resize(&self, images: &Tensor) -> Tensor {
-        let side = images.size()[2];
-        if side == self.size {
-            images.shallow_clone()
-        } else if side > self.size {
-            images.adaptive_avg_pool2d([self.size, self.size])
-        } else {
-            images.upsample_bilinear2d([self.size, self.size], false, None, None)
-        }
+        super::eval::resized(images, self.size)
     }
 }
 
@@ -506,6 +555,58 @@ mod tests {
         assert_eq!(
             every.labels(&z).1.sum(Kind::Float).double_value(&[]),
             3.0 * 256.0
+        );
+    }
+
+    #[test]
+    fn scenes_labelled_at_a_smaller_size_have_their_scores_resized() {
+        let z = Tensor::randn([2, 8], (Kind::Float, Device::Cpu));
+        // By hand: the teacher's scene at 8², segmented by `labeller`, the scores
+        // upsampled (bilinear) to the teacher's 16² and their argmax taken.
+        let by_hand = |teacher: &LabelTeacher, labeller: &dyn Segmenter| {
+            tch::no_grad(|| {
+                let scene = teacher.generator.forward(&z).unwrap();
+                let small = scene.adaptive_avg_pool2d([8, 8]).clamp(-1.0, 1.0);
+                let scores = labeller.scores(&small).unwrap();
+                assert_eq!(scores.size()[2..], [8, 8]);
+                scores
+                    .upsample_bilinear2d([16, 16], false, None, None)
+                    .argmax(1, false)
+            })
+        };
+        let teacher = untrained_teacher();
+        let own = teacher.labels(&z).0;
+        let teacher = teacher.labelling_at(8, None).unwrap();
+        let (labels, teach) = teacher.labels(&z);
+        assert_eq!(labels.size(), [2, 16, 16]);
+        assert!(labels.equal(&by_hand(&teacher, teacher.segmenter.as_ref())));
+        assert!(!labels.equal(&own), "labelled at 8², not as the 16² scene");
+        assert_eq!(teach.sum(Kind::Float).double_value(&[]), 2.0 * 256.0);
+        // Another labeller (same classes, other weights) labels instead of the segmenter.
+        let labeller: Box<dyn Segmenter> = Box::new(DemoSegmenter::new(Device::Cpu));
+        let teacher = teacher.labelling_at(8, Some(labeller)).unwrap();
+        let labels = teacher.labels(&z).0;
+        let labeller = teacher.labeller.as_deref().unwrap();
+        assert!(labels.equal(&by_hand(&teacher, labeller)));
+        assert!(!labels.equal(&by_hand(&teacher, teacher.segmenter.as_ref())));
+        // Sizes outside 8..=16, and a labeller of other classes, are refused by name.
+        for size in [4, 32] {
+            let err = untrained_teacher().labelling_at(size, None).err().unwrap();
+            assert!(
+                err.to_string().contains(&format!(
+                    "--teacher-label-size must be 8 to --teacher-size (16), got {size}"
+                )),
+                "{err}"
+            );
+        }
+        let red: Box<dyn Segmenter> = Box::new(crate::segment::testing::RedSegmenter::new());
+        let err = untrained_teacher()
+            .labelling_at(8, Some(red))
+            .err()
+            .unwrap();
+        assert!(
+            err.to_string().contains("--teacher-label-segmenter"),
+            "{err}"
         );
     }
 
