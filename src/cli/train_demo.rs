@@ -35,7 +35,7 @@ pub struct TrainDemoArgs {
 #[derive(clap::Subcommand, Debug)]
 enum What {
     /// Train the demo generator (a Progressive GAN) on rendered scenes.
-    Gan(GanArgs),
+    Gan(Box<GanArgs>),
     /// Train the demo segmenter on rendered scenes and report its held-out IoU.
     Segmenter(SegmenterArgs),
     /// Write a run's EMA generator as a compact (f16) safetensors model.
@@ -329,6 +329,7 @@ struct ExportArgs {
 pub fn run(args: TrainDemoArgs) -> anyhow::Result<()> {
     match args.what {
         What::Gan(a) => {
+            let a = *a;
             if let Some(lr) = a.lr.filter(|v| !(v.is_finite() && *v > 0.0)) {
                 anyhow::bail!("--lr must be a positive number, got {lr}");
             }
