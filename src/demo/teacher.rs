@@ -46,12 +46,12 @@
 //! **Labelled at a smaller size** ([`LabelTeacher::labelling_at`], `--teacher-label-size`,
 //! `--teacher-label-segmenter`). The halos are the upsampling's: the same 64² scenes,
 //! segmented at 64² by the same segmenter, hold a cloud in 90% of images (the renderer's
-//! scenes at 64²: 85%), against 98.5% upsampled to 256² (`ganpaint eval-demo --size`
-//! measures a generator at another size). Labelled at a smaller side, with the scores
-//! resized to the teacher's, a scene is labelled as the smaller generator drew it; and
-//! where G paints a halo that the teacher's labels call sky, the label loss now pulls it
-//! away. A segmenter at its best at that side can label (small classes are what a
-//! segmenter trained at 256² reads worst at 64²).
+//! scenes: 85%), against 95% upsampled to 128² and 98% to 256² (`ganpaint eval-demo
+//! --size` measures a generator at another size). Labelled at a smaller side, with the
+//! scores resized to the teacher's, a scene is labelled closer to how the smaller
+//! generator drew it, and where G paints a halo that those labels call sky, the label
+//! loss pulls against it. A segmenter at its best at that side can label (small classes
+//! are what a segmenter trained at 256² reads worst at 64²).
 
 use std::path::Path;
 
