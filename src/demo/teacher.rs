@@ -300,13 +300,7 @@ impl LabelTeacher {
             let scores = labeller
                 .scores(&images)
                 .expect("the segmenter labels the teacher's scenes");
-            let side = self.size;
-            let scores = if scores.size()[2..] == [side, side] {
-                scores
-            } else {
-                scores.upsample_bilinear2d([side, side], false, None, None)
-            };
-            let probabilities = scores.softmax(1, Kind::Float);
+            let probabilities = super::eval::resized(&scores, self.size).softmax(1, Kind::Float);
             let (top, labels) = probabilities.max_dim(1, false);
             let mut teach = top.ge(self.min_confidence).to_kind(Kind::Float);
             if let Some(reference) = self.reference.as_ref().filter(|_| self.min_patch > 0.0) {
