@@ -907,6 +907,14 @@ impl GanRun {
                 );
             }
         }
+        if trainer.step >= self.steps {
+            tracing::info!(
+                step = trainer.step,
+                steps = self.steps,
+                "the run is already at --steps (the step to train to, counted from the run's \
+                 start): nothing to train"
+            );
+        }
         let s = trainer.settings.clone();
         let resolution = s.resolution() as usize;
         let batches = SceneBatches::spawn(
