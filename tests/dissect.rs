@@ -484,6 +484,74 @@ fn a_dissection_segmented_scaled_down_records_the_size_for_its_later_passes() {
     assert!(stderr.contains("settings.segment_size"), "{stderr}");
 }
 
+#[test]
+fn a_dissection_records_the_precision_it_segments_in_for_its_later_passes() {
+    let fx = Fixture::new("segprecision");
+    let project = fx.path("project");
+    // Without the flag: the fastest arithmetic this machine has.
+    ganpaint(&args(
+        &["dissect", "--out", &project, "--no-images"],
+        &fx.common(4),
+    ));
+    let dissection = json(&fx.dir.join("project/dissect.json"));
+    let fastest = if ganpaint::model::fast::cpu_has_fast_bf16() {
+        "bf16"
+    } else {
+        "f32"
+    };
+    assert_eq!(dissection["settings"]["segment_precision"], fastest);
+
+    // Asked for: recorded, and the later passes run with it.
+    ganpaint(&args(
+        &[
+            "dissect",
+            "--out",
+            &project,
+            "--no-images",
+            "--segment-precision",
+            "bf16",
+        ],
+        &fx.common(4),
+    ));
+    let dissection = json(&fx.dir.join("project/dissect.json"));
+    assert_eq!(dissection["settings"]["segment_precision"], "bf16");
+    let eval = [
+        "eval-edits",
+        "--project",
+        &project,
+        "--samples",
+        "2",
+        "--units",
+        "3",
+        "--batch",
+        "2",
+        "--concepts",
+        "sky",
+        "--device",
+        "cpu",
+    ]
+    .map(String::from);
+    let printed = ganpaint(&eval);
+    let report: Value = serde_json::from_str(printed.lines().last().unwrap()).unwrap();
+    assert_eq!(report["concepts"]["sky"]["samples"], 2);
+
+    // A value that is not a precision stops the later passes, naming the field.
+    let mut broken = dissection.clone();
+    broken["settings"]["segment_precision"] = Value::from("half");
+    std::fs::write(
+        fx.dir.join("project/dissect.json"),
+        serde_json::to_vec(&broken).unwrap(),
+    )
+    .unwrap();
+    let failed = Command::new(env!("CARGO_BIN_EXE_ganpaint"))
+        .args(&eval)
+        .output()
+        .unwrap();
+    assert!(!failed.status.success());
+    let stderr = String::from_utf8_lossy(&failed.stderr);
+    assert!(stderr.contains("settings.segment_precision"), "{stderr}");
+}
+
 /// The learned rankings (`<concept>-ace-<mode>`) of a dissection's first layer.
 fn learned_rankings(project: &str) -> Vec<Value> {
     let json: Value =

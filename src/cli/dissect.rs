@@ -26,6 +26,7 @@ use crate::dissect::report::{
 use crate::dissect::Shard;
 use crate::model::{repo_path, DeviceChoice, ProgGan, DEFAULT_MODEL};
 use crate::project::{resolve_setting_path, setting_path, LevelTable, Settings, DISSECT_FILE};
+use crate::segment::ScorePrecision;
 
 use super::eval_demo::DEFAULT_SEGMENTER;
 use super::project::{load_model, load_segmenter, rewrite_report, sized_segmenter};
@@ -114,6 +115,12 @@ struct RunArgs {
     /// same way.
     #[arg(long)]
     segment_size: Option<usize>,
+    /// The arithmetic the demo segmenter labels in, for this pass and the project's later
+    /// ones (recorded in dissect.json). Default: the fastest this device has (bf16 on CPUs
+    /// with AMX or AVX-512-BF16, f16 on CUDA, otherwise f32). A TorchScript segmenter
+    /// always runs as it was saved (f32).
+    #[arg(long, value_enum)]
+    segment_precision: Option<ScorePrecision>,
     /// Skip the unit images (and the images in the report).
     #[arg(long)]
     no_images: bool,
@@ -197,6 +204,21 @@ fn run_dissect(args: RunArgs) -> anyhow::Result<()> {
         batch: args.batch,
         sketch_capacity: args.sketch_capacity,
         segment_size: args.segment_size,
+        segment_precision: Some(if crate::segment::is_demo_segmenter(&segmenter_path) {
+            args.segment_precision
+                .unwrap_or_else(|| ScorePrecision::fastest(device))
+        } else {
+            if args
+                .segment_precision
+                .is_some_and(|p| p != ScorePrecision::F32)
+            {
+                bail!(
+                    "--segment-precision: {} is a TorchScript segmenter, which runs as it was saved; leave the flag out or pass f32",
+                    segmenter_path.display()
+                );
+            }
+            ScorePrecision::F32
+        }),
     };
     settings.validate()?;
     let model = load_model(&model_path, device)?;
@@ -284,7 +306,12 @@ fn run_dissect(args: RunArgs) -> anyhow::Result<()> {
 
     // Pass 2.
     let segmenter = sized_segmenter(
-        load_segmenter(&segmenter_path, args.segmenter_labels.as_deref(), device)?,
+        load_segmenter(
+            &segmenter_path,
+            args.segmenter_labels.as_deref(),
+            device,
+            settings.segment_precision.unwrap_or(ScorePrecision::F32),
+        )?,
         settings.segment_size,
     );
     let started = Instant::now();

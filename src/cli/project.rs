@@ -15,7 +15,7 @@ use crate::model::{DeviceChoice, ProgGan, DEFAULT_MODEL};
 use crate::project::{
     generator_file, setting_file, DissectJson, Project, ProjectLayer, DISSECT_FILE,
 };
-use crate::segment::Segmenter;
+use crate::segment::{ScorePrecision, Segmenter};
 
 use super::eval_demo::DEFAULT_SEGMENTER;
 
@@ -178,7 +178,12 @@ pub(crate) fn load_project_models(
     let generator = load_model_given_by(&generator_path, model_flag, device)?;
     let segmenter_path = setting_file(project, segmenter, "segmenter", DEFAULT_SEGMENTER);
     let segmenter = sized_segmenter(
-        load_segmenter(&segmenter_path, segmenter_labels, device)?,
+        load_segmenter(
+            &segmenter_path,
+            segmenter_labels,
+            device,
+            segment_precision(project)?,
+        )?,
         segment_size(project)?,
     );
     Ok(ProjectModels {
@@ -205,6 +210,20 @@ pub(crate) fn segment_size(project: &Project) -> anyhow::Result<Option<usize>> {
     }
 }
 
+/// The arithmetic the dissection segmented in (`settings.segment_precision`; f32 when
+/// absent); a value that is not one stops the command with the field named.
+pub(crate) fn segment_precision(project: &Project) -> anyhow::Result<ScorePrecision> {
+    let Some(value) = project.settings.get("segment_precision") else {
+        return Ok(ScorePrecision::F32);
+    };
+    serde_json::from_value(value.clone()).map_err(|_| {
+        anyhow::anyhow!(
+            "{}: settings.segment_precision is {value}; it must be \"f32\", \"bf16\" or \"f16\"",
+            project.dir.join(crate::project::DISSECT_FILE).display()
+        )
+    })
+}
+
 /// The segmenter as a dissection uses it: scaled down to `size` when one is set.
 pub(crate) fn sized_segmenter(
     segmenter: Box<dyn Segmenter>,
@@ -221,6 +240,7 @@ pub(crate) fn load_segmenter(
     path: &Path,
     labels: Option<&Path>,
     device: tch::Device,
+    precision: ScorePrecision,
 ) -> anyhow::Result<Box<dyn Segmenter>> {
     if !path.exists() {
         bail!(
@@ -228,7 +248,7 @@ pub(crate) fn load_segmenter(
             path.display()
         );
     }
-    crate::segment::load(path, labels, device)
+    crate::segment::load_in(path, labels, device, precision)
         .with_context(|| format!("loading segmenter {}", path.display()))
 }
 

@@ -189,6 +189,7 @@ mod tests {
             batch: 2,
             sketch_capacity: 64,
             segment_size: None,
+            segment_precision: None,
         };
         let mut seen = 0;
         let whole = collect_sketches(&model, &settings, Shard::WHOLE, &mut |n| seen += n).unwrap();

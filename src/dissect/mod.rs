@@ -287,6 +287,7 @@ mod tests {
             batch: 8,
             sketch_capacity: 64,
             segment_size: None,
+            segment_precision: None,
         };
         assert_eq!(settings.id(0), 200);
         assert_eq!(settings.id(99), 299);

@@ -309,6 +309,7 @@ mod tests {
             batch: 4,
             sketch_capacity: 64,
             segment_size: None,
+            segment_precision: None,
         }
     }
 

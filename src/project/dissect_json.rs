@@ -37,6 +37,10 @@ pub struct Settings {
     /// the same way. Absent: at the generator's own size.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub segment_size: Option<usize>,
+    /// The arithmetic every pass over the project segments in (the demo segmenter's
+    /// [`ScorePrecision`](crate::segment::ScorePrecision)). Absent: f32.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub segment_precision: Option<crate::segment::ScorePrecision>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
