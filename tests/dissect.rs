@@ -271,8 +271,16 @@ fn sharded_two_round_merge_equals_a_single_run_with_the_same_thresholds() {
 fn thresholds_are_within_the_reported_bound_of_exact_quantiles() {
     let fx = Fixture::new("bound");
     let out = fx.path("single");
+    // Rendered exactly, so that the activations below are the ones the sketch saw.
     ganpaint(&args(
-        &["dissect", "--out", &out, "--no-images"],
+        &[
+            "dissect",
+            "--out",
+            &out,
+            "--no-images",
+            "--render-precision",
+            "exact",
+        ],
         &fx.common(12),
     ));
     let levels = json(&Path::new(&out).join("levels.json"));
@@ -485,7 +493,7 @@ fn a_dissection_segmented_scaled_down_records_the_size_for_its_later_passes() {
 }
 
 #[test]
-fn a_dissection_records_the_precision_it_segments_in_for_its_later_passes() {
+fn a_dissection_records_the_precisions_it_segments_and_renders_in_for_its_later_passes() {
     let fx = Fixture::new("segprecision");
     let project = fx.path("project");
     // Without the flag: the fastest arithmetic this machine has.
@@ -500,6 +508,10 @@ fn a_dissection_records_the_precision_it_segments_in_for_its_later_passes() {
         "f32"
     };
     assert_eq!(dissection["settings"]["segment_precision"], fastest);
+    assert_eq!(
+        dissection["settings"]["render_precision"],
+        format!("fast-{fastest}")
+    );
 
     // Asked for: recorded, and the later passes run with it.
     ganpaint(&args(
@@ -510,11 +522,14 @@ fn a_dissection_records_the_precision_it_segments_in_for_its_later_passes() {
             "--no-images",
             "--segment-precision",
             "bf16",
+            "--render-precision",
+            "exact",
         ],
         &fx.common(4),
     ));
     let dissection = json(&fx.dir.join("project/dissect.json"));
     assert_eq!(dissection["settings"]["segment_precision"], "bf16");
+    assert_eq!(dissection["settings"]["render_precision"], "exact");
     let eval = [
         "eval-edits",
         "--project",
@@ -550,6 +565,21 @@ fn a_dissection_records_the_precision_it_segments_in_for_its_later_passes() {
     assert!(!failed.status.success());
     let stderr = String::from_utf8_lossy(&failed.stderr);
     assert!(stderr.contains("settings.segment_precision"), "{stderr}");
+
+    let mut broken = dissection.clone();
+    broken["settings"]["render_precision"] = Value::from("quick");
+    std::fs::write(
+        fx.dir.join("project/dissect.json"),
+        serde_json::to_vec(&broken).unwrap(),
+    )
+    .unwrap();
+    let failed = Command::new(env!("CARGO_BIN_EXE_ganpaint"))
+        .args(&eval)
+        .output()
+        .unwrap();
+    assert!(!failed.status.success());
+    let stderr = String::from_utf8_lossy(&failed.stderr);
+    assert!(stderr.contains("settings.render_precision"), "{stderr}");
 }
 
 /// The learned rankings (`<concept>-ace-<mode>`) of a dissection's first layer.

@@ -24,7 +24,7 @@ use crate::dissect::report::{
     strip_samples, timing_text, write_report, write_unit_strips, ReportInfo,
 };
 use crate::dissect::Shard;
-use crate::model::{repo_path, DeviceChoice, ProgGan, DEFAULT_MODEL};
+use crate::model::{repo_path, DeviceChoice, Precision, ProgGan, DEFAULT_MODEL};
 use crate::project::{resolve_setting_path, setting_path, LevelTable, Settings, DISSECT_FILE};
 use crate::segment::ScorePrecision;
 
@@ -121,6 +121,12 @@ struct RunArgs {
     /// always runs as it was saved (f32).
     #[arg(long, value_enum)]
     segment_precision: Option<ScorePrecision>,
+    /// How the generator computes in this pass and the project's later ones that only
+    /// render (`causal`, `tune`, `eval-edits`, `figure`), recorded in dissect.json. `fast`
+    /// is the server's plan in the kind this device has (recorded as that kind);
+    /// `exact` is the reference arithmetic.
+    #[arg(long, value_enum, default_value_t = Precision::Fast)]
+    render_precision: Precision,
     /// Skip the unit images (and the images in the report).
     #[arg(long)]
     no_images: bool,
@@ -219,9 +225,11 @@ fn run_dissect(args: RunArgs) -> anyhow::Result<()> {
             }
             ScorePrecision::F32
         }),
+        render_precision: Some(args.render_precision.on(device)),
     };
     settings.validate()?;
-    let model = load_model(&model_path, device)?;
+    let mut model = load_model(&model_path, device)?;
+    model.set_precision(settings.render_precision.unwrap_or(Precision::Exact))?;
     let mut shapes = Vec::new();
     for layer in &settings.layers {
         let (c, h, w) = model.layer_shape(layer)?;

@@ -18,7 +18,9 @@ use crate::model::ProgGan;
 use crate::project::{read_project, DISSECT_FILE};
 use crate::segment::Segmenter;
 
-use super::project::{labeled_concepts, ProjectModelArgs, ProjectModels};
+use super::project::{
+    labeled_concepts, render_in_project_precision, ProjectModelArgs, ProjectModels,
+};
 
 #[derive(clap::Args, Debug)]
 pub struct CausalArgs {
@@ -55,13 +57,14 @@ pub struct CausalOptions {
 
 pub fn run(args: CausalArgs) -> anyhow::Result<()> {
     let (
-        _,
+        project,
         ProjectModels {
-            generator,
+            mut generator,
             segmenter,
             ..
         },
     ) = args.models.open(&args.dir)?;
+    render_in_project_precision(&project, &mut generator)?;
     add_causal_rankings(&args.dir, &generator, segmenter.as_ref(), &args.options)
 }
 

@@ -18,8 +18,8 @@ use crate::edit::StrokeMode;
 use crate::project::{ConceptPaint, StrokeDefault, UnitChoice, MAX_STRENGTH};
 
 use super::project::{
-    chosen_layers, concept_classes, labeled_concepts, read_dissect_json, write_dissect_json,
-    ProjectModelArgs, ProjectModels,
+    chosen_layers, concept_classes, labeled_concepts, read_dissect_json,
+    render_in_project_precision, write_dissect_json, ProjectModelArgs, ProjectModels,
 };
 
 #[derive(clap::Args, Debug)]
@@ -96,11 +96,12 @@ pub fn run(args: TuneArgs) -> anyhow::Result<()> {
     let (
         project,
         ProjectModels {
-            generator,
+            mut generator,
             segmenter,
             ..
         },
     ) = args.models.open(&args.dir)?;
+    render_in_project_precision(&project, &mut generator)?;
     let mut json = read_dissect_json(&args.dir)?;
     let labels = segmenter.labels().to_vec();
     let layers = chosen_layers(&project, &args.layer)?;

@@ -13,7 +13,9 @@ use crate::dissect::causal::EditEval;
 use crate::model::DeviceChoice;
 use crate::project::{read_project, UnitChoice};
 
-use super::project::{draw_regions, load_project_models, DrawRegionArgs, ProjectModels};
+use super::project::{
+    draw_regions, load_project_models, render_in_project_precision, DrawRegionArgs, ProjectModels,
+};
 
 #[derive(clap::Args, Debug)]
 pub struct EvalEditsArgs {
@@ -99,7 +101,7 @@ pub fn run(args: EvalEditsArgs) -> anyhow::Result<()> {
     let layer = project.chosen_layer(args.layer.as_deref())?;
     let layer_name = layer.layer.clone();
     let ProjectModels {
-        generator,
+        mut generator,
         generator_path,
         segmenter,
     } = load_project_models(
@@ -110,6 +112,7 @@ pub fn run(args: EvalEditsArgs) -> anyhow::Result<()> {
         args.segmenter_labels.as_deref(),
         device,
     )?;
+    render_in_project_precision(&project, &mut generator)?;
     let concepts = if args.concepts.is_empty() {
         layer
             .concepts()

@@ -24,7 +24,9 @@ use crate::edit::{intervention_planes, Pooling, StrokeMode};
 use crate::model::DeviceChoice;
 use crate::project::read_project;
 
-use super::project::{concept_classes, load_project_models, ProjectModels};
+use super::project::{
+    concept_classes, load_project_models, render_in_project_precision, ProjectModels,
+};
 
 #[derive(clap::Args, Debug)]
 pub struct FigureArgs {
@@ -56,10 +58,11 @@ pub fn run(args: FigureArgs) -> anyhow::Result<()> {
         .with_context(|| format!("reading the dissection in {}", args.project.display()))?;
     let layer = project.chosen_layer(args.layer.as_deref())?;
     let ProjectModels {
-        generator,
+        mut generator,
         segmenter,
         ..
     } = load_project_models(&project, None, "--project", None, None, device)?;
+    render_in_project_precision(&project, &mut generator)?;
     let labels = segmenter.labels().to_vec();
     let class_count = labels.len();
     let classes: Vec<i64> = concept_classes(&args.concepts, &labels, "--concepts")?

@@ -11,7 +11,7 @@ use crate::dissect::causal::DrawRegions;
 use crate::dissect::context::{ContextProfile, CONTEXT_FIRST_ID, CONTEXT_SAMPLES};
 use crate::dissect::output::StatsFile;
 use crate::dissect::report::{write_report, ReportInfo};
-use crate::model::{DeviceChoice, ProgGan, DEFAULT_MODEL};
+use crate::model::{DeviceChoice, Precision, ProgGan, DEFAULT_MODEL};
 use crate::project::{
     generator_file, setting_file, DissectJson, Project, ProjectLayer, DISSECT_FILE,
 };
@@ -222,6 +222,25 @@ pub(crate) fn segment_precision(project: &Project) -> anyhow::Result<ScorePrecis
             project.dir.join(crate::project::DISSECT_FILE).display()
         )
     })
+}
+
+/// How the project's passes that only render run the generator
+/// (`settings.render_precision`; exact when absent), set on `generator`. A value that is
+/// not one stops the command with the field named.
+pub(crate) fn render_in_project_precision(
+    project: &Project,
+    generator: &mut ProgGan,
+) -> anyhow::Result<()> {
+    let precision = match project.settings.get("render_precision") {
+        None => Precision::Exact,
+        Some(value) => serde_json::from_value(value.clone()).map_err(|_| {
+            anyhow::anyhow!(
+                "{}: settings.render_precision is {value}; it must be \"exact\", \"fast-f32\", \"fast-bf16\" or \"fast-f16\"",
+                project.dir.join(crate::project::DISSECT_FILE).display()
+            )
+        })?,
+    };
+    Ok(generator.set_precision(precision)?)
 }
 
 /// The segmenter as a dissection uses it: scaled down to `size` when one is set.

@@ -190,6 +190,7 @@ mod tests {
             sketch_capacity: 64,
             segment_size: None,
             segment_precision: None,
+            render_precision: None,
         };
         let mut seen = 0;
         let whole = collect_sketches(&model, &settings, Shard::WHOLE, &mut |n| seen += n).unwrap();

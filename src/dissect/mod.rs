@@ -288,6 +288,7 @@ mod tests {
             sketch_capacity: 64,
             segment_size: None,
             segment_precision: None,
+            render_precision: None,
         };
         assert_eq!(settings.id(0), 200);
         assert_eq!(settings.id(99), 299);

@@ -310,6 +310,7 @@ mod tests {
             sketch_capacity: 64,
             segment_size: None,
             segment_precision: None,
+            render_precision: None,
         }
     }
 

@@ -27,8 +27,19 @@ use tch::{Device, Kind, Tensor};
 
 use super::block::{channels_last, LayerSpec};
 
-/// How the generator computes.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+/// How the generator computes. Written as clap writes it (`exact`, `fast`, `fast-bf16`, …).
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    clap::ValueEnum,
+    serde::Serialize,
+    serde::Deserialize,
+)]
+#[serde(rename_all = "kebab-case")]
 pub enum Precision {
     /// The reference arithmetic, op for op, in f32: bit-stable, used by tests.
     Exact,
@@ -57,6 +68,20 @@ impl Precision {
                 Device::Cpu if cpu_has_fast_bf16() => Kind::BFloat16,
                 _ => Kind::Float,
             }),
+        }
+    }
+}
+
+impl Precision {
+    /// The precision `device` computes this as: [`Precision::Fast`] becomes the plan in the
+    /// kind it picks there (`fast-bf16`, `fast-f16` or `fast-f32`); the others stay.
+    pub fn on(self, device: Device) -> Precision {
+        match self.compute_kind(device) {
+            Some(_) if self != Precision::Fast => self,
+            Some(Kind::BFloat16) => Precision::FastBf16,
+            Some(Kind::Half) => Precision::FastF16,
+            Some(_) => Precision::FastF32,
+            None => Precision::Exact,
         }
     }
 }
@@ -375,6 +400,34 @@ mod tests {
         assert_eq!(
             Precision::FastF32.compute_kind(Device::Cpu),
             Some(Kind::Float)
+        );
+    }
+
+    #[test]
+    fn a_precision_on_a_device_names_the_kind_it_computes_in() {
+        assert_eq!(Precision::Fast.on(Device::Cuda(0)), Precision::FastF16);
+        let cpu = if cpu_has_fast_bf16() {
+            Precision::FastBf16
+        } else {
+            Precision::FastF32
+        };
+        assert_eq!(Precision::Fast.on(Device::Cpu), cpu);
+        for fixed in [
+            Precision::Exact,
+            Precision::FastF32,
+            Precision::FastBf16,
+            Precision::FastF16,
+        ] {
+            assert_eq!(fixed.on(Device::Cpu), fixed);
+        }
+        // Recorded as the command line writes it.
+        assert_eq!(
+            serde_json::to_value(Precision::FastBf16).unwrap(),
+            "fast-bf16"
+        );
+        assert_eq!(
+            serde_json::from_value::<Precision>("exact".into()).unwrap(),
+            Precision::Exact
         );
     }
 }

@@ -41,6 +41,11 @@ pub struct Settings {
     /// [`ScorePrecision`](crate::segment::ScorePrecision)). Absent: f32.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub segment_precision: Option<crate::segment::ScorePrecision>,
+    /// How the generator computes in the project's passes that only render (the
+    /// dissection, `causal`, `tune`, `eval-edits`, `figure`); `ace` and `invert`, which
+    /// differentiate through it, stay exact. Absent: exact.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub render_precision: Option<crate::model::Precision>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
