@@ -425,6 +425,49 @@ fn eval_edits_prints_one_json_line_with_the_figures_per_concept() {
     assert_eq!(report["concepts"]["sky"]["samples"], 2);
 }
 
+/// A tiny `eval-edits` run over `project` (two samples of sky), checked to have run.
+fn eval_sky(project: &str) -> [String; 13] {
+    let eval = [
+        "eval-edits",
+        "--project",
+        project,
+        "--samples",
+        "2",
+        "--units",
+        "3",
+        "--batch",
+        "2",
+        "--concepts",
+        "sky",
+        "--device",
+        "cpu",
+    ]
+    .map(String::from);
+    let printed = ganpaint(&eval);
+    let report: Value = serde_json::from_str(printed.lines().last().unwrap()).unwrap();
+    assert_eq!(report["concepts"]["sky"]["samples"], 2);
+    eval
+}
+
+/// With `settings.<key>` of the project's dissect.json set to `value`, `eval` fails and
+/// names the field.
+fn refused_with_setting(fx: &Fixture, dissection: &Value, eval: &[String], key: &str, value: &str) {
+    let mut broken = dissection.clone();
+    broken["settings"][key] = Value::from(value);
+    std::fs::write(
+        fx.dir.join("project/dissect.json"),
+        serde_json::to_vec(&broken).unwrap(),
+    )
+    .unwrap();
+    let failed = Command::new(env!("CARGO_BIN_EXE_ganpaint"))
+        .args(eval)
+        .output()
+        .unwrap();
+    assert!(!failed.status.success());
+    let stderr = String::from_utf8_lossy(&failed.stderr);
+    assert!(stderr.contains(&format!("settings.{key}")), "{stderr}");
+}
+
 #[test]
 fn a_dissection_segmented_scaled_down_records_the_size_for_its_later_passes() {
     let fx = Fixture::new("segsize");
@@ -455,41 +498,10 @@ fn a_dissection_segmented_scaled_down_records_the_size_for_its_later_passes() {
     ));
     let dissection = json(&fx.dir.join("project/dissect.json"));
     assert_eq!(dissection["settings"]["segment_size"], 8);
-    let eval = [
-        "eval-edits",
-        "--project",
-        &project,
-        "--samples",
-        "2",
-        "--units",
-        "3",
-        "--batch",
-        "2",
-        "--concepts",
-        "sky",
-        "--device",
-        "cpu",
-    ]
-    .map(String::from);
-    let printed = ganpaint(&eval);
-    let report: Value = serde_json::from_str(printed.lines().last().unwrap()).unwrap();
-    assert_eq!(report["concepts"]["sky"]["samples"], 2);
+    let eval = eval_sky(&project);
 
     // A size that is not one stops the later passes, naming the field.
-    let mut broken = dissection.clone();
-    broken["settings"]["segment_size"] = Value::from("half");
-    std::fs::write(
-        fx.dir.join("project/dissect.json"),
-        serde_json::to_vec(&broken).unwrap(),
-    )
-    .unwrap();
-    let failed = Command::new(env!("CARGO_BIN_EXE_ganpaint"))
-        .args(&eval)
-        .output()
-        .unwrap();
-    assert!(!failed.status.success());
-    let stderr = String::from_utf8_lossy(&failed.stderr);
-    assert!(stderr.contains("settings.segment_size"), "{stderr}");
+    refused_with_setting(&fx, &dissection, &eval, "segment_size", "half");
 }
 
 #[test]
@@ -530,56 +542,12 @@ fn a_dissection_records_the_precisions_it_segments_and_renders_in_for_its_later_
     let dissection = json(&fx.dir.join("project/dissect.json"));
     assert_eq!(dissection["settings"]["segment_precision"], "bf16");
     assert_eq!(dissection["settings"]["render_precision"], "exact");
-    let eval = [
-        "eval-edits",
-        "--project",
-        &project,
-        "--samples",
-        "2",
-        "--units",
-        "3",
-        "--batch",
-        "2",
-        "--concepts",
-        "sky",
-        "--device",
-        "cpu",
-    ]
-    .map(String::from);
-    let printed = ganpaint(&eval);
-    let report: Value = serde_json::from_str(printed.lines().last().unwrap()).unwrap();
-    assert_eq!(report["concepts"]["sky"]["samples"], 2);
+    let eval = eval_sky(&project);
 
     // A value that is not a precision stops the later passes, naming the field.
-    let mut broken = dissection.clone();
-    broken["settings"]["segment_precision"] = Value::from("half");
-    std::fs::write(
-        fx.dir.join("project/dissect.json"),
-        serde_json::to_vec(&broken).unwrap(),
-    )
-    .unwrap();
-    let failed = Command::new(env!("CARGO_BIN_EXE_ganpaint"))
-        .args(&eval)
-        .output()
-        .unwrap();
-    assert!(!failed.status.success());
-    let stderr = String::from_utf8_lossy(&failed.stderr);
-    assert!(stderr.contains("settings.segment_precision"), "{stderr}");
+    refused_with_setting(&fx, &dissection, &eval, "segment_precision", "half");
 
-    let mut broken = dissection.clone();
-    broken["settings"]["render_precision"] = Value::from("quick");
-    std::fs::write(
-        fx.dir.join("project/dissect.json"),
-        serde_json::to_vec(&broken).unwrap(),
-    )
-    .unwrap();
-    let failed = Command::new(env!("CARGO_BIN_EXE_ganpaint"))
-        .args(&eval)
-        .output()
-        .unwrap();
-    assert!(!failed.status.success());
-    let stderr = String::from_utf8_lossy(&failed.stderr);
-    assert!(stderr.contains("settings.render_precision"), "{stderr}");
+    refused_with_setting(&fx, &dissection, &eval, "render_precision", "quick");
 }
 
 /// The learned rankings (`<concept>-ace-<mode>`) of a dissection's first layer.
