@@ -19,7 +19,7 @@
 # committed under models/train (f16 G, G's average and D, and state.json; see
 # models/README.md): when RUN_B is missing, it is restored from there, and stage A is
 # skipped. Each command below resumes where the run stands, so the script can be run again
-# and again, for example after a session's training ends.
+# and again, for example after training was stopped.
 #
 #   scripts/make_demo.sh [RUN_DIR=runs]
 set -euo pipefail
