@@ -210,36 +210,47 @@ pub(crate) fn segment_size(project: &Project) -> anyhow::Result<Option<usize>> {
     }
 }
 
-/// The arithmetic the dissection segmented in (`settings.segment_precision`; f32 when
-/// absent); a value that is not one stops the command with the field named.
-pub(crate) fn segment_precision(project: &Project) -> anyhow::Result<ScorePrecision> {
-    let Some(value) = project.settings.get("segment_precision") else {
-        return Ok(ScorePrecision::F32);
+/// `settings.<key>` of the project's dissection read as one of the names in `expected`
+/// (`None` when absent); any other value stops the command with the field named.
+fn named_setting<T: serde::de::DeserializeOwned>(
+    project: &Project,
+    key: &str,
+    expected: &str,
+) -> anyhow::Result<Option<T>> {
+    let Some(value) = project.settings.get(key) else {
+        return Ok(None);
     };
-    serde_json::from_value(value.clone()).map_err(|_| {
-        anyhow::anyhow!(
-            "{}: settings.segment_precision is {value}; it must be \"f32\", \"bf16\" or \"f16\"",
-            project.dir.join(crate::project::DISSECT_FILE).display()
-        )
-    })
+    serde_json::from_value(value.clone())
+        .map(Some)
+        .map_err(|_| {
+            anyhow::anyhow!(
+                "{}: settings.{key} is {value}; it must be {expected}",
+                project.dir.join(crate::project::DISSECT_FILE).display()
+            )
+        })
+}
+
+/// The arithmetic the dissection segmented in (`settings.segment_precision`; f32 when
+/// absent).
+pub(crate) fn segment_precision(project: &Project) -> anyhow::Result<ScorePrecision> {
+    Ok(
+        named_setting(project, "segment_precision", "\"f32\", \"bf16\" or \"f16\"")?
+            .unwrap_or(ScorePrecision::F32),
+    )
 }
 
 /// How the project's passes that only render run the generator
-/// (`settings.render_precision`; exact when absent), set on `generator`. A value that is
-/// not one stops the command with the field named.
+/// (`settings.render_precision`; exact when absent), set on `generator`.
 pub(crate) fn render_in_project_precision(
     project: &Project,
     generator: &mut ProgGan,
 ) -> anyhow::Result<()> {
-    let precision = match project.settings.get("render_precision") {
-        None => Precision::Exact,
-        Some(value) => serde_json::from_value(value.clone()).map_err(|_| {
-            anyhow::anyhow!(
-                "{}: settings.render_precision is {value}; it must be \"exact\", \"fast-f32\", \"fast-bf16\" or \"fast-f16\"",
-                project.dir.join(crate::project::DISSECT_FILE).display()
-            )
-        })?,
-    };
+    let precision = named_setting(
+        project,
+        "render_precision",
+        "\"exact\", \"fast-f32\", \"fast-bf16\" or \"fast-f16\"",
+    )?
+    .unwrap_or(Precision::Exact);
     Ok(generator.set_precision(precision)?)
 }
 
