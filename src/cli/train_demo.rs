@@ -237,6 +237,13 @@ struct GanArgs {
     /// (its --teacher-weight may be 0). May change on resume.
     #[arg(long)]
     share_weight: Option<f64>,
+    /// Weight of the presence loss [default: 0, off]: in how many of G's images each class
+    /// appears is held to the rendered scenes', counting the pixels the class wins (as
+    /// eval-demo's presence does) and comparing small shares on a log scale, so that a
+    /// faint halo weighs as much as a missing building. Needs --teacher, like
+    /// --share-weight. May change on resume.
+    #[arg(long)]
+    presence_weight: Option<f64>,
     /// Activations in bf16 (fp32 master weights); worth it on CPUs with AMX/AVX-512-BF16.
     #[arg(long, default_value_t = false)]
     bf16: bool,
@@ -348,6 +355,9 @@ pub fn run(args: TrainDemoArgs) -> anyhow::Result<()> {
             if let Some(w) = a.share_weight.filter(|v| !(v.is_finite() && *v >= 0.0)) {
                 anyhow::bail!("--share-weight must be 0 or more, got {w}");
             }
+            if let Some(w) = a.presence_weight.filter(|v| !(v.is_finite() && *v >= 0.0)) {
+                anyhow::bail!("--presence-weight must be 0 or more, got {w}");
+            }
             crate::demo::teacher::check_min_patch(a.teacher_min_patch)?;
             if a.teacher_min_patch > 0.0 && a.teacher.is_none() {
                 anyhow::bail!("--teacher-min-patch leaves patches out of a teacher's labels: give --teacher and --teacher-segmenter");
@@ -369,6 +379,7 @@ pub fn run(args: TrainDemoArgs) -> anyhow::Result<()> {
                 anchor_weight: a.anchor_weight.unwrap_or(0.0),
                 teacher_weight: a.teacher_weight.unwrap_or(0.0),
                 share_weight: a.share_weight.unwrap_or(0.0),
+                presence_weight: a.presence_weight.unwrap_or(0.0),
             };
             let run = GanRun {
                 dir: a.run,
@@ -384,6 +395,7 @@ pub fn run(args: TrainDemoArgs) -> anyhow::Result<()> {
                     anchor_weight: a.anchor_weight,
                     teacher_weight: a.teacher_weight,
                     share_weight: a.share_weight,
+                    presence_weight: a.presence_weight,
                 },
                 keep_from: a.keep_from,
                 anchor: a.anchor,
@@ -516,6 +528,7 @@ pub fn run(args: TrainDemoArgs) -> anyhow::Result<()> {
                 anchor_weight: 0.0,
                 teacher_weight: 0.0,
                 share_weight: 0.0,
+                presence_weight: 0.0,
             };
             let trainer = adopt_generator(
                 &a.run,
@@ -666,6 +679,20 @@ mod tests {
             format!("{err:#}").contains("--teacher-min-patch"),
             "{err:#}"
         );
+    }
+
+    #[test]
+    fn loss_weights_must_be_sound() {
+        for flag in ["--teacher-weight", "--share-weight", "--presence-weight"] {
+            for bad in ["-1", "NaN", "inf"] {
+                let err = run_args(&[&format!("{flag}={bad}")]).unwrap_err();
+                let msg = format!("{err:#}");
+                assert!(
+                    msg.contains(flag) && msg.contains("must be 0 or more"),
+                    "{flag}={bad}: {msg}"
+                );
+            }
+        }
     }
 
     #[test]

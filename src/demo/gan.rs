@@ -24,7 +24,7 @@ use tch::{nn, Device, Kind, Tensor};
 use super::data::SceneBatches;
 use super::fade::{latent, old_layers, run_held, Adoption, Anchor, Fade, Growth};
 use super::nn::{copy_vars, ema_update, load_vars, Adam, EqLayer};
-use super::teacher::{LabelTeacher, ShareReference};
+use super::teacher::{LabelTeacher, ShareReference, Wanted};
 use crate::model::{ProgGan, ProgGanConfig};
 
 /// Everything that defines a run; stored in `state.json` so a resume cannot silently
@@ -62,6 +62,11 @@ pub struct GanSettings {
     /// teacher's segmenter sees them. 0 (or no teacher): off.
     #[serde(default, skip_serializing_if = "is_zero_f64")]
     pub share_weight: f64,
+    /// Weight of the presence loss (see [`crate::demo::teacher`]): the log distance
+    /// between how each class's confident share spreads over G's images and over rendered
+    /// scenes, which holds in how many images a class appears. 0 (or no teacher): off.
+    #[serde(default, skip_serializing_if = "is_zero_f64")]
+    pub presence_weight: f64,
 }
 
 fn is_zero(v: &i64) -> bool {
@@ -184,6 +189,9 @@ pub struct StepLosses {
     /// The share loss (0 when off).
     #[serde(default, skip_serializing_if = "is_zero_f64")]
     pub shares: f64,
+    /// The presence loss (0 when off).
+    #[serde(default, skip_serializing_if = "is_zero_f64")]
+    pub presence: f64,
 }
 
 pub struct GanTrainer {
@@ -289,8 +297,7 @@ impl GanTrainer {
     pub fn train_step(&mut self, reals: &Tensor) -> StepLosses {
         let do_r1 = self.settings.r1_every > 0 && self.step % self.settings.r1_every == 0;
         let mut losses = self.d_step(reals, do_r1);
-        (losses.g_loss, losses.anchor, losses.teacher, losses.shares) =
-            self.g_step(reals.size()[0]);
+        self.g_step(reals.size()[0], &mut losses);
         self.step += 1;
         if self
             .fade
@@ -350,10 +357,10 @@ impl GanTrainer {
         losses
     }
 
-    /// One G update on `n` fresh latents, then the moving average; returns G's
-    /// adversarial loss, the anchor loss, the teacher's label loss and its share loss (0
-    /// when off).
-    fn g_step(&mut self, n: i64) -> (f64, f64, f64, f64) {
+    /// One G update on `n` fresh latents, then the moving average; sets G's adversarial
+    /// loss, the anchor loss and the teacher's label, share and presence losses (0 when
+    /// off) in `losses`.
+    fn g_step(&mut self, n: i64, losses: &mut StepLosses) {
         self.opt_g.zero_grad();
         self.opt_d.zero_grad();
         if let Some(fade) = self.fade.as_mut() {
@@ -364,31 +371,45 @@ impl GanTrainer {
         let g_loss = (-self.critic(&fakes)).softplus().mean(Kind::Float);
         let mut total = g_loss.shallow_clone();
         let weight = self.settings.anchor_weight;
-        let mut anchor_loss = 0.0;
+        losses.anchor = 0.0;
         if let Some(anchor) = self.anchor.as_ref().filter(|_| weight > 0.0) {
             let loss = anchor.loss(&self.g, &z, held.as_ref(), &fakes);
             total = &total + &loss * weight;
-            anchor_loss = loss.double_value(&[]);
+            losses.anchor = loss.double_value(&[]);
         }
-        let (weight, share_weight) = (self.settings.teacher_weight, self.settings.share_weight);
-        let (mut teacher_loss, mut share_loss) = (0.0, 0.0);
+        let s = &self.settings;
+        let (weight, share_weight, presence_weight) =
+            (s.teacher_weight, s.share_weight, s.presence_weight);
+        let wanted = Wanted {
+            labels: weight > 0.0,
+            shares: share_weight > 0.0,
+            presence: presence_weight > 0.0,
+        };
+        (losses.teacher, losses.shares, losses.presence) = (0.0, 0.0, 0.0);
         if let Some(teacher) = self
             .teacher
             .as_ref()
-            .filter(|_| weight > 0.0 || share_weight > 0.0)
+            .filter(|_| wanted.labels || wanted.shares || wanted.presence)
         {
-            let losses = teacher.losses(&z, &fakes, weight > 0.0, share_weight > 0.0);
-            if weight > 0.0 {
-                total = &total + &losses.labels * weight;
-                teacher_loss = losses.labels.double_value(&[]);
+            let taught = teacher.losses(&z, &fakes, wanted);
+            if wanted.labels {
+                total = &total + &taught.labels * weight;
+                losses.teacher = taught.labels.double_value(&[]);
             }
-            if share_weight > 0.0 {
-                // GanRun gives the teacher its reference whenever the weight is set.
-                let loss = losses
+            // GanRun gives the teacher its references whenever their weights are set.
+            if wanted.shares {
+                let loss = taught
                     .shares
                     .expect("a share weight needs the teacher's share reference");
                 total = &total + &loss * share_weight;
-                share_loss = loss.double_value(&[]);
+                losses.shares = loss.double_value(&[]);
+            }
+            if wanted.presence {
+                let loss = taught
+                    .presence
+                    .expect("a presence weight needs the teacher's presence reference");
+                total = &total + &loss * presence_weight;
+                losses.presence = loss.double_value(&[]);
             }
         }
         total.backward();
@@ -401,12 +422,7 @@ impl GanTrainer {
             fade.zero_grad();
         }
         ema_update(self.g_ema.var_store(), self.g.var_store(), beta);
-        (
-            g_loss.double_value(&[]),
-            anchor_loss,
-            teacher_loss,
-            share_loss,
-        )
+        losses.g_loss = g_loss.double_value(&[]);
     }
 
     /// Anchors the run to `generator`, the generator at half G's resolution it grew from
@@ -584,6 +600,13 @@ impl GanTrainer {
             record("share_weight", self.settings.share_weight, w);
             self.settings.share_weight = w;
         }
+        if let Some(w) = retune
+            .presence_weight
+            .filter(|&v| v != self.settings.presence_weight)
+        {
+            record("presence_weight", self.settings.presence_weight, w);
+            self.settings.presence_weight = w;
+        }
         Ok(())
     }
 
@@ -704,33 +727,40 @@ pub struct Retune {
     pub anchor_weight: Option<f64>,
     pub teacher_weight: Option<f64>,
     pub share_weight: Option<f64>,
+    pub presence_weight: Option<f64>,
 }
 
 /// How many rendered scenes the share loss's reference is counted from.
 pub const SHARE_REFERENCE_SCENES: u64 = 512;
 
-/// The rendered scenes' shares as `teacher` sees them: the first
-/// [`SHARE_REFERENCE_SCENES`] scenes of the run's training stream, at G's resolution.
-pub(crate) fn share_reference(
+/// The rendered scenes' soft and confident shares as `teacher` sees them (the share and
+/// the presence reference): the first [`SHARE_REFERENCE_SCENES`] scenes of the run's
+/// training stream, at G's resolution.
+pub(crate) fn share_references(
     teacher: &LabelTeacher,
     settings: &GanSettings,
-) -> anyhow::Result<ShareReference> {
+) -> anyhow::Result<(ShareReference, ShareReference)> {
     let started = std::time::Instant::now();
     let seeds: Vec<u64> = (0..SHARE_REFERENCE_SCENES)
         .map(|i| super::data::mix(settings.seed, i))
         .collect();
-    let mut shares = Vec::new();
+    let (mut soft, mut confident) = (Vec::new(), Vec::new());
     for chunk in seeds.chunks(32) {
         let scenes = super::data::render_batch(chunk, settings.resolution() as usize);
-        shares.push(teacher.shares_of(&scenes.images)?);
+        let (s, c) = teacher.both_shares_of(&scenes.images)?;
+        soft.push(s);
+        confident.push(c);
     }
-    let reference = ShareReference::from_shares(&Tensor::cat(&shares, 0))?;
+    let references = (
+        ShareReference::from_shares(&Tensor::cat(&soft, 0))?,
+        ShareReference::from_shares(&Tensor::cat(&confident, 0))?,
+    );
     tracing::info!(
         scenes = SHARE_REFERENCE_SCENES,
         seconds = started.elapsed().as_secs_f64(),
-        "share reference counted"
+        "share references counted"
     );
-    Ok(reference)
+    Ok(references)
 }
 
 /// Checks that holding G's first `k` layers fixed leaves a layer to train: G at these
@@ -862,11 +892,13 @@ impl GanRun {
             teacher.check(trainer.settings.z_dim, trainer.settings.resolution())?;
             tracing::info!(teacher = %files.generator.display(), segmenter = %files.segmenter.display(), size = files.size, label_size, labeller = ?files.label_segmenter, images = files.images, "label teacher");
             // (Counting the reference takes a while: only for a command with steps to train.)
-            let wanted = trainer.settings.share_weight > 0.0 || files.min_patch > 0.0;
+            let s = &trainer.settings;
+            let wanted = s.share_weight > 0.0 || s.presence_weight > 0.0 || files.min_patch > 0.0;
             trainer.teacher = Some(if wanted && trainer.step < self.steps {
-                let reference = share_reference(&teacher, &trainer.settings)?;
+                let (reference, presence) = share_references(&teacher, &trainer.settings)?;
                 teacher
                     .with_reference(reference)
+                    .with_presence_reference(presence)
                     .with_min_patch(files.min_patch)?
             } else {
                 teacher
@@ -891,6 +923,15 @@ impl GanRun {
                 "the share loss (share_weight {}) uses the label teacher's segmenter: give \
                  --teacher and --teacher-segmenter, or --share-weight 0",
                 trainer.settings.share_weight
+            );
+        }
+        if trainer.settings.presence_weight > 0.0
+            && trainer.teacher.is_none()
+            && trainer.step < self.steps
+        {
+            anyhow::bail!(
+                "the presence loss (presence_weight {}) uses the label teacher's segmenter:                  give --teacher and --teacher-segmenter, or --presence-weight 0",
+                trainer.settings.presence_weight
             );
         }
         if trainer.settings.anchor_weight > 0.0 {
@@ -956,6 +997,7 @@ impl GanRun {
                     anchor = losses.anchor,
                     teacher = losses.teacher,
                     shares = losses.shares,
+                    presence = losses.presence,
                     s_per_step = per_step,
                     "losses"
                 );
@@ -1059,6 +1101,7 @@ pub(crate) mod tests {
             anchor_weight: 0.0,
             teacher_weight: 0.0,
             share_weight: 0.0,
+            presence_weight: 0.0,
         }
     }
 

@@ -607,7 +607,7 @@ mod tests {
     #[test]
     fn the_share_loss_moves_gs_shares_towards_the_reference_and_needs_a_teacher() {
         use crate::demo::data::{mix, render_batch};
-        use crate::demo::gan::{share_reference, SHARE_REFERENCE_SCENES};
+        use crate::demo::gan::{share_references, SHARE_REFERENCE_SCENES};
         use crate::demo::teacher::ShareReference;
         let dir = temp_dir("shares");
         let (mut grown, teacher, path) = grown_with_teacher(
@@ -619,12 +619,15 @@ mod tests {
         );
         // The run's reference is the first scenes of its training stream at G's resolution:
         // those scenes' own shares are at distance 0 from it.
-        let reference = share_reference(&teacher, &grown.settings).unwrap();
+        let (reference, presence) = share_references(&teacher, &grown.settings).unwrap();
         let seeds: Vec<u64> = (0..SHARE_REFERENCE_SCENES)
             .map(|i| mix(grown.settings.seed, i))
             .collect();
         let scenes = render_batch(&seeds, 32).images;
-        let own = reference.loss(&teacher.shares_of(&scenes).unwrap());
+        let (soft, confident) = teacher.both_shares_of(&scenes).unwrap();
+        let own = reference.loss(&soft);
+        assert!(own.double_value(&[]).abs() < 1e-6, "{own:?}");
+        let own = presence.log_loss(&confident);
         assert!(own.double_value(&[]).abs() < 1e-6, "{own:?}");
         // Held to scenes of two kinds, a fifth red and seven tenths red, G's shares move
         // there (the teacher's label loss is off: its weight is 0).
@@ -637,7 +640,11 @@ mod tests {
         let loss_now = |t: &GanTrainer| {
             tch::no_grad(|| {
                 let images = t.generate(&z, false);
-                let losses = t.teacher.as_ref().unwrap().losses(&z, &images, false, true);
+                let shares = crate::demo::teacher::Wanted {
+                    shares: true,
+                    ..Default::default()
+                };
+                let losses = t.teacher.as_ref().unwrap().losses(&z, &images, shares);
                 losses.shares.unwrap().double_value(&[])
             })
         };
@@ -664,7 +671,11 @@ mod tests {
             steps: grown.step + 1,
             checkpoint_every: 100,
             sample_every: 100,
-            retune: Default::default(),
+            // The presence loss joins on resume.
+            retune: crate::demo::gan::Retune {
+                presence_weight: Some(1.0),
+                ..Default::default()
+            },
             keep_from: None,
             anchor: None,
             teacher,
@@ -695,6 +706,8 @@ mod tests {
         let log = std::fs::read_to_string(out.join("log.jsonl")).unwrap();
         let last: serde_json::Value = serde_json::from_str(log.lines().last().unwrap()).unwrap();
         assert!(last["shares"].as_f64().unwrap() > 0.0, "{last}");
+        assert!(last["presence"].as_f64().unwrap() > 0.0, "{last}");
+        assert_eq!(resumed.settings.presence_weight, 1.0);
         let _ = std::fs::remove_dir_all(&dir);
     }
 

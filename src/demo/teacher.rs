@@ -33,6 +33,18 @@
 //! them. Only the images the teacher teaches (`--teacher-images`) are compared. Shares
 //! are soft (mean probabilities) on both sides, so they compare.
 //!
+//! **Presence** ([`TeacherLosses::presence`], `--presence-weight`). `eval-demo` counts a
+//! class present in an image from [`PRESENCE_MIN_SHARE`] of its pixels, labelled by their
+//! most likely class. The share loss cannot see that: a faint halo that the segmenter calls
+//! cloud at 0.6 differs from none by a few thousandths of soft share, next to a class's
+//! mean of several hundredths. The presence loss compares *confident* shares instead (each
+//! pixel counts `sigmoid((p − ½) / CONFIDENT_EDGE)` of its class probability p: about 1
+//! where the class wins outright, about 0 where it does not, with the gradient on the
+//! pixels near the edge) as the log of the share plus [`PRESENCE_MIN_SHARE`]. Between 0.5%
+//! and none that distance is as large as between 25% and 5%, so G's least cloudy images are
+//! pulled to the rendered scenes' cloudless ones. Clouds the segmenter is sure of are left
+//! alone (their gradient is near 0): what moves is the halo at the class's edge.
+//!
 //! **Small patches do not teach** (with a reference and a minimum patch, `--teacher-min-patch
 //! F`). Where the smaller generator's scene holds less of a class than F times the class's
 //! mean share in the rendered scenes, those pixels do not teach. The balanced loss weighs
@@ -63,6 +75,12 @@ use crate::segment::Segmenter;
 
 /// By default, teacher pixels labelled with less than this probability do not teach.
 pub const MIN_CONFIDENCE: f64 = 0.5;
+
+/// How sharply a pixel's class probability p turns into its count in a confident share:
+/// `sigmoid((p − ½) / CONFIDENT_EDGE)` (0.88 at p = 0.6, 0.018 at 0.3).
+pub const CONFIDENT_EDGE: f64 = 0.05;
+
+pub use super::eval::PRESENCE_MIN_SHARE;
 
 /// Each class's share of each of a set of rendered scenes, sorted per class: the
 /// distribution G's shares are held to (see the module's text).
@@ -121,6 +139,18 @@ impl ShareReference {
         let scale = self.mean.clamp_min(MIN_SCALE).to_device(shares.device());
         ((sorted - target).abs() / scale).mean(Kind::Float)
     }
+
+    /// The presence loss of G's confident shares `[n, C]` against a reference of rendered
+    /// scenes' confident shares: the same ranks, compared as `ln(share +
+    /// PRESENCE_MIN_SHARE)` (see the module's text).
+    pub fn log_loss(&self, shares: &Tensor) -> Tensor {
+        let n = shares.size()[0];
+        let (sorted, _) = shares.sort(0, false);
+        let target = self.at_ranks(n).to_device(shares.device());
+        ((sorted + PRESENCE_MIN_SHARE).log() - (target + PRESENCE_MIN_SHARE).log())
+            .abs()
+            .mean(Kind::Float)
+    }
 }
 
 /// The teacher's losses for one batch of G's images.
@@ -129,6 +159,17 @@ pub struct TeacherLosses {
     pub labels: Tensor,
     /// The share loss, when the teacher holds a [`ShareReference`] and it was asked for.
     pub shares: Option<Tensor>,
+    /// The presence loss, when the teacher holds a reference of confident shares
+    /// ([`LabelTeacher::with_presence_reference`]) and it was asked for.
+    pub presence: Option<Tensor>,
+}
+
+/// Which of the teacher's losses a step wants.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Wanted {
+    pub labels: bool,
+    pub shares: bool,
+    pub presence: bool,
 }
 
 pub struct LabelTeacher {
@@ -143,6 +184,8 @@ pub struct LabelTeacher {
     images: i64,
     /// The rendered scenes' shares, for the share loss and the minimum patch.
     reference: Option<ShareReference>,
+    /// The rendered scenes' confident shares, for the presence loss.
+    presence: Option<ShareReference>,
     /// A class whose teacher share in an image is under this times its mean rendered
     /// share does not teach in that image (0: every patch teaches).
     min_patch: f64,
@@ -193,6 +236,7 @@ impl LabelTeacher {
             min_confidence,
             images: i64::MAX,
             reference: None,
+            presence: None,
             min_patch: 0.0,
             label_size: size,
             labeller: None,
@@ -203,13 +247,21 @@ impl LabelTeacher {
     /// teacher's segmenter sees them at its size: `[N, C]`, what a [`ShareReference`] is
     /// made of.
     pub fn shares_of(&self, scenes: &Tensor) -> anyhow::Result<Tensor> {
+        Ok(self.both_shares_of(scenes)?.0)
+    }
+
+    /// Each class's soft and confident share of each of `scenes`, as [`Self::shares_of`]:
+    /// what the share and presence references are made of.
+    pub fn both_shares_of(&self, scenes: &Tensor) -> anyhow::Result<(Tensor, Tensor)> {
         tch::no_grad(|| {
-            let mut parts = Vec::new();
+            let (mut soft, mut confident) = (Vec::new(), Vec::new());
             for chunk in scenes.split(16, 0) {
                 let images = self.resize(&chunk.to_kind(Kind::Float)).clamp(-1.0, 1.0);
-                parts.push(soft_shares(&self.segmenter.scores(&images)?));
+                let scores = self.segmenter.scores(&images)?;
+                soft.push(soft_shares(&scores));
+                confident.push(confident_shares(&scores));
             }
-            Ok(Tensor::cat(&parts, 0))
+            Ok((Tensor::cat(&soft, 0), Tensor::cat(&confident, 0)))
         })
     }
 
@@ -217,6 +269,15 @@ impl LabelTeacher {
     pub fn with_reference(self, reference: ShareReference) -> Self {
         LabelTeacher {
             reference: Some(reference),
+            ..self
+        }
+    }
+
+    /// The same teacher, holding G's confident shares to `reference`, made of rendered
+    /// scenes' confident shares (the presence loss).
+    pub fn with_presence_reference(self, reference: ShareReference) -> Self {
+        LabelTeacher {
+            presence: Some(reference),
             ..self
         }
     }
@@ -331,12 +392,17 @@ impl LabelTeacher {
     /// images it teaches, averaged per class and then over the classes that teach.
     /// Differentiable in `images`.
     pub fn loss(&self, z: &Tensor, images: &Tensor) -> Tensor {
-        self.losses(z, images, true, false).labels
+        let labels_only = Wanted {
+            labels: true,
+            ..Wanted::default()
+        };
+        self.losses(z, images, labels_only).labels
     }
 
-    /// The label loss (as [`Self::loss`], when `labels`) and the share loss (when `shares`
-    /// and the teacher holds a reference) of the first images it teaches, segmented once.
-    pub fn losses(&self, z: &Tensor, images: &Tensor, labels: bool, shares: bool) -> TeacherLosses {
+    /// The label loss (as [`Self::loss`]), the share loss and the presence loss (each when
+    /// wanted and, for the last two, when the teacher holds its reference) of the first
+    /// images it teaches, segmented once.
+    pub fn losses(&self, z: &Tensor, images: &Tensor, wanted: Wanted) -> TeacherLosses {
         let n = images.size()[0].min(self.images);
         let (z, images) = (z.narrow(0, 0, n), images.narrow(0, 0, n));
         let images = self.resize(&images.to_kind(Kind::Float)).clamp(-1.0, 1.0);
@@ -347,14 +413,23 @@ impl LabelTeacher {
         let shares = self
             .reference
             .as_ref()
-            .filter(|_| shares)
+            .filter(|_| wanted.shares)
             .map(|reference| reference.loss(&soft_shares(&logits)));
-        let labels = if labels {
+        let presence = self
+            .presence
+            .as_ref()
+            .filter(|_| wanted.presence)
+            .map(|reference| reference.log_loss(&confident_shares(&logits)));
+        let labels = if wanted.labels {
             self.label_loss(&z, &logits)
         } else {
             Tensor::zeros([], (Kind::Float, logits.device()))
         };
-        TeacherLosses { labels, shares }
+        TeacherLosses {
+            labels,
+            shares,
+            presence,
+        }
     }
 
     /// The balanced cross-entropy of `logits` (G's images segmented) against the teacher's
@@ -399,6 +474,14 @@ pub fn check_min_patch(fraction: f64) -> anyhow::Result<()> {
 fn soft_shares(logits: &Tensor) -> Tensor {
     logits
         .softmax(1, Kind::Float)
+        .mean_dim([2i64, 3].as_slice(), false, Kind::Float)
+}
+
+/// Each class's confident share of each image: scores `[N, C, h, w]` → `[N, C]`, the mean
+/// over the pixels of `sigmoid((p − ½) / CONFIDENT_EDGE)` of the class's probability p.
+fn confident_shares(logits: &Tensor) -> Tensor {
+    ((logits.softmax(1, Kind::Float) - 0.5) / CONFIDENT_EDGE)
+        .sigmoid()
         .mean_dim([2i64, 3].as_slice(), false, Kind::Float)
 }
 
@@ -642,32 +725,116 @@ mod tests {
         );
     }
 
+    const ALL: Wanted = Wanted {
+        labels: true,
+        shares: true,
+        presence: true,
+    };
+    const SHARES: Wanted = Wanted {
+        labels: false,
+        shares: true,
+        presence: true,
+    };
+    const LABELS: Wanted = Wanted {
+        labels: true,
+        shares: false,
+        presence: false,
+    };
+
     #[test]
     fn a_teacher_with_a_reference_holds_g_to_the_rendered_shares() {
         let teacher = untrained_teacher();
         let z = Tensor::randn([4, 8], (Kind::Float, Device::Cpu));
         let scenes = tch::no_grad(|| teacher.generator.forward(&z).unwrap());
-        // No reference: no share loss.
-        assert!(teacher.losses(&z, &scenes, true, true).shares.is_none());
-        let reference = ShareReference::from_shares(&teacher.shares_of(&scenes).unwrap()).unwrap();
-        let teacher = teacher.with_reference(reference);
+        // No reference: no share or presence loss.
+        let none = teacher.losses(&z, &scenes, ALL);
+        assert!(none.shares.is_none() && none.presence.is_none());
+        let (soft, confident) = teacher.both_shares_of(&scenes).unwrap();
+        // shares_of is the soft half.
+        assert!(soft.allclose(&teacher.shares_of(&scenes).unwrap(), 1e-6, 1e-7, false));
+        let teacher = teacher
+            .with_reference(ShareReference::from_shares(&soft).unwrap())
+            .with_presence_reference(ShareReference::from_shares(&confident).unwrap());
         // G drawing the reference scenes themselves, in another order, is at distance 0.
         let order = Tensor::from_slice(&[2i64, 0, 3, 1]);
         let shuffled = scenes.index_select(0, &order);
-        let at_home = teacher.losses(&z, &shuffled, false, true);
+        let at_home = teacher.losses(&z, &shuffled, SHARES);
         assert!(at_home.shares.unwrap().double_value(&[]).abs() < 1e-6);
+        assert!(at_home.presence.unwrap().double_value(&[]).abs() < 1e-5);
         assert_eq!(at_home.labels.double_value(&[]), 0.0);
-        // Other images are not, and the loss reaches G's images.
-        let noise = (Tensor::rand([4, 3, 16, 16], (Kind::Float, Device::Cpu)) * 2.0 - 1.0)
-            .set_requires_grad(true);
-        let away = teacher.losses(&z, &noise, true, true);
-        let shares = away.shares.unwrap();
-        assert!(shares.double_value(&[]) > 0.0);
-        assert!(away.labels.double_value(&[]) > 0.0);
-        shares.backward();
-        assert!(noise.grad().abs().sum(Kind::Float).double_value(&[]) > 0.0);
-        // Not asked for, the share loss is not computed.
-        assert!(teacher.losses(&z, &noise, true, false).shares.is_none());
+        // Other images are not, and both losses reach G's images.
+        for pick in [0, 1] {
+            let noise = (Tensor::rand([4, 3, 16, 16], (Kind::Float, Device::Cpu)) * 2.0 - 1.0)
+                .set_requires_grad(true);
+            let away = teacher.losses(&z, &noise, ALL);
+            assert!(away.labels.double_value(&[]) > 0.0);
+            let loss = [away.shares.unwrap(), away.presence.unwrap()][pick].shallow_clone();
+            assert!(loss.double_value(&[]) > 0.0, "loss {pick}");
+            loss.backward();
+            assert!(noise.grad().abs().sum(Kind::Float).double_value(&[]) > 0.0);
+        }
+        // Not asked for, neither is computed.
+        let noise = Tensor::rand([4, 3, 16, 16], (Kind::Float, Device::Cpu));
+        let labels = teacher.losses(&z, &noise, LABELS);
+        assert!(labels.shares.is_none() && labels.presence.is_none());
+    }
+
+    #[test]
+    fn confident_shares_count_the_pixels_a_class_wins() {
+        // One image of two pixels, two classes: probabilities (0.6, 0.4) and (0.3, 0.7).
+        let logits = Tensor::from_slice(&[0.6f32.ln(), 0.3f32.ln(), 0.4f32.ln(), 0.7f32.ln()])
+            .view([1, 2, 1, 2]);
+        let sigmoid = |x: f64| 1.0 / (1.0 + (-x).exp());
+        let want = [
+            (sigmoid(0.1 / CONFIDENT_EDGE) + sigmoid(-0.2 / CONFIDENT_EDGE)) / 2.0,
+            (sigmoid(-0.1 / CONFIDENT_EDGE) + sigmoid(0.2 / CONFIDENT_EDGE)) / 2.0,
+        ];
+        let got = Vec::<f32>::try_from(confident_shares(&logits).flatten(0, -1)).unwrap();
+        for (g, w) in got.iter().zip(want) {
+            assert!((*g as f64 - w).abs() < 1e-5, "{got:?} vs {want:?}");
+        }
+        // Soft shares would call them 0.45 and 0.55: the confident ones are near 1/2 each,
+        // one pixel won by each class.
+        let soft = Vec::<f32>::try_from(soft_shares(&logits).flatten(0, -1)).unwrap();
+        assert!((soft[0] - 0.45).abs() < 1e-6 && (soft[1] - 0.55).abs() < 1e-6);
+    }
+
+    #[test]
+    fn presence_loss_pulls_a_halo_harder_than_the_share_loss() {
+        // Class 0 absent from half of the rendered scenes.
+        let reference = ShareReference::from_shares(&Tensor::from_slice2(&[
+            [0.0f32, 1.0],
+            [0.4, 0.6],
+            [0.0, 1.0],
+            [0.4, 0.6],
+        ]))
+        .unwrap();
+        // G's batch of two: one image holds a halo of class 0 (0.5%) where the reference's
+        // lower half holds none.
+        let halo = || Tensor::from_slice2(&[[0.4f32, 0.6], [0.005, 0.995]]).set_requires_grad(true);
+        let g = halo();
+        let loss = reference.log_loss(&g);
+        let m = PRESENCE_MIN_SHARE;
+        let want = (((0.005 + m) / m).ln() + ((1.0 + m) / (0.995 + m)).ln()) / 4.0;
+        assert!(
+            (loss.double_value(&[]) - want).abs() < 1e-5,
+            "{loss:?} vs {want}"
+        );
+        loss.backward();
+        let presence_grad = g.grad().double_value(&[1, 0]);
+        assert!(
+            (presence_grad - 1.0 / (4.0 * (0.005 + m))).abs() < 1e-2,
+            "{presence_grad}"
+        );
+        // The share loss pulls the same halo by 1 / (4 × class 0's mean share 0.2).
+        let g = halo();
+        reference.loss(&g).backward();
+        let share_grad = g.grad().double_value(&[1, 0]);
+        assert!((share_grad - 1.25).abs() < 1e-5, "{share_grad}");
+        assert!(presence_grad > 20.0 * share_grad);
+        // The reference's own shares are at distance 0.
+        let same = Tensor::from_slice2(&[[0.4f32, 0.6], [0.0, 1.0]]);
+        assert!(reference.log_loss(&same).double_value(&[]).abs() < 1e-7);
     }
 
     #[test]
