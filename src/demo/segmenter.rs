@@ -2,6 +2,17 @@
 //!
 //! Generated images are softer and noisier than renders, so training images are lightly
 //! perturbed (random blur, noise, and brightness/contrast jitter); labels stay exact.
+//!
+//! **Coarse scenes** (`--coarse P`). A grown generator keeps the layout its smaller self
+//! drew and paints the finer blocks over it, so its edges are soft over several pixels,
+//! not one. A segmenter trained on crisp renders reads such edges wrongly, and always the
+//! same way: where a white wall or a tree meets the blue sky, the blend is pale blue, and
+//! it calls it cloud. Measured with the 256² segmenter on 240 scenes drawn at 64² and
+//! upsampled to 256², against the scenes' own labels: a cloud in 92.9% of them (85.4%
+//! truly have one), a dome in 89.6% (69.6%), a roof in 92.1% (70.8%). With probability P,
+//! a training scene is drawn at half or a quarter of its side (blocks averaged) and
+//! upsampled back (bilinear), its labels kept exact, so the segmenter learns what such
+//! edges are.
 
 use std::path::Path;
 
@@ -22,6 +33,54 @@ pub struct SegmenterRun {
     pub seed: u64,
     /// Weights to start from (fine-tuning, for example to a new size) instead of fresh ones.
     pub init: Option<std::path::PathBuf>,
+    /// The probability that a training scene is coarsened ([`coarsen`]).
+    pub coarse: f64,
+}
+
+/// Checks a coarsening probability (`--coarse`): 0 to 1.
+pub fn check_coarse(probability: f64) -> anyhow::Result<()> {
+    if !(0.0..=1.0).contains(&probability) {
+        anyhow::bail!("--coarse is a probability, 0 to 1; got {probability}");
+    }
+    Ok(())
+}
+
+/// The factors a scene may be coarsened by: its side over 2 or 4, while that stays at
+/// least 8 pixels.
+fn coarse_factors(side: i64) -> Vec<i64> {
+    [2, 4].into_iter().filter(|f| side / f >= 8).collect()
+}
+
+/// `images` (`[N, 3, S, S]`) drawn coarsely: the side over `factor`, blocks averaged, then
+/// upsampled back to S (bilinear), as a generator's layout drawn at a smaller size and
+/// painted over at S.
+pub fn coarse(images: &Tensor, factor: i64) -> Tensor {
+    use super::eval::resized;
+    let side = images.size()[2];
+    resized(&resized(images, side / factor), side)
+}
+
+/// With `probability`, each image is [`coarse`] by one of the [`coarse_factors`] (equally
+/// likely); the rest are left as they are.
+pub fn coarsen(images: &Tensor, probability: f64) -> Tensor {
+    let factors = coarse_factors(images.size()[2]);
+    if probability <= 0.0 || factors.is_empty() {
+        return images.shallow_clone();
+    }
+    let n = images.size()[0];
+    let opts = (Kind::Float, images.device());
+    let chosen = Tensor::rand([n, 1, 1, 1], opts).lt(probability);
+    let which = Tensor::randint(
+        factors.len() as i64,
+        [n, 1, 1, 1],
+        (Kind::Int64, images.device()),
+    );
+    let mut out = images.shallow_clone();
+    for (k, &factor) in factors.iter().enumerate() {
+        let here = chosen.logical_and(&which.eq(k as i64));
+        out = out.where_self(&here.logical_not(), &coarse(images, factor));
+    }
+    out
 }
 
 /// Checks the sizes a segmenter trains or is measured at: at least one, each a size the
@@ -90,7 +149,7 @@ impl SegmenterRun {
             adam.lr =
                 self.lr * (0.05 + 0.95 * 0.5 * (1.0 + (std::f64::consts::PI * progress).cos()));
             let batch = streams[step as usize % streams.len()].next()?;
-            let images = augment(&batch.images.to_device(device));
+            let images = augment(&coarsen(&batch.images.to_device(device), self.coarse));
             adam.zero_grad();
             let loss =
                 pixel_cross_entropy(&model.forward(&images), &batch.labels.to_device(device));
@@ -118,13 +177,29 @@ pub fn heldout_iou(
     count: u64,
     size: usize,
 ) -> anyhow::Result<(f64, Vec<f64>)> {
+    heldout_iou_drawn(seg, count, size, 1)
+}
+
+/// As [`heldout_iou`], each scene drawn [`coarse`] by `factor` (1: as rendered) against its
+/// exact labels.
+pub fn heldout_iou_drawn(
+    seg: &dyn Segmenter,
+    count: u64,
+    size: usize,
+    factor: i64,
+) -> anyhow::Result<(f64, Vec<f64>)> {
     let classes = seg.labels().len() as i64;
     let mut inter = vec![0f64; classes as usize];
     let mut union = vec![0f64; classes as usize];
     let seeds: Vec<u64> = (0..count).map(heldout_seed).collect();
     for chunk in seeds.chunks(50) {
         let batch = render_batch(chunk, size);
-        let predicted = seg.segment(&batch.images)?.to_device(Device::Cpu);
+        let images = if factor > 1 {
+            coarse(&batch.images, factor)
+        } else {
+            batch.images
+        };
+        let predicted = seg.segment(&images)?.to_device(Device::Cpu);
         for c in 0..classes {
             let p = predicted.eq(c);
             let t = batch.labels.eq(c);
@@ -161,6 +236,7 @@ mod tests {
             lr: 3e-3,
             seed: 5,
             init: None,
+            coarse: 0.0,
         };
         let model = run.run(&path, Device::Cpu).unwrap();
         let loaded = DemoSegmenter::load(&path, Device::Cpu).unwrap();
@@ -203,8 +279,80 @@ mod tests {
             loss_48(&tuned) < loss_48(&loaded),
             "fine-tuning at 48² did not help at 48²"
         );
+        // Fine-tuned on coarse scenes (every one), it reads coarse 32² scenes better.
+        let coarse_path = path.with_extension("coarse.safetensors");
+        let on_coarse = SegmenterRun {
+            steps: 20,
+            batch: 4,
+            sizes: vec![32],
+            lr: 3e-3,
+            seed: 5,
+            init: Some(path.clone()),
+            coarse: 1.0,
+        }
+        .run(&coarse_path, Device::Cpu)
+        .unwrap();
+        let coarse_loss = |m: &DemoSegmenter| {
+            tch::no_grad(|| {
+                let images = coarse(&batch.images, 2);
+                pixel_cross_entropy(&m.forward(&images), &batch.labels).double_value(&[])
+            })
+        };
+        assert!(
+            coarse_loss(&on_coarse) < coarse_loss(&loaded),
+            "training on coarse scenes did not help on them"
+        );
+        let (coarse_miou, _) = heldout_iou_drawn(&on_coarse, 4, 32, 2).unwrap();
+        assert!((0.0..=1.0).contains(&coarse_miou));
+        let _ = std::fs::remove_file(coarse_path);
         let _ = std::fs::remove_file(path);
         let _ = std::fs::remove_file(tuned_path);
+    }
+
+    #[test]
+    fn coarse_scenes_are_drawn_smaller_and_upsampled() {
+        let batch = render_batch(&[heldout_seed(0), heldout_seed(1), heldout_seed(2)], 64);
+        let images = &batch.images;
+        // By 4: a 16² picture (4×4 blocks averaged) upsampled: the block means about
+        // survive and the edges are soft.
+        let by4 = coarse(images, 4);
+        assert_eq!(by4.size(), images.size());
+        let again = by4.adaptive_avg_pool2d([16, 16]);
+        let blocks = images.adaptive_avg_pool2d([16, 16]);
+        let off = (again - &blocks).abs().mean(Kind::Float).double_value(&[]);
+        assert!(off < 0.05, "{off}");
+        let sharpness = |x: &Tensor| {
+            (x.narrow(3, 1, 63) - x.narrow(3, 0, 63))
+                .abs()
+                .mean(Kind::Float)
+                .double_value(&[])
+        };
+        assert!(sharpness(&by4) < 0.6 * sharpness(images));
+        // A flat picture stays flat.
+        let flat = Tensor::full([1, 3, 64, 64], 0.3, (Kind::Float, Device::Cpu));
+        assert!((coarse(&flat, 2) - 0.3).abs().max().double_value(&[]) < 1e-6);
+        // Probability 0 keeps every image; 1 coarsens every one by 2 or 4.
+        assert!(coarsen(images, 0.0).equal(images));
+        tch::manual_seed(1);
+        let all = coarsen(images, 1.0);
+        for i in 0..3 {
+            let got = all.get(i);
+            let by = |f| coarse(&images.narrow(0, i, 1), f).get(0);
+            assert!(
+                got.allclose(&by(2), 1e-6, 1e-6, false) || got.allclose(&by(4), 1e-6, 1e-6, false),
+                "image {i} is neither coarsened by 2 nor by 4"
+            );
+            assert!(!got.allclose(&images.get(i), 1e-3, 1e-3, false));
+        }
+        // A side that cannot be halved past 8 pixels is left as it is.
+        let small = Tensor::rand([2, 3, 8, 8], (Kind::Float, Device::Cpu));
+        assert!(coarsen(&small, 1.0).equal(&small));
+        assert_eq!(coarse_factors(16), [2]);
+        assert!(check_coarse(0.5).is_ok());
+        for bad in [-0.1, 1.5, f64::NAN] {
+            let err = check_coarse(bad).unwrap_err().to_string();
+            assert!(err.contains("--coarse"), "{err}");
+        }
     }
 
     #[test]
