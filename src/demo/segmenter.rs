@@ -23,6 +23,7 @@ use super::nn::Adam;
 use crate::segment::demo::DemoSegmenter;
 use crate::segment::Segmenter;
 
+#[derive(Clone, Debug)]
 pub struct SegmenterRun {
     pub steps: i64,
     pub batch: usize,
@@ -262,7 +263,7 @@ mod tests {
             steps: 0,
             sizes: vec![32, 48],
             init: Some(path.clone()),
-            ..run
+            ..run.clone()
         };
         let kept = keep.run(&tuned_path, Device::Cpu).unwrap();
         assert_eq!(loss(&kept), loss(&loaded));
@@ -283,12 +284,9 @@ mod tests {
         let coarse_path = path.with_extension("coarse.safetensors");
         let on_coarse = SegmenterRun {
             steps: 20,
-            batch: 4,
-            sizes: vec![32],
-            lr: 3e-3,
-            seed: 5,
             init: Some(path.clone()),
             coarse: 1.0,
+            ..run
         }
         .run(&coarse_path, Device::Cpu)
         .unwrap();

@@ -687,16 +687,20 @@ mod tests {
         );
     }
 
-    #[test]
-    fn share_loss_is_the_transport_distance_to_the_reference_quantiles() {
-        // Two classes over four rendered scenes: class 0 absent from half of them.
-        let reference = ShareReference::from_shares(&Tensor::from_slice2(&[
+    /// Two classes over four rendered scenes: class 0 absent from half of them.
+    fn half_absent_reference() -> ShareReference {
+        ShareReference::from_shares(&Tensor::from_slice2(&[
             [0.0f32, 1.0],
             [0.4, 0.6],
             [0.0, 1.0],
             [0.4, 0.6],
         ]))
-        .unwrap();
+        .unwrap()
+    }
+
+    #[test]
+    fn share_loss_is_the_transport_distance_to_the_reference_quantiles() {
+        let reference = half_absent_reference();
         // A batch of two sits at the quantiles 2/7 and 5/7: rows 1 and 2 of the sorted ones.
         assert_eq!(
             Vec::<f32>::try_from(reference.at_ranks(2).flatten(0, -1)).unwrap(),
@@ -801,14 +805,7 @@ mod tests {
 
     #[test]
     fn presence_loss_pulls_a_halo_harder_than_the_share_loss() {
-        // Class 0 absent from half of the rendered scenes.
-        let reference = ShareReference::from_shares(&Tensor::from_slice2(&[
-            [0.0f32, 1.0],
-            [0.4, 0.6],
-            [0.0, 1.0],
-            [0.4, 0.6],
-        ]))
-        .unwrap();
+        let reference = half_absent_reference();
         // G's batch of two: one image holds a halo of class 0 (0.5%) where the reference's
         // lower half holds none.
         let halo = || Tensor::from_slice2(&[[0.4f32, 0.6], [0.005, 0.995]]).set_requires_grad(true);
