@@ -393,22 +393,8 @@ fn eval_edits_prints_one_json_line_with_the_figures_per_concept() {
     // gone, it refuses (naming project.json) instead of scoring another model…
     let moved = fx.dir.join("project/weights.safetensors");
     std::fs::rename(&fx.model, &moved).unwrap();
-    let eval = [
-        "eval-edits",
-        "--project",
-        &project,
-        "--samples",
-        "2",
-        "--batch",
-        "2",
-        "--concepts",
-        "sky",
-        "--device",
-        "cpu",
-    ]
-    .map(String::from);
     let refused = Command::new(env!("CARGO_BIN_EXE_ganpaint"))
-        .args(&eval)
+        .args(sky_args(&project))
         .output()
         .unwrap();
     assert!(!refused.status.success());
@@ -420,14 +406,12 @@ fn eval_edits_prints_one_json_line_with_the_figures_per_concept() {
         r#"{"model": "weights.safetensors"}"#,
     )
     .unwrap();
-    let printed = ganpaint(&eval);
-    let report: Value = serde_json::from_str(printed.lines().last().unwrap()).unwrap();
-    assert_eq!(report["concepts"]["sky"]["samples"], 2);
+    eval_sky(&project);
 }
 
-/// A tiny `eval-edits` run over `project` (two samples of sky), checked to have run.
-fn eval_sky(project: &str) -> [String; 13] {
-    let eval = [
+/// The arguments of a tiny `eval-edits` run over `project` (two samples of sky).
+fn sky_args(project: &str) -> [String; 13] {
+    [
         "eval-edits",
         "--project",
         project,
@@ -442,7 +426,12 @@ fn eval_sky(project: &str) -> [String; 13] {
         "--device",
         "cpu",
     ]
-    .map(String::from);
+    .map(String::from)
+}
+
+/// [`sky_args`] run, checked to have run; returns the arguments.
+fn eval_sky(project: &str) -> [String; 13] {
+    let eval = sky_args(project);
     let printed = ganpaint(&eval);
     let report: Value = serde_json::from_str(printed.lines().last().unwrap()).unwrap();
     assert_eq!(report["concepts"]["sky"]["samples"], 2);
