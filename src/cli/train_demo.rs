@@ -238,10 +238,10 @@ struct GanArgs {
     #[arg(long)]
     share_weight: Option<f64>,
     /// Weight of the presence loss [default: 0, off]: in how many of G's images each class
-    /// appears is held to the rendered scenes', counting the pixels the class wins (as
-    /// eval-demo's presence does) and comparing small shares on a log scale, so that a
-    /// faint halo weighs as much as a missing building. Needs --teacher, like
-    /// --share-weight. May change on resume.
+    /// appears is held to the rendered scenes', by each class's margin over the best other
+    /// class on its most decided 0.2% of the pixels (positive about where eval-demo calls
+    /// it present), so that a small cloud the segmenter is sure of is still pulled out of
+    /// an image. Needs --teacher, like --share-weight. May change on resume.
     #[arg(long)]
     presence_weight: Option<f64>,
     /// Activations in bf16 (fp32 master weights); worth it on CPUs with AMX/AVX-512-BF16.

@@ -62,9 +62,10 @@ pub struct GanSettings {
     /// teacher's segmenter sees them. 0 (or no teacher): off.
     #[serde(default, skip_serializing_if = "is_zero_f64")]
     pub share_weight: f64,
-    /// Weight of the presence loss (see [`crate::demo::teacher`]): the log distance
-    /// between how each class's confident share spreads over G's images and over rendered
-    /// scenes, which holds in how many images a class appears. 0 (or no teacher): off.
+    /// Weight of the presence loss (see [`crate::demo::teacher`]): the distance between
+    /// how each class's presence score (a margin over its most decided pixels) spreads
+    /// over G's images and over rendered scenes, which holds in how many images a class
+    /// appears. 0 (or no teacher): off.
     #[serde(default, skip_serializing_if = "is_zero_f64")]
     pub presence_weight: f64,
 }
@@ -733,7 +734,7 @@ pub struct Retune {
 /// How many rendered scenes the share loss's reference is counted from.
 pub const SHARE_REFERENCE_SCENES: u64 = 512;
 
-/// The rendered scenes' soft and confident shares as `teacher` sees them (the share and
+/// The rendered scenes' soft shares and presence scores as `teacher` sees them (the share and
 /// the presence reference): the first [`SHARE_REFERENCE_SCENES`] scenes of the run's
 /// training stream, at G's resolution.
 pub(crate) fn share_references(
@@ -744,16 +745,16 @@ pub(crate) fn share_references(
     let seeds: Vec<u64> = (0..SHARE_REFERENCE_SCENES)
         .map(|i| super::data::mix(settings.seed, i))
         .collect();
-    let (mut soft, mut confident) = (Vec::new(), Vec::new());
+    let (mut soft, mut presence) = (Vec::new(), Vec::new());
     for chunk in seeds.chunks(32) {
         let scenes = super::data::render_batch(chunk, settings.resolution() as usize);
-        let (s, c) = teacher.both_shares_of(&scenes.images)?;
+        let (s, p) = teacher.both_shares_of(&scenes.images)?;
         soft.push(s);
-        confident.push(c);
+        presence.push(p);
     }
     let references = (
         ShareReference::from_shares(&Tensor::cat(&soft, 0))?,
-        ShareReference::from_shares(&Tensor::cat(&confident, 0))?,
+        ShareReference::from_shares(&Tensor::cat(&presence, 0))?,
     );
     tracing::info!(
         scenes = SHARE_REFERENCE_SCENES,

@@ -624,10 +624,10 @@ mod tests {
             .map(|i| mix(grown.settings.seed, i))
             .collect();
         let scenes = render_batch(&seeds, 32).images;
-        let (soft, confident) = teacher.both_shares_of(&scenes).unwrap();
+        let (soft, presence_scores) = teacher.both_shares_of(&scenes).unwrap();
         let own = reference.loss(&soft);
         assert!(own.double_value(&[]).abs() < 1e-6, "{own:?}");
-        let own = presence.log_loss(&confident);
+        let own = presence.presence_loss(&presence_scores);
         assert!(own.double_value(&[]).abs() < 1e-6, "{own:?}");
         // Held to scenes of two kinds, a fifth red and seven tenths red, G's shares move
         // there (the teacher's label loss is off: its weight is 0).

@@ -35,15 +35,17 @@
 //!
 //! **Presence** ([`TeacherLosses::presence`], `--presence-weight`). `eval-demo` counts a
 //! class present in an image from [`PRESENCE_MIN_SHARE`] of its pixels, labelled by their
-//! most likely class. The share loss cannot see that: a faint halo that the segmenter calls
-//! cloud at 0.6 differs from none by a few thousandths of soft share, next to a class's
-//! mean of several hundredths. The presence loss compares *confident* shares instead (each
-//! pixel counts `sigmoid((p − ½) / CONFIDENT_EDGE)` of its class probability p: about 1
-//! where the class wins outright, about 0 where it does not, with the gradient on the
-//! pixels near the edge) as the log of the share plus [`PRESENCE_MIN_SHARE`]. Between 0.5%
-//! and none that distance is as large as between 25% and 5%, so G's least cloudy images are
-//! pulled to the rendered scenes' cloudless ones. Clouds the segmenter is sure of are left
-//! alone (their gradient is near 0): what moves is the halo at the class's edge.
+//! most likely class. The share loss cannot see that: a small cloud of half a percent
+//! differs from none by a few thousandths of soft share, next to a class's mean of several
+//! hundredths. The presence loss compares each image's *presence score* per class
+//! ([`presence_scores`]): the mean, over the class's k most decided pixels (k the pixel
+//! count of [`PRESENCE_MIN_SHARE`]), of the pixel's margin, its class's score less the best
+//! other class's. It is positive about where `eval-demo` calls the class present, and a
+//! margin, not a probability, so a small cloud the segmenter is sure of still has a
+//! gradient on each of its pixels (a probability there is saturated: its gradient is near
+//! 0). G's scores are held to the rendered scenes' at the same ranks, as the share loss
+//! does; a target beyond ±[`PRESENCE_CAP`] counts as that cap, passed freely (a rendered
+//! scene's cloud does not need to be surer than that, nor its absence).
 //!
 //! **Small patches do not teach** (with a reference and a minimum patch, `--teacher-min-patch
 //! F`). Where the smaller generator's scene holds less of a class than F times the class's
@@ -76,9 +78,9 @@ use crate::segment::Segmenter;
 /// By default, teacher pixels labelled with less than this probability do not teach.
 pub const MIN_CONFIDENCE: f64 = 0.5;
 
-/// How sharply a pixel's class probability p turns into its count in a confident share:
-/// `sigmoid((p − ½) / CONFIDENT_EDGE)` (0.88 at p = 0.6, 0.018 at 0.3).
-pub const CONFIDENT_EDGE: f64 = 0.05;
+/// The margin beyond which a rendered scene's presence score is held as "present" (or,
+/// negated, "absent") without pulling G's further (see the module's text).
+pub const PRESENCE_CAP: f64 = 2.0;
 
 pub use super::eval::PRESENCE_MIN_SHARE;
 
@@ -140,15 +142,20 @@ impl ShareReference {
         ((sorted - target).abs() / scale).mean(Kind::Float)
     }
 
-    /// The presence loss of G's confident shares `[n, C]` against a reference of rendered
-    /// scenes' confident shares: the same ranks, compared as `ln(share +
-    /// PRESENCE_MIN_SHARE)` (see the module's text).
-    pub fn log_loss(&self, shares: &Tensor) -> Tensor {
-        let n = shares.size()[0];
-        let (sorted, _) = shares.sort(0, false);
-        let target = self.at_ranks(n).to_device(shares.device());
-        ((sorted + PRESENCE_MIN_SHARE).log() - (target + PRESENCE_MIN_SHARE).log())
-            .abs()
+    /// The presence loss of G's presence scores `[n, C]` ([`presence_scores`]) against a
+    /// reference made of rendered scenes' scores: at the same ranks as [`Self::loss`], the
+    /// distance to the reference's score clamped to ±[`PRESENCE_CAP`], none past a cap on
+    /// its far side (see the module's text).
+    pub fn presence_loss(&self, scores: &Tensor) -> Tensor {
+        let n = scores.size()[0];
+        let (sorted, _) = scores.sort(0, false);
+        let target = self.at_ranks(n).to_device(scores.device());
+        let clamped = target.clamp(-PRESENCE_CAP, PRESENCE_CAP);
+        let gap = &sorted - &clamped;
+        let absent = target.le(-PRESENCE_CAP);
+        let present = target.ge(PRESENCE_CAP);
+        gap.relu()
+            .where_self(&absent, &(-&gap).relu().where_self(&present, &gap.abs()))
             .mean(Kind::Float)
     }
 }
@@ -159,7 +166,7 @@ pub struct TeacherLosses {
     pub labels: Tensor,
     /// The share loss, when the teacher holds a [`ShareReference`] and it was asked for.
     pub shares: Option<Tensor>,
-    /// The presence loss, when the teacher holds a reference of confident shares
+    /// The presence loss, when the teacher holds a reference of presence scores
     /// ([`LabelTeacher::with_presence_reference`]) and it was asked for.
     pub presence: Option<Tensor>,
 }
@@ -184,7 +191,7 @@ pub struct LabelTeacher {
     images: i64,
     /// The rendered scenes' shares, for the share loss and the minimum patch.
     reference: Option<ShareReference>,
-    /// The rendered scenes' confident shares, for the presence loss.
+    /// The rendered scenes' presence scores, for the presence loss.
     presence: Option<ShareReference>,
     /// A class whose teacher share in an image is under this times its mean rendered
     /// share does not teach in that image (0: every patch teaches).
@@ -250,18 +257,19 @@ impl LabelTeacher {
         Ok(self.both_shares_of(scenes)?.0)
     }
 
-    /// Each class's soft and confident share of each of `scenes`, as [`Self::shares_of`]:
-    /// what the share and presence references are made of.
+    /// Each class's soft share and presence score ([`presence_scores`]) in each of
+    /// `scenes`, as [`Self::shares_of`]: what the share and presence references are made
+    /// of.
     pub fn both_shares_of(&self, scenes: &Tensor) -> anyhow::Result<(Tensor, Tensor)> {
         tch::no_grad(|| {
-            let (mut soft, mut confident) = (Vec::new(), Vec::new());
+            let (mut soft, mut presence) = (Vec::new(), Vec::new());
             for chunk in scenes.split(16, 0) {
                 let images = self.resize(&chunk.to_kind(Kind::Float)).clamp(-1.0, 1.0);
                 let scores = self.segmenter.scores(&images)?;
                 soft.push(soft_shares(&scores));
-                confident.push(confident_shares(&scores));
+                presence.push(presence_scores(&scores));
             }
-            Ok((Tensor::cat(&soft, 0), Tensor::cat(&confident, 0)))
+            Ok((Tensor::cat(&soft, 0), Tensor::cat(&presence, 0)))
         })
     }
 
@@ -273,8 +281,8 @@ impl LabelTeacher {
         }
     }
 
-    /// The same teacher, holding G's confident shares to `reference`, made of rendered
-    /// scenes' confident shares (the presence loss).
+    /// The same teacher, holding G's presence scores to `reference`, made of rendered
+    /// scenes' scores (the presence loss).
     pub fn with_presence_reference(self, reference: ShareReference) -> Self {
         LabelTeacher {
             presence: Some(reference),
@@ -419,7 +427,7 @@ impl LabelTeacher {
             .presence
             .as_ref()
             .filter(|_| wanted.presence)
-            .map(|reference| reference.log_loss(&confident_shares(&logits)));
+            .map(|reference| reference.presence_loss(&presence_scores(&logits)));
         let labels = if wanted.labels {
             self.label_loss(&z, &logits)
         } else {
@@ -477,12 +485,23 @@ fn soft_shares(logits: &Tensor) -> Tensor {
         .mean_dim([2i64, 3].as_slice(), false, Kind::Float)
 }
 
-/// Each class's confident share of each image: scores `[N, C, h, w]` → `[N, C]`, the mean
-/// over the pixels of `sigmoid((p − ½) / CONFIDENT_EDGE)` of the class's probability p.
-fn confident_shares(logits: &Tensor) -> Tensor {
-    ((logits.softmax(1, Kind::Float) - 0.5) / CONFIDENT_EDGE)
-        .sigmoid()
-        .mean_dim([2i64, 3].as_slice(), false, Kind::Float)
+/// Each class's presence score in each image: scores `[N, C, h, w]` → `[N, C]`, the mean
+/// of the class's margin (its score less the best other class's: positive where the
+/// class wins the pixel) over its k highest-margin pixels, k the pixel count of
+/// [`PRESENCE_MIN_SHARE`] (at least 1).
+pub fn presence_scores(logits: &Tensor) -> Tensor {
+    let (n, c, h, w) = logits.size4().expect("segmenter scores [N, C, h, w]");
+    let logits = logits.to_kind(Kind::Float);
+    let (top, which) = logits.topk(2.min(c), 1, true, true);
+    let (first, second) = (top.narrow(1, 0, 1), top.narrow(1, (c > 1) as i64, 1));
+    let classes = Tensor::arange(c, (Kind::Int64, logits.device())).view([1, c, 1, 1]);
+    let best_other = second.where_self(&which.narrow(1, 0, 1).eq_tensor(&classes), &first);
+    let margins = (logits - best_other).view([n, c, h * w]);
+    let k = ((PRESENCE_MIN_SHARE * (h * w) as f64).ceil() as i64).clamp(1, h * w);
+    margins
+        .topk(k, 2, true, false)
+        .0
+        .mean_dim([2i64].as_slice(), false, Kind::Float)
 }
 
 #[cfg(test)]
@@ -753,12 +772,12 @@ mod tests {
         // No reference: no share or presence loss.
         let none = teacher.losses(&z, &scenes, ALL);
         assert!(none.shares.is_none() && none.presence.is_none());
-        let (soft, confident) = teacher.both_shares_of(&scenes).unwrap();
+        let (soft, presence) = teacher.both_shares_of(&scenes).unwrap();
         // shares_of is the soft half.
         assert!(soft.allclose(&teacher.shares_of(&scenes).unwrap(), 1e-6, 1e-7, false));
         let teacher = teacher
             .with_reference(ShareReference::from_shares(&soft).unwrap())
-            .with_presence_reference(ShareReference::from_shares(&confident).unwrap());
+            .with_presence_reference(ShareReference::from_shares(&presence).unwrap());
         // G drawing the reference scenes themselves, in another order, is at distance 0.
         let order = Tensor::from_slice(&[2i64, 0, 3, 1]);
         let shuffled = scenes.index_select(0, &order);
@@ -784,54 +803,82 @@ mod tests {
     }
 
     #[test]
-    fn confident_shares_count_the_pixels_a_class_wins() {
-        // One image of two pixels, two classes: probabilities (0.6, 0.4) and (0.3, 0.7).
-        let logits = Tensor::from_slice(&[0.6f32.ln(), 0.3f32.ln(), 0.4f32.ln(), 0.7f32.ln()])
-            .view([1, 2, 1, 2]);
-        let sigmoid = |x: f64| 1.0 / (1.0 + (-x).exp());
-        let want = [
-            (sigmoid(0.1 / CONFIDENT_EDGE) + sigmoid(-0.2 / CONFIDENT_EDGE)) / 2.0,
-            (sigmoid(-0.1 / CONFIDENT_EDGE) + sigmoid(0.2 / CONFIDENT_EDGE)) / 2.0,
-        ];
-        let got = Vec::<f32>::try_from(confident_shares(&logits).flatten(0, -1)).unwrap();
+    fn presence_scores_are_margins_over_each_class_s_most_decided_pixels() {
+        // One image of 1250 pixels (k = ⌈0.002 × 1250⌉ = 3), three classes. Class 0 wins
+        // three pixels by 3, class 1 one pixel by 1, class 2 the rest by 5.
+        let mut pixels = vec![[4.0f32, 0.0, 1.0]; 3];
+        pixels.push([0.0, 2.0, 1.0]);
+        pixels.resize(1250, [0.0, 0.0, 5.0]);
+        let flat: Vec<f32> = (0..3)
+            .flat_map(|c| pixels.iter().map(move |p| p[c]))
+            .collect();
+        let logits = || Tensor::from_slice(&flat).view([1, 3, 25, 50]);
+        let got = Vec::<f32>::try_from(presence_scores(&logits()).flatten(0, -1)).unwrap();
+        // Class 0 holds 0.24% of the pixels (present for eval-demo), class 1 0.08% (absent).
+        let want = [3.0, (1.0 - 4.0 - 4.0) / 3.0, 5.0];
         for (g, w) in got.iter().zip(want) {
-            assert!((*g as f64 - w).abs() < 1e-5, "{got:?} vs {want:?}");
+            assert!((g - w).abs() < 1e-5, "{got:?} vs {want:?}");
         }
-        // Soft shares would call them 0.45 and 0.55: the confident ones are near 1/2 each,
-        // one pixel won by each class.
-        let soft = Vec::<f32>::try_from(soft_shares(&logits).flatten(0, -1)).unwrap();
-        assert!((soft[0] - 0.45).abs() < 1e-6 && (soft[1] - 0.55).abs() < 1e-6);
+        // Ten times as sure, the scores are ten times as large and class 0's gradient on
+        // each of its three pixels stays 1/3: a sure small patch is still pulled.
+        let sure = (logits() * 10.0).set_requires_grad(true);
+        let scores = presence_scores(&sure);
+        assert!((scores.double_value(&[0, 0]) - 30.0).abs() < 1e-3);
+        scores.get(0).get(0).backward();
+        let grad = sure.grad().view([3, 1250]);
+        for i in 0..3 {
+            assert!((grad.double_value(&[0, i]) - 1.0 / 3.0).abs() < 1e-6);
+            // …and pushes the best other class's score (class 2) the other way.
+            assert!((grad.double_value(&[2, i]) + 1.0 / 3.0).abs() < 1e-6);
+        }
+        assert_eq!(grad.double_value(&[0, 3]), 0.0);
+        // Probabilities there are saturated: the same pixels' gradient through the soft
+        // share is under a millionth.
+        let sure = (logits() * 10.0).set_requires_grad(true);
+        soft_shares(&sure).get(0).get(0).backward();
+        assert!(sure.grad().view([3, 1250]).double_value(&[0, 0]).abs() < 1e-6);
     }
 
     #[test]
-    fn presence_loss_pulls_a_halo_harder_than_the_share_loss() {
-        let reference = half_absent_reference();
-        // G's batch of two: one image holds a halo of class 0 (0.5%) where the reference's
-        // lower half holds none.
-        let halo = || Tensor::from_slice2(&[[0.4f32, 0.6], [0.005, 0.995]]).set_requires_grad(true);
-        let g = halo();
-        let loss = reference.log_loss(&g);
-        let m = PRESENCE_MIN_SHARE;
-        let want = (((0.005 + m) / m).ln() + ((1.0 + m) / (0.995 + m)).ln()) / 4.0;
-        assert!(
-            (loss.double_value(&[]) - want).abs() < 1e-5,
-            "{loss:?} vs {want}"
-        );
+    fn presence_loss_pulls_a_sure_patch_out_where_the_reference_holds_none() {
+        // Class 0 absent (score −6) from half of four rendered scenes, present (3) in the
+        // other half; class 1 present in all.
+        let reference = ShareReference::from_shares(&Tensor::from_slice2(&[
+            [-6.0f32, 6.0],
+            [3.0, 6.0],
+            [-6.0, 6.0],
+            [3.0, 6.0],
+        ]))
+        .unwrap();
+        // A batch of two sits at rows 1 and 2 of the sorted scores: class 0 at −6 and 3.
+        // G's image 1 holds a sure patch of class 0 (score 2): held to −6, clamped to −2,
+        // it is 4 off. Image 0's 8 is past the cap of 3's side, as are class 1's 6 and 9.
+        let g = Tensor::from_slice2(&[[8.0f32, 6.0], [2.0, 9.0]]).set_requires_grad(true);
+        let loss = reference.presence_loss(&g);
+        assert!((loss.double_value(&[]) - 1.0).abs() < 1e-6, "{loss:?}");
         loss.backward();
-        let presence_grad = g.grad().double_value(&[1, 0]);
-        assert!(
-            (presence_grad - 1.0 / (4.0 * (0.005 + m))).abs() < 1e-2,
-            "{presence_grad}"
+        let grad = g.grad();
+        assert_eq!(grad.double_value(&[1, 0]), 0.25);
+        for (i, c) in [(0, 0), (0, 1), (1, 1)] {
+            assert_eq!(grad.double_value(&[i, c]), 0.0);
+        }
+        // Past the cap on the far side, an absent class is not pulled further.
+        let clear = Tensor::from_slice2(&[[-9.0f32, 6.0], [5.0, 9.0]]);
+        assert_eq!(reference.presence_loss(&clear).double_value(&[]), 0.0);
+        // Within the cap, a score is pulled to the target from either side.
+        let within =
+            ShareReference::from_shares(&Tensor::from_slice2(&[[1.0f32], [1.0], [1.0]])).unwrap();
+        let g = Tensor::from_slice2(&[[3.0f32], [-1.0]]).set_requires_grad(true);
+        let loss = within.presence_loss(&g);
+        assert!((loss.double_value(&[]) - 2.0).abs() < 1e-6);
+        loss.backward();
+        assert_eq!(
+            Vec::<f32>::try_from(g.grad().flatten(0, -1)).unwrap(),
+            [0.5, -0.5]
         );
-        // The share loss pulls the same halo by 1 / (4 × class 0's mean share 0.2).
-        let g = halo();
-        reference.loss(&g).backward();
-        let share_grad = g.grad().double_value(&[1, 0]);
-        assert!((share_grad - 1.25).abs() < 1e-5, "{share_grad}");
-        assert!(presence_grad > 20.0 * share_grad);
-        // The reference's own shares are at distance 0.
-        let same = Tensor::from_slice2(&[[0.4f32, 0.6], [0.0, 1.0]]);
-        assert!(reference.log_loss(&same).double_value(&[]).abs() < 1e-7);
+        // The reference's own scores are at distance 0.
+        let own = Tensor::from_slice2(&[[-6.0f32, 6.0], [3.0, 6.0]]);
+        assert_eq!(reference.presence_loss(&own).double_value(&[]), 0.0);
     }
 
     #[test]
