@@ -85,7 +85,8 @@ pub const PRESENCE_CAP: f64 = 2.0;
 pub use super::eval::PRESENCE_MIN_SHARE;
 
 /// Each class's share of each of a set of rendered scenes, sorted per class: the
-/// distribution G's shares are held to (see the module's text).
+/// distribution G's shares are held to (see the module's text). The presence reference
+/// is one too, made of presence scores ([`presence_scores`]); its mean goes unused.
 pub struct ShareReference {
     /// `[scenes, C]`, each column ascending.
     sorted: Tensor,
@@ -706,20 +707,16 @@ mod tests {
         );
     }
 
-    /// Two classes over four rendered scenes: class 0 absent from half of them.
-    fn half_absent_reference() -> ShareReference {
-        ShareReference::from_shares(&Tensor::from_slice2(&[
+    #[test]
+    fn share_loss_is_the_transport_distance_to_the_reference_quantiles() {
+        // Two classes over four rendered scenes: class 0 absent from half of them.
+        let reference = ShareReference::from_shares(&Tensor::from_slice2(&[
             [0.0f32, 1.0],
             [0.4, 0.6],
             [0.0, 1.0],
             [0.4, 0.6],
         ]))
-        .unwrap()
-    }
-
-    #[test]
-    fn share_loss_is_the_transport_distance_to_the_reference_quantiles() {
-        let reference = half_absent_reference();
+        .unwrap();
         // A batch of two sits at the quantiles 2/7 and 5/7: rows 1 and 2 of the sorted ones.
         assert_eq!(
             Vec::<f32>::try_from(reference.at_ranks(2).flatten(0, -1)).unwrap(),
