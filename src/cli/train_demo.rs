@@ -244,6 +244,13 @@ struct GanArgs {
     /// an image. Needs --teacher, like --share-weight. May change on resume.
     #[arg(long)]
     presence_weight: Option<f64>,
+    /// The classes the presence loss holds, comma-separated names of the teacher
+    /// segmenter's classes (for example cloud,roof) [default: every class]: a class already
+    /// present as often as in rendered scenes is left to the share loss, which the presence
+    /// loss's pull on faint patches would otherwise thin. Given on each resume, like the
+    /// teacher.
+    #[arg(long, value_delimiter = ',', requires = "teacher")]
+    presence_classes: Vec<String>,
     /// Activations in bf16 (fp32 master weights); worth it on CPUs with AMX/AVX-512-BF16.
     #[arg(long, default_value_t = false)]
     bf16: bool,
@@ -417,6 +424,7 @@ pub fn run(args: TrainDemoArgs) -> anyhow::Result<()> {
                         min_patch: a.teacher_min_patch,
                         label_size: a.teacher_label_size,
                         label_segmenter: a.teacher_label_segmenter,
+                        presence_classes: a.presence_classes,
                     }),
             };
             run.run(settings, a.device.resolve()?)?;
@@ -708,9 +716,10 @@ mod tests {
     }
 
     #[test]
-    fn labelling_the_teachers_scenes_needs_a_teacher() {
+    fn the_teachers_options_need_a_teacher() {
         for flag in [
             &["--teacher-label-size", "64"][..],
+            &["--presence-classes", "cloud,roof"],
             &[
                 "--teacher-label-segmenter",
                 "models/demo_segmenter.safetensors",

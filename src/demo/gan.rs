@@ -839,6 +839,9 @@ pub struct TeacherFiles {
     pub label_size: Option<i64>,
     /// What labels them, when not `segmenter`.
     pub label_segmenter: Option<PathBuf>,
+    /// The classes the presence loss holds ([`LabelTeacher::with_presence_classes`]);
+    /// empty: every class.
+    pub presence_classes: Vec<String>,
 }
 
 impl GanRun {
@@ -900,6 +903,7 @@ impl GanRun {
                 teacher
                     .with_reference(reference)
                     .with_presence_reference(presence)
+                    .with_presence_classes(&files.presence_classes)?
                     .with_min_patch(files.min_patch)?
             } else {
                 teacher
@@ -934,6 +938,19 @@ impl GanRun {
                 "the presence loss (presence_weight {}) uses the label teacher's segmenter:                  give --teacher and --teacher-segmenter, or --presence-weight 0",
                 trainer.settings.presence_weight
             );
+        }
+        if let Some(files) = self
+            .teacher
+            .as_ref()
+            .filter(|f| !f.presence_classes.is_empty())
+        {
+            if trainer.settings.presence_weight == 0.0 && trainer.step < self.steps {
+                anyhow::bail!(
+                    "--presence-classes {} chooses what the presence loss holds, and the run has \
+                     none: give --presence-weight",
+                    files.presence_classes.join(",")
+                );
+            }
         }
         if trainer.settings.anchor_weight > 0.0 {
             if trainer.anchor.is_none() {

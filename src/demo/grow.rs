@@ -698,7 +698,22 @@ mod tests {
             min_patch: 0.5,
             label_size: Some(8),
             label_segmenter: Some(segmenter.clone()),
+            presence_classes: Vec::new(),
         };
+        // Classes for a presence loss the run does not have are refused.
+        let without_presence = crate::demo::gan::GanRun {
+            retune: Default::default(),
+            ..resume(Some(crate::demo::gan::TeacherFiles {
+                presence_classes: vec!["cloud".into()],
+                ..files.clone()
+            }))
+        };
+        assert_eq!(grown.settings.presence_weight, 0.0);
+        let err = without_presence
+            .run(grown.settings.clone(), Device::Cpu)
+            .err()
+            .unwrap();
+        assert!(format!("{err:#}").contains("--presence-weight"), "{err:#}");
         let resumed = resume(Some(files))
             .run(grown.settings.clone(), Device::Cpu)
             .unwrap();

@@ -45,7 +45,9 @@
 //! gradient on each of its pixels (a probability there is saturated: its gradient is near
 //! 0). G's scores are held to the rendered scenes' at the same ranks, as the share loss
 //! does; a target beyond ±[`PRESENCE_CAP`] counts as that cap, passed freely (a rendered
-//! scene's cloud does not need to be surer than that, nor its absence).
+//! scene's cloud does not need to be surer than that, nor its absence). With
+//! `--presence-classes` it holds only the classes named
+//! ([`LabelTeacher::with_presence_classes`]).
 //!
 //! **Small patches do not teach** (with a reference and a minimum patch, `--teacher-min-patch
 //! F`). Where the smaller generator's scene holds less of a class than F times the class's
@@ -134,6 +136,15 @@ impl ShareReference {
         )
     }
 
+    /// The same reference, of the classes at `columns` (indices, in that order) only.
+    pub fn columns(&self, columns: &Tensor) -> ShareReference {
+        let columns = columns.to_device(self.sorted.device());
+        ShareReference {
+            sorted: self.sorted.index_select(1, &columns),
+            mean: self.mean.index_select(0, &columns),
+        }
+    }
+
     /// The distance of G's soft shares `[n, C]` from the reference (see the module's text).
     pub fn loss(&self, shares: &Tensor) -> Tensor {
         let n = shares.size()[0];
@@ -194,6 +205,9 @@ pub struct LabelTeacher {
     reference: Option<ShareReference>,
     /// The rendered scenes' presence scores, for the presence loss.
     presence: Option<ShareReference>,
+    /// The classes the presence loss holds (indices into the segmenter's labels, those
+    /// of `presence`'s columns); `None`: every class.
+    presence_classes: Option<Tensor>,
     /// A class whose teacher share in an image is under this times its mean rendered
     /// share does not teach in that image (0: every patch teaches).
     min_patch: f64,
@@ -245,6 +259,7 @@ impl LabelTeacher {
             images: i64::MAX,
             reference: None,
             presence: None,
+            presence_classes: None,
             min_patch: 0.0,
             label_size: size,
             labeller: None,
@@ -287,8 +302,43 @@ impl LabelTeacher {
     pub fn with_presence_reference(self, reference: ShareReference) -> Self {
         LabelTeacher {
             presence: Some(reference),
+            presence_classes: None,
             ..self
         }
+    }
+
+    /// The same teacher, its presence loss holding only the classes named in `classes`
+    /// (the segmenter's labels; empty: every class). A class whose presence already
+    /// matches the rendered scenes' is then left to the share loss and the labels: the
+    /// presence loss's pull towards "absent" on an image's faintest patches takes a
+    /// little of every class it holds. Needs the presence reference.
+    pub fn with_presence_classes(self, classes: &[String]) -> anyhow::Result<Self> {
+        if classes.is_empty() {
+            return Ok(self);
+        }
+        let Some(reference) = &self.presence else {
+            anyhow::bail!("--presence-classes chooses what the presence loss holds: the teacher has no presence reference (give --presence-weight)");
+        };
+        let labels = self.segmenter.labels();
+        let mut columns = Vec::with_capacity(classes.len());
+        for class in classes {
+            let Some(i) = labels.iter().position(|l| l == class) else {
+                anyhow::bail!(
+                    "--presence-classes: the teacher's segmenter has no class {class:?} (it has {})",
+                    labels.join(", ")
+                );
+            };
+            if columns.contains(&(i as i64)) {
+                anyhow::bail!("--presence-classes names {class:?} twice");
+            }
+            columns.push(i as i64);
+        }
+        let columns = Tensor::from_slice(&columns);
+        Ok(LabelTeacher {
+            presence: Some(reference.columns(&columns)),
+            presence_classes: Some(columns),
+            ..self
+        })
     }
 
     /// The same teacher, leaving out the patches of each image that hold less of a class
@@ -428,7 +478,14 @@ impl LabelTeacher {
             .presence
             .as_ref()
             .filter(|_| wanted.presence)
-            .map(|reference| reference.presence_loss(&presence_scores(&logits)));
+            .map(|reference| {
+                let scores = presence_scores(&logits);
+                let scores = match &self.presence_classes {
+                    Some(columns) => scores.index_select(1, &columns.to_device(scores.device())),
+                    None => scores,
+                };
+                reference.presence_loss(&scores)
+            });
         let labels = if wanted.labels {
             self.label_loss(&z, &logits)
         } else {
@@ -797,6 +854,68 @@ mod tests {
         let noise = Tensor::rand([4, 3, 16, 16], (Kind::Float, Device::Cpu));
         let labels = teacher.losses(&z, &noise, LABELS);
         assert!(labels.shares.is_none() && labels.presence.is_none());
+    }
+
+    #[test]
+    fn presence_classes_hold_only_the_classes_named() {
+        let teacher = untrained_teacher();
+        let z = Tensor::randn([4, 8], (Kind::Float, Device::Cpu));
+        let scenes = tch::no_grad(|| teacher.generator.forward(&z).unwrap());
+        let (_, presence) = teacher.both_shares_of(&scenes).unwrap();
+        let labels = teacher.segmenter.labels().to_vec();
+        let (first, last) = (labels[0].clone(), labels[labels.len() - 1].clone());
+        // Naming classes needs the presence reference; naming none changes nothing.
+        let err = untrained_teacher()
+            .with_presence_classes(std::slice::from_ref(&first))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("--presence-weight"), "{err}");
+        let teacher = teacher
+            .with_presence_classes(&[])
+            .unwrap()
+            .with_presence_reference(ShareReference::from_shares(&presence).unwrap());
+        let noise = Tensor::rand([4, 3, 16, 16], (Kind::Float, Device::Cpu)) * 2.0 - 1.0;
+        let all = teacher.losses(&z, &noise, SHARES).presence.unwrap();
+        // G's scores and the reference's, by hand, of the last class and then the first.
+        let (_, noise_presence) = teacher.both_shares_of(&noise).unwrap();
+        let columns = Tensor::from_slice(&[labels.len() as i64 - 1, 0]);
+        let by_hand = ShareReference::from_shares(&presence.index_select(1, &columns))
+            .unwrap()
+            .presence_loss(&noise_presence.index_select(1, &columns));
+        let whole = ShareReference::from_shares(&presence)
+            .unwrap()
+            .presence_loss(&noise_presence);
+        assert!((all.double_value(&[]) - whole.double_value(&[])).abs() < 1e-4);
+        let two = teacher
+            .with_presence_classes(&[last.clone(), first.clone()])
+            .unwrap();
+        let held = two.losses(&z, &noise, SHARES).presence.unwrap();
+        assert!(
+            (held.double_value(&[]) - by_hand.double_value(&[])).abs() < 1e-4,
+            "{held:?} vs {by_hand:?}"
+        );
+        assert!((held.double_value(&[]) - all.double_value(&[])).abs() > 1e-4);
+        // A name the segmenter does not have, or one named twice, is refused.
+        let fresh = || {
+            untrained_teacher()
+                .with_presence_reference(ShareReference::from_shares(&presence).unwrap())
+        };
+        let err = fresh()
+            .with_presence_classes(&["moon".to_string()])
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            err.contains("--presence-classes") && err.contains("\"moon\"") && err.contains(&last),
+            "{err}"
+        );
+        let err = fresh()
+            .with_presence_classes(&[first.clone(), first.clone()])
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("twice"), "{err}");
     }
 
     #[test]
