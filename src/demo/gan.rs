@@ -876,21 +876,18 @@ impl GanRun {
                 );
             }
         }
-        // (Before the teacher loads and its references are counted.)
-        if let Some(files) = self
-            .teacher
-            .as_ref()
-            .filter(|f| !f.presence_classes.is_empty())
-        {
-            if trainer.settings.presence_weight == 0.0 && trainer.step < self.steps {
+        if let Some(files) = &self.teacher {
+            // (Before the teacher loads and its references are counted.)
+            if !files.presence_classes.is_empty()
+                && trainer.settings.presence_weight == 0.0
+                && trainer.step < self.steps
+            {
                 anyhow::bail!(
                     "--presence-classes {} chooses what the presence loss holds, and the run has \
                      none: give --presence-weight",
                     files.presence_classes.join(",")
                 );
             }
-        }
-        if let Some(files) = &self.teacher {
             let teacher = LabelTeacher::load(
                 &files.generator,
                 &files.segmenter,
@@ -949,7 +946,8 @@ impl GanRun {
             && trainer.step < self.steps
         {
             anyhow::bail!(
-                "the presence loss (presence_weight {}) uses the label teacher's segmenter:                  give --teacher and --teacher-segmenter, or --presence-weight 0",
+                "the presence loss (presence_weight {}) uses the label teacher's segmenter: give \
+                 --teacher and --teacher-segmenter, or --presence-weight 0",
                 trainer.settings.presence_weight
             );
         }
