@@ -220,8 +220,8 @@ $BIN train-demo gan --run "$RUN_B" --steps "$PRESENCE_CLASSES_STEPS" \
 # Roof presence then sat 3.7 points under the renderer's: from PRESENCE_CLASSES_STEPS the
 # presence loss holds cloud alone, so that the roof and path shares can recover. By
 # CLOUD_PRESENCE_STEPS (the committed state) cloud presence stays within the bar (EMA
-# 87.5-91.8%, the renderer 84.5%) and roof presence comes back to 80.8-83.0%, but every
-# building class draws smaller (the EMA's roof share 35% short, path 27-28%, window 25%):
+# 87.5-91.8%, the renderer 84.5%) and roof presence comes back to 80.8-83.0%, but the
+# buildings and paths draw smaller (the EMA's roof share 35% short, path 27-28%, window 25%):
 # its score, 1.39, is not the bundle's 1.225 yet. Longer, a share weight of 48, and roof
 # back in the presence loss with a shorter average (--ema-beta 0.95) did not bring them
 # back (models/README.md, trials 11 to 13).
