@@ -244,6 +244,13 @@ struct GanArgs {
     /// an image. Needs --teacher, like --share-weight. May change on resume.
     #[arg(long)]
     presence_weight: Option<f64>,
+    /// The share loss's temperature [default: 1]: the teacher segmenter's scores are
+    /// divided by it before each pixel's probabilities are averaged into a class's share,
+    /// for G's images and the rendered scenes alike. Under 1 (for example 0.25) a pixel
+    /// counts closer to its most likely class alone, as eval-demo and pick count shares, so
+    /// a half-decided edge no longer counts half for each side. May change on resume.
+    #[arg(long)]
+    share_temperature: Option<f64>,
     /// The classes the presence loss holds, comma-separated names of the teacher
     /// segmenter's classes (for example cloud,roof) [default: every class]: a class already
     /// present as often as in rendered scenes is left to the share loss, which the presence
@@ -372,6 +379,9 @@ pub fn run(args: TrainDemoArgs) -> anyhow::Result<()> {
             if let Some(w) = a.presence_weight.filter(|v| !(v.is_finite() && *v >= 0.0)) {
                 anyhow::bail!("--presence-weight must be 0 or more, got {w}");
             }
+            if let Some(t) = a.share_temperature {
+                crate::demo::teacher::check_share_temperature(t)?;
+            }
             crate::demo::teacher::check_min_patch(a.teacher_min_patch)?;
             if a.teacher_min_patch > 0.0 && a.teacher.is_none() {
                 anyhow::bail!("--teacher-min-patch leaves patches out of a teacher's labels: give --teacher and --teacher-segmenter");
@@ -394,6 +404,7 @@ pub fn run(args: TrainDemoArgs) -> anyhow::Result<()> {
                 teacher_weight: a.teacher_weight.unwrap_or(0.0),
                 share_weight: a.share_weight.unwrap_or(0.0),
                 presence_weight: a.presence_weight.unwrap_or(0.0),
+                share_temperature: a.share_temperature.unwrap_or(1.0),
             };
             let run = GanRun {
                 dir: a.run,
@@ -410,6 +421,7 @@ pub fn run(args: TrainDemoArgs) -> anyhow::Result<()> {
                     teacher_weight: a.teacher_weight,
                     share_weight: a.share_weight,
                     presence_weight: a.presence_weight,
+                    share_temperature: a.share_temperature,
                 },
                 keep_from: a.keep_from,
                 anchor: a.anchor,
@@ -549,6 +561,7 @@ pub fn run(args: TrainDemoArgs) -> anyhow::Result<()> {
                 teacher_weight: 0.0,
                 share_weight: 0.0,
                 presence_weight: 0.0,
+                share_temperature: 1.0,
             };
             let trainer = adopt_generator(
                 &a.run,
@@ -712,6 +725,18 @@ mod tests {
                     "{flag}={bad}: {msg}"
                 );
             }
+        }
+    }
+
+    #[test]
+    fn the_share_temperature_must_be_above_zero() {
+        for bad in ["0", "-0.5", "NaN", "inf"] {
+            let err = run_args(&[&format!("--share-temperature={bad}")]).unwrap_err();
+            let msg = format!("{err:#}");
+            assert!(
+                msg.contains("--share-temperature") && msg.contains("above 0"),
+                "{bad}: {msg}"
+            );
         }
     }
 

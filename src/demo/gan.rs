@@ -68,6 +68,12 @@ pub struct GanSettings {
     /// appears. 0 (or no teacher): off.
     #[serde(default, skip_serializing_if = "is_zero_f64")]
     pub presence_weight: f64,
+    /// The share loss's temperature (see [`LabelTeacher::with_share_temperature`]): the
+    /// segmenter's scores are divided by it before the softmax of a soft share, on both
+    /// sides. 1: its own probabilities; under 1, closer to counting each pixel for its most
+    /// likely class.
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub share_temperature: f64,
 }
 
 fn is_zero(v: &i64) -> bool {
@@ -76,6 +82,14 @@ fn is_zero(v: &i64) -> bool {
 
 fn is_zero_f64(v: &f64) -> bool {
     *v == 0.0
+}
+
+fn one() -> f64 {
+    1.0
+}
+
+fn is_one(v: &f64) -> bool {
+    *v == 1.0
 }
 
 impl GanSettings {
@@ -608,6 +622,13 @@ impl GanTrainer {
             record("presence_weight", self.settings.presence_weight, w);
             self.settings.presence_weight = w;
         }
+        if let Some(t) = retune
+            .share_temperature
+            .filter(|&v| v != self.settings.share_temperature)
+        {
+            record("share_temperature", self.settings.share_temperature, t);
+            self.settings.share_temperature = t;
+        }
         Ok(())
     }
 
@@ -729,6 +750,7 @@ pub struct Retune {
     pub teacher_weight: Option<f64>,
     pub share_weight: Option<f64>,
     pub presence_weight: Option<f64>,
+    pub share_temperature: Option<f64>,
 }
 
 /// How many rendered scenes the share loss's reference is counted from.
@@ -903,7 +925,9 @@ impl GanRun {
                 None => None,
             };
             let label_size = files.label_size.unwrap_or(files.size);
-            let teacher = teacher.labelling_at(label_size, labeller)?;
+            let teacher = teacher
+                .labelling_at(label_size, labeller)?
+                .with_share_temperature(trainer.settings.share_temperature)?;
             teacher.check(trainer.settings.z_dim, trainer.settings.resolution())?;
             tracing::info!(teacher = %files.generator.display(), segmenter = %files.segmenter.display(), size = files.size, label_size, labeller = ?files.label_segmenter, images = files.images, "label teacher");
             // (Counting the reference takes a while: only for a command with steps to train.)
@@ -1119,7 +1143,44 @@ pub(crate) mod tests {
             teacher_weight: 0.0,
             share_weight: 0.0,
             presence_weight: 0.0,
+            share_temperature: 1.0,
         }
+    }
+
+    #[test]
+    fn the_share_temperature_is_stored_only_when_set_and_may_be_retuned() {
+        // A state.json from before the setting existed reads as temperature 1, and 1 is
+        // not written, so such a file stays as it was.
+        let settings = tiny_settings();
+        let json = serde_json::to_value(&settings).unwrap();
+        assert!(json.get("share_temperature").is_none(), "{json}");
+        let read: GanSettings = serde_json::from_value(json).unwrap();
+        assert_eq!(read.share_temperature, 1.0);
+        let colder = GanSettings {
+            share_temperature: 0.25,
+            ..settings
+        };
+        let json = serde_json::to_value(&colder).unwrap();
+        assert_eq!(json["share_temperature"], 0.25);
+        assert_eq!(serde_json::from_value::<GanSettings>(json).unwrap(), colder);
+        // A resume may change it, recorded like the other settings.
+        let mut trainer = GanTrainer::new(tiny_settings(), Device::Cpu);
+        trainer
+            .retune(&Retune {
+                share_temperature: Some(0.25),
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!(trainer.settings.share_temperature, 0.25);
+        assert_eq!(
+            trainer.changes,
+            vec![SettingChange {
+                step: 0,
+                setting: "share_temperature".into(),
+                from: 1.0,
+                to: 0.25
+            }]
+        );
     }
 
     #[test]
