@@ -80,8 +80,8 @@ pub fn run(args: EvalDemoArgs) -> anyhow::Result<()> {
     }
     .run()?;
     println!(
-        "{:<8} {:>8} {:>10} {:>10} {:>10} {:>10}",
-        "class", "seg IoU", "gen share", "ren share", "gen pres", "ren pres"
+        "{:<8} {:>8} {:>10} {:>10} {:>14} {:>10} {:>10}",
+        "class", "seg IoU", "gen share", "ren share", "share gap", "gen pres", "ren pres"
     );
     for (class, r) in &report.realism {
         let iou = report
@@ -90,8 +90,15 @@ pub fn run(args: EvalDemoArgs) -> anyhow::Result<()> {
             .copied()
             .flatten()
             .map_or("-".to_string(), |v| format!("{v:.3}"));
+        let gap = match (r.share_gap(), r.share_gap_se()) {
+            (Some(_), Some(se)) => {
+                let signed = r.generated_share / r.rendered_share - 1.0;
+                format!("{:+.0}% ±{:.0}", 100.0 * signed, 100.0 * se)
+            }
+            _ => "-".to_string(),
+        };
         println!(
-            "{class:<8} {iou:>8} {:>10.4} {:>10.4} {:>10.3} {:>10.3}",
+            "{class:<8} {iou:>8} {:>10.4} {:>10.4} {gap:>14} {:>10.3} {:>10.3}",
             r.generated_share, r.rendered_share, r.generated_presence, r.rendered_presence
         );
     }

@@ -23,6 +23,13 @@ pub struct ClassRealism {
     pub rendered_share: f64,
     pub generated_presence: f64,
     pub rendered_presence: f64,
+    /// The standard error of `generated_share`: the standard deviation of the class's
+    /// share over the images, over the square root of their count. A class that fills
+    /// some images and is absent from others (a building) has a wide one, so a few
+    /// hundred images leave its share gap uncertain by several points.
+    pub generated_share_se: f64,
+    /// The same for `rendered_share`.
+    pub rendered_share_se: f64,
 }
 
 impl ClassRealism {
@@ -30,6 +37,16 @@ impl ClassRealism {
     pub fn share_gap(&self) -> Option<f64> {
         (self.rendered_share > 0.0)
             .then(|| (self.generated_share - self.rendered_share).abs() / self.rendered_share)
+    }
+
+    /// The standard error of [`Self::share_gap`] from those of the two shares (to first
+    /// order, the two sides independent); `None` where the scenes never show the class.
+    pub fn share_gap_se(&self) -> Option<f64> {
+        (self.rendered_share > 0.0).then(|| {
+            let ratio = self.generated_share / self.rendered_share;
+            (self.generated_share_se.powi(2) + (ratio * self.rendered_share_se).powi(2)).sqrt()
+                / self.rendered_share
+        })
     }
 
     /// |generated − rendered| presence rate.
@@ -97,6 +114,8 @@ pub const PRESENCE_MIN_SHARE: f64 = 0.002;
 #[derive(Clone)]
 struct ShareStats {
     share_sum: Vec<f64>,
+    /// The sum of each class's squared share, for its spread over images.
+    share_square_sum: Vec<f64>,
     present: Vec<f64>,
     images: f64,
 }
@@ -105,6 +124,7 @@ impl ShareStats {
     fn new(classes: usize) -> Self {
         ShareStats {
             share_sum: vec![0.0; classes],
+            share_square_sum: vec![0.0; classes],
             present: vec![0.0; classes],
             images: 0.0,
         }
@@ -123,6 +143,12 @@ impl ShareStats {
         let mean: Vec<f64> =
             Vec::try_from(shares.sum_dim_intlist([0i64].as_slice(), false, Kind::Double))
                 .expect("f64");
+        let squares: Vec<f64> = Vec::try_from(shares.square().sum_dim_intlist(
+            [0i64].as_slice(),
+            false,
+            Kind::Double,
+        ))
+        .expect("f64");
         let present: Vec<f64> = Vec::try_from(
             shares
                 .ge(PRESENCE_MIN_SHARE)
@@ -132,6 +158,7 @@ impl ShareStats {
         .expect("f64");
         for c in 0..self.share_sum.len() {
             self.share_sum[c] += mean[c];
+            self.share_square_sum[c] += squares[c];
             self.present[c] += present[c];
         }
         self.images += n as f64;
@@ -143,6 +170,18 @@ impl ShareStats {
 
     fn presence(&self, c: usize) -> f64 {
         self.present[c] / self.images.max(1.0)
+    }
+
+    /// The standard error of [`Self::share`]: the sample standard deviation of the
+    /// class's share over the images, over √images (0 under two images).
+    fn share_se(&self, c: usize) -> f64 {
+        let n = self.images;
+        if n < 2.0 {
+            return 0.0;
+        }
+        let mean = self.share(c);
+        let variance = ((self.share_square_sum[c] - n * mean * mean) / (n - 1.0)).max(0.0);
+        (variance / n).sqrt()
     }
 }
 
@@ -283,6 +322,8 @@ impl EvalDemo<'_> {
                         rendered_share: side.stats.share(c),
                         generated_presence: generated.presence(c),
                         rendered_presence: side.stats.presence(c),
+                        generated_share_se: generated.share_se(c),
+                        rendered_share_se: side.stats.share_se(c),
                     },
                 )
             })
@@ -398,6 +439,37 @@ mod tests {
         assert_eq!(stats.share(1), 0.25);
         assert_eq!(stats.presence(2), 0.5);
         assert_eq!(stats.presence(0), 0.5);
+        // Class 0's shares are 1 and 0: standard deviation √0.5, over √2 images.
+        assert!((stats.share_se(0) - 0.5).abs() < 1e-12);
+        // Class 1's are 0 and 0.5 (sd √0.125); a third image with none adds to the count.
+        assert!((stats.share_se(1) - (0.125f64 / 2.0).sqrt()).abs() < 1e-12);
+        stats.add(&Tensor::from_slice(&[0i64, 0, 0, 0]).view([1, 2, 2]));
+        let (mean, sd) = (
+            0.5 / 3.0,
+            ((0.25 - 3.0 * (0.5f64 / 3.0).powi(2)) / 2.0).sqrt(),
+        );
+        assert!((stats.share(1) - mean).abs() < 1e-12);
+        assert!((stats.share_se(1) - sd / 3f64.sqrt()).abs() < 1e-12);
+        // One image has no spread to measure.
+        let mut one = ShareStats::new(2);
+        one.add(&Tensor::from_slice(&[0i64, 1]).view([1, 1, 2]));
+        assert_eq!(one.share_se(0), 0.0);
+    }
+
+    #[test]
+    fn a_share_gap_s_standard_error_combines_both_sides() {
+        let r = ClassRealism {
+            generated_share: 0.02,
+            rendered_share: 0.01,
+            generated_share_se: 0.003,
+            rendered_share_se: 0.002,
+            ..Default::default()
+        };
+        // gap = g/r − 1; its error: √(se_g² + (g/r · se_r)²) / r = √(9 + 16)e-3 / 0.01.
+        assert!((r.share_gap().unwrap() - 1.0).abs() < 1e-12);
+        assert!((r.share_gap_se().unwrap() - 0.5).abs() < 1e-12);
+        let never = ClassRealism::default();
+        assert!(never.share_gap_se().is_none());
     }
 
     #[test]
@@ -408,12 +480,14 @@ mod tests {
             rendered_share: 0.10,
             generated_presence: 0.9,
             rendered_presence: 0.95,
+            ..Default::default()
         };
         let far = ClassRealism {
             generated_share: 0.05,
             rendered_share: 0.10,
             generated_presence: 0.5,
             rendered_presence: 0.9,
+            ..Default::default()
         };
         realism.insert("tree".to_string(), close);
         realism.insert("dome".to_string(), far);
