@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use tch::Device;
 
-use crate::demo::eval::{realism_misses, EvalDemo};
+use crate::demo::eval::{realism_misses, EvalDemo, SHARPNESS_BAR};
 use crate::model::{repo_path, DeviceChoice, ProgGan, DEFAULT_MODEL};
 use crate::segment::demo::DemoSegmenter;
 
@@ -108,6 +108,12 @@ pub fn run(args: EvalDemoArgs) -> anyhow::Result<()> {
     );
     for miss in realism_misses(&report.realism) {
         println!("realism bar missed: {miss}");
+    }
+    if report.sharpness_ratio < SHARPNESS_BAR {
+        println!(
+            "sharpness bar missed: ratio {:.3} vs {SHARPNESS_BAR}",
+            report.sharpness_ratio
+        );
     }
     println!("{}", serde_json::to_string(&report)?);
     Ok(())

@@ -5,7 +5,8 @@
 //! the EMA generator of every checkpoint from then on (see [`super::gan::GanTrainer::keep`]).
 //! `pick` measures each on a validation split, generated ids and rendered scenes disjoint
 //! from the ones `eval-demo` reports on, and chooses the one whose worst class is closest
-//! to the rendered scenes ([`realism_score`]). So the choice is made on figures other
+//! to the rendered scenes and whose images are as sharp ([`demo_score`]: the realism
+//! bars and the sharpness bar). So the choice is made on figures other
 //! than the reported ones, and the reported figures stay an honest measurement.
 
 use std::collections::BTreeMap;
@@ -15,7 +16,7 @@ use anyhow::Context;
 use serde::Serialize;
 use tch::Device;
 
-use super::eval::{realism_score, ClassRealism, EvalDemo};
+use super::eval::{demo_score, ClassRealism, EvalDemo};
 use super::gan::KEPT_DIR;
 use crate::model::ProgGan;
 use crate::segment::Segmenter;
@@ -26,11 +27,14 @@ pub struct Candidate {
     /// The file name without `.safetensors`, for example `step-024600-ema`.
     pub name: String,
     pub path: PathBuf,
-    /// [`realism_score`]: below 1.0 every realism bar is met on the validation split.
+    /// [`demo_score`]: below 1.0 every realism bar and the sharpness bar are met on the
+    /// validation split.
     pub score: f64,
-    /// The class that sets the score.
+    /// The class that sets the score (`sharpness` when the sharpness bar does).
     pub worst_class: String,
     pub realism: BTreeMap<String, ClassRealism>,
+    /// The generated images' mean gradient magnitude over the rendered scenes'.
+    pub sharpness_ratio: f64,
 }
 
 /// What `pick` measured and chose; written as `kept/pick.json`.
@@ -151,15 +155,16 @@ pub fn pick(
             size: None,
         }
         .run_cached(&mut rendered)?;
-        let (score, worst_class) =
-            realism_score(&report.realism).context("the segmenter has no classes")?;
-        tracing::info!(%name, score, %worst_class, "measured");
+        let (score, worst_class) = demo_score(&report.realism, report.sharpness_ratio)
+            .context("the segmenter has no classes")?;
+        tracing::info!(%name, score, %worst_class, sharpness_ratio = report.sharpness_ratio, "measured");
         candidates.push(Candidate {
             name,
             path,
             score,
             worst_class,
             realism: report.realism,
+            sharpness_ratio: report.sharpness_ratio,
         });
         bar.inc(1);
     }
@@ -247,9 +252,10 @@ mod tests {
         }
         for c in &picked.candidates {
             assert_eq!(
-                realism_score(&c.realism).unwrap(),
+                demo_score(&c.realism, c.sharpness_ratio).unwrap(),
                 (c.score, c.worst_class.clone())
             );
+            assert!(c.sharpness_ratio > 0.0 && c.sharpness_ratio.is_finite());
             assert!(dir
                 .join(KEPT_DIR)
                 .join("eval")
