@@ -238,9 +238,9 @@ $BIN train-demo gan --run "$RUN_B" --steps "$CLOUD_PRESENCE_STEPS" \
 # roof's share did not come back (the EMA's 31-36% short on the validation split), but the
 # EMA at 15950 met every other realism bar there (cloud presence 87.5% against 86.4%):
 # pick score 1.24, against the bundle's 1.25, with roof presence 12 points over. But its
-# sharpness ratio is 0.739, under the 0.8 bar the bundle meets (0.875), as is every
-# candidate measured since PRESENCE_STEPS began (0.74-0.76): the bundle stays
-# (models/README.md).
+# sharpness ratio is 0.739, under the 0.8 bar the bundle meets (0.875): G has blurred
+# step by step since the bundle (0.80 at TAUGHT_AGAIN_STEPS, 0.78 at PRESENCE_CLASSES_STEPS,
+# 0.74 at CLOUD_PRESENCE_STEPS), so the bundle stays (models/README.md).
 $BIN train-demo gan --run "$RUN_B" --steps "$SHARE_TEMPERATURE_STEPS" \
   --channels 256,256,128,64,32,32,32 --bf16 --seed 1 --batch 16 --lr 0.001 \
   --checkpoint-every 50 --keep-from 15800 --anchor-weight 20 --freeze-g-layers 8 \
