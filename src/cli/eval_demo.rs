@@ -90,13 +90,11 @@ pub fn run(args: EvalDemoArgs) -> anyhow::Result<()> {
             .copied()
             .flatten()
             .map_or("-".to_string(), |v| format!("{v:.3}"));
-        let gap = match (r.share_gap(), r.share_gap_se()) {
-            (Some(_), Some(se)) => {
-                let signed = r.generated_share / r.rendered_share - 1.0;
-                format!("{:+.0}% ±{:.0}", 100.0 * signed, 100.0 * se)
-            }
-            _ => "-".to_string(),
-        };
+        // (A standard error of the gap exactly where the scenes show the class.)
+        let gap = r.share_gap_se().map_or("-".to_string(), |se| {
+            let signed = r.generated_share / r.rendered_share - 1.0;
+            format!("{:+.0}% ±{:.0}", 100.0 * signed, 100.0 * se)
+        });
         println!(
             "{class:<8} {iou:>8} {:>10.4} {:>10.4} {gap:>14} {:>10.3} {:>10.3}",
             r.generated_share, r.rendered_share, r.generated_presence, r.rendered_presence
