@@ -251,6 +251,12 @@ struct GanArgs {
     /// a half-decided edge no longer counts half for each side. May change on resume.
     #[arg(long)]
     share_temperature: Option<f64>,
+    /// Weight of the sharpness loss [default: 0, off]: how far the mean luminance gradient
+    /// of G's images (eval-demo's sharpness) falls short of the step's rendered scenes', as
+    /// a fraction of theirs. The teacher, share and presence losses soften G's edges; this
+    /// holds them up. Needs no teacher. May change on resume.
+    #[arg(long)]
+    sharpness_weight: Option<f64>,
     /// The classes the presence loss holds, comma-separated names of the teacher
     /// segmenter's classes (for example cloud,roof) [default: every class]: a class already
     /// present as often as in rendered scenes is left to the share loss, which the presence
@@ -379,6 +385,9 @@ pub fn run(args: TrainDemoArgs) -> anyhow::Result<()> {
             if let Some(w) = a.presence_weight.filter(|v| !(v.is_finite() && *v >= 0.0)) {
                 anyhow::bail!("--presence-weight must be 0 or more, got {w}");
             }
+            if let Some(w) = a.sharpness_weight.filter(|v| !(v.is_finite() && *v >= 0.0)) {
+                anyhow::bail!("--sharpness-weight must be 0 or more, got {w}");
+            }
             if let Some(t) = a.share_temperature {
                 crate::demo::teacher::check_share_temperature(t)?;
             }
@@ -405,6 +414,7 @@ pub fn run(args: TrainDemoArgs) -> anyhow::Result<()> {
                 share_weight: a.share_weight.unwrap_or(0.0),
                 presence_weight: a.presence_weight.unwrap_or(0.0),
                 share_temperature: a.share_temperature.unwrap_or(1.0),
+                sharpness_weight: a.sharpness_weight.unwrap_or(0.0),
             };
             let run = GanRun {
                 dir: a.run,
@@ -422,6 +432,7 @@ pub fn run(args: TrainDemoArgs) -> anyhow::Result<()> {
                     share_weight: a.share_weight,
                     presence_weight: a.presence_weight,
                     share_temperature: a.share_temperature,
+                    sharpness_weight: a.sharpness_weight,
                 },
                 keep_from: a.keep_from,
                 anchor: a.anchor,
@@ -562,6 +573,7 @@ pub fn run(args: TrainDemoArgs) -> anyhow::Result<()> {
                 share_weight: 0.0,
                 presence_weight: 0.0,
                 share_temperature: 1.0,
+                sharpness_weight: 0.0,
             };
             let trainer = adopt_generator(
                 &a.run,

@@ -86,17 +86,7 @@ impl Sharpness {
         if h < 2 || w < 2 {
             return;
         }
-        let weights = Tensor::from_slice(&[0.299f32, 0.587, 0.114]).view([1, 3, 1, 1]);
-        let luma = (images.to_kind(Kind::Float) * weights).sum_dim_intlist(
-            [1i64].as_slice(),
-            true,
-            Kind::Float,
-        );
-        let dx = luma.narrow(3, 1, w - 1) - luma.narrow(3, 0, w - 1);
-        let dy = luma.narrow(2, 1, h - 1) - luma.narrow(2, 0, h - 1);
-        let dx = dx.narrow(2, 0, h - 1);
-        let dy = dy.narrow(3, 0, w - 1);
-        let magnitude = (dx.square() + dy.square()).sqrt();
+        let magnitude = luminance_gradient(images);
         self.sum += magnitude.sum(Kind::Double).double_value(&[]);
         self.pixels += (n * (h - 1) * (w - 1)) as f64;
     }
@@ -104,6 +94,28 @@ impl Sharpness {
     fn mean(&self) -> f64 {
         self.sum / self.pixels.max(1.0)
     }
+}
+
+/// Each pixel's luminance gradient magnitude in `[N, 3, H, W]` images (H, W ≥ 2): the
+/// Rec. 601 luma's forward differences across and down, `[N, 1, H − 1, W − 1]`, in f32.
+/// Its mean is the sharpness `eval-demo` reports; it keeps gradients, so `train-demo gan
+/// --sharpness-weight` holds G's to the rendered scenes' with it. (A flat patch has
+/// magnitude 0; the tiny floor under the root keeps its gradient finite there.)
+pub fn luminance_gradient(images: &Tensor) -> Tensor {
+    let (_, _, h, w) = images.size4().expect("[N, 3, H, W] images");
+    let weights = Tensor::from_slice(&[0.299f32, 0.587, 0.114])
+        .view([1, 3, 1, 1])
+        .to_device(images.device());
+    let luma = (images.to_kind(Kind::Float) * weights).sum_dim_intlist(
+        [1i64].as_slice(),
+        true,
+        Kind::Float,
+    );
+    let dx = luma.narrow(3, 1, w - 1) - luma.narrow(3, 0, w - 1);
+    let dy = luma.narrow(2, 1, h - 1) - luma.narrow(2, 0, h - 1);
+    let dx = dx.narrow(2, 0, h - 1);
+    let dy = dy.narrow(3, 0, w - 1);
+    (dx.square() + dy.square() + 1e-12).sqrt()
 }
 
 /// A class counts as present in an image when it covers at least this share of it, so

@@ -74,6 +74,10 @@ pub struct GanSettings {
     /// likely class.
     #[serde(default = "one", skip_serializing_if = "is_one")]
     pub share_temperature: f64,
+    /// Weight of the sharpness loss (see [`sharpness_loss`]): how far G's images' mean
+    /// luminance gradient falls short of the rendered scenes' of the same step. 0: off.
+    #[serde(default, skip_serializing_if = "is_zero_f64")]
+    pub sharpness_weight: f64,
 }
 
 fn is_zero(v: &i64) -> bool {
@@ -207,6 +211,9 @@ pub struct StepLosses {
     /// The presence loss (0 when off).
     #[serde(default, skip_serializing_if = "is_zero_f64")]
     pub presence: f64,
+    /// The sharpness loss (0 when off).
+    #[serde(default, skip_serializing_if = "is_zero_f64")]
+    pub sharpness: f64,
 }
 
 pub struct GanTrainer {
@@ -312,7 +319,7 @@ impl GanTrainer {
     pub fn train_step(&mut self, reals: &Tensor) -> StepLosses {
         let do_r1 = self.settings.r1_every > 0 && self.step % self.settings.r1_every == 0;
         let mut losses = self.d_step(reals, do_r1);
-        self.g_step(reals.size()[0], &mut losses);
+        self.g_step(reals, &mut losses);
         self.step += 1;
         if self
             .fade
@@ -372,10 +379,12 @@ impl GanTrainer {
         losses
     }
 
-    /// One G update on `n` fresh latents, then the moving average; sets G's adversarial
-    /// loss, the anchor loss and the teacher's label, share and presence losses (0 when
-    /// off) in `losses`.
-    fn g_step(&mut self, n: i64, losses: &mut StepLosses) {
+    /// One G update on as many fresh latents as `reals` holds images, then the moving
+    /// average; sets G's adversarial loss, the anchor loss, the teacher's label, share and
+    /// presence losses and the sharpness loss (each 0 when off) in `losses`. `reals` (the
+    /// step's rendered scenes) are what the sharpness loss measures G's images against.
+    fn g_step(&mut self, reals: &Tensor, losses: &mut StepLosses) {
+        let n = reals.size()[0];
         self.opt_g.zero_grad();
         self.opt_d.zero_grad();
         if let Some(fade) = self.fade.as_mut() {
@@ -391,6 +400,14 @@ impl GanTrainer {
             let loss = anchor.loss(&self.g, &z, held.as_ref(), &fakes);
             total = &total + &loss * weight;
             losses.anchor = loss.double_value(&[]);
+        }
+        let weight = self.settings.sharpness_weight;
+        losses.sharpness = 0.0;
+        if weight > 0.0 {
+            let reals = reals.to_device(self.g.device());
+            let loss = sharpness_loss(&fakes, &reals);
+            total = &total + &loss * weight;
+            losses.sharpness = loss.double_value(&[]);
         }
         let s = &self.settings;
         let (weight, share_weight, presence_weight) =
@@ -629,6 +646,13 @@ impl GanTrainer {
             record("share_temperature", self.settings.share_temperature, t);
             self.settings.share_temperature = t;
         }
+        if let Some(w) = retune
+            .sharpness_weight
+            .filter(|&v| v != self.settings.sharpness_weight)
+        {
+            record("sharpness_weight", self.settings.sharpness_weight, w);
+            self.settings.sharpness_weight = w;
+        }
         Ok(())
     }
 
@@ -751,6 +775,23 @@ pub struct Retune {
     pub share_weight: Option<f64>,
     pub presence_weight: Option<f64>,
     pub share_temperature: Option<f64>,
+    pub sharpness_weight: Option<f64>,
+}
+
+/// The sharpness loss: how far the mean luminance gradient of G's images (`fakes`) falls
+/// short of the rendered scenes' (`reals`, no gradient), as a fraction of theirs; 0 where
+/// G's is at least theirs. `eval-demo`'s sharpness ratio is the same mean over theirs, so
+/// this is 1 − that ratio, counted on the batch, while it is under 1. The losses that work
+/// through a segmenter (teacher, share, presence) soften G's edges: this holds them up.
+pub fn sharpness_loss(fakes: &Tensor, reals: &Tensor) -> Tensor {
+    let reference = tch::no_grad(|| {
+        super::eval::luminance_gradient(reals)
+            .mean(Kind::Float)
+            .clamp_min(1e-6)
+    });
+    let own = super::eval::luminance_gradient(fakes).mean(Kind::Float);
+    let ratio = own / reference;
+    (-ratio + 1.0).relu()
 }
 
 /// How many rendered scenes the share loss's reference is counted from.
@@ -1039,6 +1080,7 @@ impl GanRun {
                     teacher = losses.teacher,
                     shares = losses.shares,
                     presence = losses.presence,
+                    sharpness = losses.sharpness,
                     s_per_step = per_step,
                     "losses"
                 );
@@ -1144,6 +1186,7 @@ pub(crate) mod tests {
             share_weight: 0.0,
             presence_weight: 0.0,
             share_temperature: 1.0,
+            sharpness_weight: 0.0,
         }
     }
 
@@ -1181,6 +1224,106 @@ pub(crate) mod tests {
                 to: 0.25
             }]
         );
+    }
+
+    /// Random `[n, 3, side, side]` images in [-1, 1] and the same blurred (a quarter of
+    /// the side, then bilinear back up).
+    fn sharp_and_blurred(n: i64, side: i64) -> (Tensor, Tensor) {
+        let sharp = Tensor::rand([n, 3, side, side], (Kind::Float, Device::Cpu)) * 2.0 - 1.0;
+        let blurred = sharp
+            .adaptive_avg_pool2d([side / 4, side / 4])
+            .upsample_bilinear2d([side, side], false, None, None);
+        (sharp, blurred)
+    }
+
+    #[test]
+    fn the_sharpness_loss_is_the_shortfall_of_the_mean_luminance_gradient() {
+        tch::manual_seed(5);
+        let (sharp, blurred) = sharp_and_blurred(4, 32);
+        let mean = |x: &Tensor| {
+            crate::demo::eval::luminance_gradient(x)
+                .mean(Kind::Float)
+                .double_value(&[])
+        };
+        // As sharp as the scenes, or sharper: nothing to pay.
+        assert_eq!(sharpness_loss(&sharp, &sharp).double_value(&[]), 0.0);
+        assert_eq!(sharpness_loss(&sharp, &blurred).double_value(&[]), 0.0);
+        // Blurred: 1 − the ratio of the two means, eval-demo's sharpness ratio.
+        let loss = sharpness_loss(&blurred, &sharp).double_value(&[]);
+        let expected = 1.0 - mean(&blurred) / mean(&sharp);
+        assert!((loss - expected).abs() < 1e-5, "{loss} vs {expected}");
+        assert!(
+            loss > 0.5,
+            "a quarter-size blur keeps under half the gradient: {loss}"
+        );
+        // Its gradient sharpens: plain descent on the blurred images raises their mean
+        // gradient and lowers the loss. The scenes get none.
+        let mut x = blurred.copy().set_requires_grad(true);
+        let reals = sharp.copy().set_requires_grad(true);
+        for _ in 0..20 {
+            let loss = sharpness_loss(&x, &reals);
+            let grads = Tensor::run_backward(&[&loss], &[&x], false, false);
+            assert!(
+                grads[0].isfinite().all().int64_value(&[]) == 1,
+                "a non-finite gradient"
+            );
+            tch::no_grad(|| {
+                let _ = x.f_sub_(&(&grads[0] * 20.0)).unwrap();
+            });
+        }
+        sharpness_loss(&x, &reals).backward();
+        assert!(
+            !reals.grad().defined(),
+            "the scenes are the reference, not trained"
+        );
+        let after = sharpness_loss(&x, &sharp).double_value(&[]);
+        assert!(after < loss - 0.05, "{loss} -> {after}");
+        assert!(mean(&x) > mean(&blurred));
+        // A flat image (every difference 0) still has a finite gradient.
+        let flat = Tensor::zeros([1, 3, 8, 8], (Kind::Float, Device::Cpu)).set_requires_grad(true);
+        let loss = sharpness_loss(&flat, &sharp);
+        assert!((loss.double_value(&[]) - 1.0).abs() < 1e-3);
+        loss.backward();
+        assert_eq!(flat.grad().isfinite().all().int64_value(&[]), 1);
+    }
+
+    #[test]
+    fn the_sharpness_weight_trains_g_and_is_stored_only_when_set() {
+        let settings = tiny_settings();
+        let json = serde_json::to_value(&settings).unwrap();
+        assert!(json.get("sharpness_weight").is_none(), "{json}");
+        assert_eq!(
+            serde_json::from_value::<GanSettings>(json)
+                .unwrap()
+                .sharpness_weight,
+            0.0
+        );
+        let mut trainer = GanTrainer::new(settings, Device::Cpu);
+        let reals = Tensor::rand([4, 3, 32, 32], (Kind::Float, Device::Cpu)) * 2.0 - 1.0;
+        let off = trainer.train_step(&reals);
+        assert_eq!(off.sharpness, 0.0);
+        trainer
+            .retune(&Retune {
+                sharpness_weight: Some(2.0),
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!(
+            trainer.changes,
+            vec![SettingChange {
+                step: 1,
+                setting: "sharpness_weight".into(),
+                from: 0.0,
+                to: 2.0
+            }]
+        );
+        // An untrained G's images are smoother than uniform noise: the loss is paid, and
+        // the step stays finite.
+        let on = trainer.train_step(&reals);
+        assert!(on.sharpness > 0.0 && on.sharpness <= 1.0, "{on:?}");
+        assert!(on.g_loss.is_finite() && on.d_loss.is_finite());
+        let json = serde_json::to_value(&trainer.settings).unwrap();
+        assert_eq!(json["sharpness_weight"], 2.0);
     }
 
     #[test]
