@@ -245,33 +245,30 @@ $BIN train-demo gan --run "$RUN_B" --steps "$CLOUD_PRESENCE_STEPS" \
 # sharpness ratio is 0.739, under the 0.8 bar the bundle meets (0.875): G has blurred
 # step by step since the bundle (0.80 at TAUGHT_AGAIN_STEPS, 0.78 at PRESENCE_CLASSES_STEPS,
 # 0.74 at CLOUD_PRESENCE_STEPS), so the bundle stays (models/README.md).
-$BIN train-demo gan --run "$RUN_B" --steps "$SHARE_TEMPERATURE_STEPS" \
-  --channels 256,256,128,64,32,32,32 --bf16 --seed 1 --batch 16 --lr 0.001 \
-  --checkpoint-every 50 --keep-from 15800 --anchor-weight 20 --freeze-g-layers 8 \
-  --teacher "$GEN64" --teacher-segmenter models/train/segmenter_256.safetensors \
-  --teacher-size 256 --teacher-images 8 --teacher-weight 1 --share-weight 24 \
-  --share-temperature 0.25 --teacher-min-patch 0.3 --presence-weight 10 \
-  --presence-classes cloud
+# From here every step shares the run's settings (C256L) and, where they are on, the
+# segmenter's losses as trial 14 set them (LOSSES).
+C256L=(--channels 256,256,128,64,32,32,32 --bf16 --seed 1 --batch 16 --lr 0.001
+  --anchor-weight 20 --freeze-g-layers 8)
+LOSSES=(--teacher "$GEN64" --teacher-segmenter models/train/segmenter_256.safetensors
+  --teacher-size 256 --teacher-images 8 --teacher-weight 1 --share-weight 24
+  --share-temperature 0.25 --teacher-min-patch 0.3 --presence-weight 10
+  --presence-classes cloud)
+$BIN train-demo gan --run "$RUN_B" --steps "$SHARE_TEMPERATURE_STEPS" "${C256L[@]}" \
+  --checkpoint-every 50 --keep-from 15800 "${LOSSES[@]}"
 # The losses that work through the segmenter are what blur G: from SHARE_TEMPERATURE_STEPS
 # the teacher, share and presence weights are 0 (trial 15), and in 120 steps the live G's
 # sharpness went from 0.715 to 0.767 while cloud presence stayed within the bar
 # (models/README.md). The run trains on so until sharpness is back over the bar.
-$BIN train-demo gan --run "$RUN_B" --steps "$UNTAUGHT_STEPS" \
-  --channels 256,256,128,64,32,32,32 --bf16 --seed 1 --batch 16 --lr 0.001 \
-  --checkpoint-every 60 --keep-from 16100 --anchor-weight 20 --freeze-g-layers 8 \
-  --teacher-weight 0 --share-weight 0 --presence-weight 0
+$BIN train-demo gan --run "$RUN_B" --steps "$UNTAUGHT_STEPS" "${C256L[@]}" \
+  --checkpoint-every 60 --keep-from 16100 --teacher-weight 0 --share-weight 0 \
+  --presence-weight 0
 # Without them sharpness came back, and with it what they had brought went (cloud presence
 # 98% again by 16590, models/README.md). From UNTAUGHT_STEPS they are back as at
 # SHARE_TEMPERATURE_STEPS, beside a sharpness loss (--sharpness-weight) that holds G's mean
 # luminance gradient up to the rendered scenes' (trial 17): the moving average keeps a
-# sharpness ratio of 0.88 to 0.93 while cloud presence comes within its bar.
-$BIN train-demo gan --run "$RUN_B" --steps "$SHARPNESS_STEPS" \
-  --channels 256,256,128,64,32,32,32 --bf16 --seed 1 --batch 16 --lr 0.001 \
-  --checkpoint-every 60 --keep-from 16300 --anchor-weight 20 --freeze-g-layers 8 \
-  --teacher "$GEN64" --teacher-segmenter models/train/segmenter_256.safetensors \
-  --teacher-size 256 --teacher-images 8 --teacher-weight 1 --share-weight 24 \
-  --share-temperature 0.25 --teacher-min-patch 0.3 --presence-weight 10 \
-  --presence-classes cloud --sharpness-weight 4
+# sharpness ratio of 0.88 to 0.96 while cloud presence comes within its bar.
+$BIN train-demo gan --run "$RUN_B" --steps "$SHARPNESS_STEPS" "${C256L[@]}" \
+  --checkpoint-every 60 --keep-from 16300 "${LOSSES[@]}" --sharpness-weight 4
 $BIN train-demo snapshot --run "$RUN_B" --out models/train
 # ---- The bundle: stage C's 256² generator, the kept checkpoint (32 channels at 256², so
 # from WIDEN256_AT) closest to the rendered scenes on the validation split, scored with the
