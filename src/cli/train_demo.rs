@@ -728,7 +728,12 @@ mod tests {
 
     #[test]
     fn loss_weights_must_be_sound() {
-        for flag in ["--teacher-weight", "--share-weight", "--presence-weight"] {
+        for flag in [
+            "--teacher-weight",
+            "--share-weight",
+            "--presence-weight",
+            "--sharpness-weight",
+        ] {
             for bad in ["-1", "NaN", "inf"] {
                 let err = run_args(&[&format!("{flag}={bad}")]).unwrap_err();
                 let msg = format!("{err:#}");
