@@ -247,15 +247,14 @@ $BIN train-demo gan --run "$RUN_B" --steps "$CLOUD_PRESENCE_STEPS" \
 # step by step since the bundle (0.80 at TAUGHT_AGAIN_STEPS, 0.78 at PRESENCE_CLASSES_STEPS,
 # 0.74 at CLOUD_PRESENCE_STEPS), so the bundle stays (models/README.md).
 # From here every step shares the run's settings (C256L) and, where they are on, the
-# segmenter's losses as trial 14 set them (LOSSES).
+# segmenter's losses as trial 14 set them (LOSSES; each step names its presence classes).
 C256L=(--channels 256,256,128,64,32,32,32 --bf16 --seed 1 --batch 16 --lr 0.001
   --anchor-weight 20 --freeze-g-layers 8)
 LOSSES=(--teacher "$GEN64" --teacher-segmenter models/train/segmenter_256.safetensors
   --teacher-size 256 --teacher-images 8 --teacher-weight 1 --share-weight 24
-  --share-temperature 0.25 --teacher-min-patch 0.3 --presence-weight 10
-  --presence-classes cloud)
+  --share-temperature 0.25 --teacher-min-patch 0.3 --presence-weight 10)
 $BIN train-demo gan --run "$RUN_B" --steps "$SHARE_TEMPERATURE_STEPS" "${C256L[@]}" \
-  --checkpoint-every 50 --keep-from 15800 "${LOSSES[@]}"
+  --checkpoint-every 50 --keep-from 15800 "${LOSSES[@]}" --presence-classes cloud
 # The losses that work through the segmenter are what blur G: from SHARE_TEMPERATURE_STEPS
 # the teacher, share and presence weights are 0 (trial 15), and in 120 steps the live G's
 # sharpness went from 0.715 to 0.767 while cloud presence stayed within the bar
@@ -269,15 +268,16 @@ $BIN train-demo gan --run "$RUN_B" --steps "$UNTAUGHT_STEPS" "${C256L[@]}" \
 # luminance gradient up to the rendered scenes' (trial 17): the moving average keeps a
 # sharpness ratio of 0.88 to 0.96 while cloud presence comes within its bar.
 $BIN train-demo gan --run "$RUN_B" --steps "$SHARPNESS_STEPS" "${C256L[@]}" \
-  --checkpoint-every 60 --keep-from 16300 "${LOSSES[@]}" --sharpness-weight 4
+  --checkpoint-every 60 --keep-from 16300 "${LOSSES[@]}" --presence-classes cloud \
+  --sharpness-weight 4
 # The moving average at 16440 misses the roof (presence 12 points over, share 27% short)
 # and the cloud's share (28% short). From SHARPNESS_STEPS the presence loss holds the roof
 # too (trial 19: at weight 10 on two classes each has the half trial 18 gave the cloud):
 # by 16740 roof presence is within its bar (79.9% against 73.8%), the cloud's share is 17%
-# short, but the roof's share falls to 38% short (models/README.md). (LOSSES, with the
-# presence classes `cloud,roof` in place of `cloud`.)
+# short, but the roof's share falls to 38% short (models/README.md).
 $BIN train-demo gan --run "$RUN_B" --steps "$ROOF_PRESENCE_STEPS" "${C256L[@]}" \
-  --checkpoint-every 60 --keep-from 16560 "${LOSSES[@]/%cloud/cloud,roof}" --sharpness-weight 4
+  --checkpoint-every 60 --keep-from 16560 "${LOSSES[@]}" --presence-classes cloud,roof \
+  --sharpness-weight 4
 $BIN train-demo snapshot --run "$RUN_B" --out models/train
 # ---- The bundle: stage C's 256² generator, the kept checkpoint (32 channels at 256², so
 # from WIDEN256_AT) closest to the rendered scenes on the validation split, scored with the
