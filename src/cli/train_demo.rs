@@ -257,6 +257,13 @@ struct GanArgs {
     /// holds them up. Needs no teacher. May change on resume.
     #[arg(long)]
     sharpness_weight: Option<f64>,
+    /// Weight of the spectrum loss [default: 0, off]: the mean squared log ratio between
+    /// the power spectra of G's images and the step's rendered scenes along rows and along
+    /// columns, over the fine detail (periods of a sixteenth of the side and less). A
+    /// regular stripe costs as much as blur, where the sharpness loss pays for any extra
+    /// gradient, a stripe's too. Needs no teacher. May change on resume.
+    #[arg(long)]
+    spectrum_weight: Option<f64>,
     /// The classes the presence loss holds, comma-separated names of the teacher
     /// segmenter's classes (for example cloud,roof) [default: every class]: a class already
     /// present as often as in rendered scenes is left to the share loss, which the presence
@@ -388,6 +395,9 @@ pub fn run(args: TrainDemoArgs) -> anyhow::Result<()> {
             if let Some(w) = a.sharpness_weight.filter(|v| !(v.is_finite() && *v >= 0.0)) {
                 anyhow::bail!("--sharpness-weight must be 0 or more, got {w}");
             }
+            if let Some(w) = a.spectrum_weight.filter(|v| !(v.is_finite() && *v >= 0.0)) {
+                anyhow::bail!("--spectrum-weight must be 0 or more, got {w}");
+            }
             if let Some(t) = a.share_temperature {
                 crate::demo::teacher::check_share_temperature(t)?;
             }
@@ -415,6 +425,7 @@ pub fn run(args: TrainDemoArgs) -> anyhow::Result<()> {
                 presence_weight: a.presence_weight.unwrap_or(0.0),
                 share_temperature: a.share_temperature.unwrap_or(1.0),
                 sharpness_weight: a.sharpness_weight.unwrap_or(0.0),
+                spectrum_weight: a.spectrum_weight.unwrap_or(0.0),
             };
             let run = GanRun {
                 dir: a.run,
@@ -433,6 +444,7 @@ pub fn run(args: TrainDemoArgs) -> anyhow::Result<()> {
                     presence_weight: a.presence_weight,
                     share_temperature: a.share_temperature,
                     sharpness_weight: a.sharpness_weight,
+                    spectrum_weight: a.spectrum_weight,
                 },
                 keep_from: a.keep_from,
                 anchor: a.anchor,
@@ -574,6 +586,7 @@ pub fn run(args: TrainDemoArgs) -> anyhow::Result<()> {
                 presence_weight: 0.0,
                 share_temperature: 1.0,
                 sharpness_weight: 0.0,
+                spectrum_weight: 0.0,
             };
             let trainer = adopt_generator(
                 &a.run,
@@ -733,6 +746,7 @@ mod tests {
             "--share-weight",
             "--presence-weight",
             "--sharpness-weight",
+            "--spectrum-weight",
         ] {
             for bad in ["-1", "NaN", "inf"] {
                 let err = run_args(&[&format!("{flag}={bad}")]).unwrap_err();
