@@ -96,6 +96,14 @@ impl Sharpness {
     }
 }
 
+/// The Rec. 601 luma of `[N, 3, H, W]` images, `[N, 1, H, W]` in f32. It keeps gradients.
+pub fn luma(images: &Tensor) -> Tensor {
+    let weights = Tensor::from_slice(&[0.299f32, 0.587, 0.114])
+        .view([1, 3, 1, 1])
+        .to_device(images.device());
+    (images.to_kind(Kind::Float) * weights).sum_dim_intlist([1i64].as_slice(), true, Kind::Float)
+}
+
 /// Each pixel's luminance gradient magnitude in `[N, 3, H, W]` images (H, W ≥ 2): the
 /// Rec. 601 luma's forward differences across and down, `[N, 1, H − 1, W − 1]`, in f32.
 /// Its mean is the sharpness `eval-demo` reports; it keeps gradients, so `train-demo gan
@@ -103,14 +111,7 @@ impl Sharpness {
 /// magnitude 0; the tiny floor under the root keeps its gradient finite there.)
 pub fn luminance_gradient(images: &Tensor) -> Tensor {
     let (_, _, h, w) = images.size4().expect("[N, 3, H, W] images");
-    let weights = Tensor::from_slice(&[0.299f32, 0.587, 0.114])
-        .view([1, 3, 1, 1])
-        .to_device(images.device());
-    let luma = (images.to_kind(Kind::Float) * weights).sum_dim_intlist(
-        [1i64].as_slice(),
-        true,
-        Kind::Float,
-    );
+    let luma = luma(images);
     let dx = luma.narrow(3, 1, w - 1) - luma.narrow(3, 0, w - 1);
     let dy = luma.narrow(2, 1, h - 1) - luma.narrow(2, 0, h - 1);
     let dx = dx.narrow(2, 0, h - 1);

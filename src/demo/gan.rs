@@ -830,14 +830,7 @@ pub const SPECTRUM_BAND_START: i64 = 16;
 pub fn line_spectra(images: &Tensor) -> Tensor {
     let (_, _, h, w) = images.size4().expect("[N, 3, H, W] images");
     assert_eq!(h, w, "line_spectra takes square images");
-    let weights = Tensor::from_slice(&[0.299f32, 0.587, 0.114])
-        .view([1, 3, 1, 1])
-        .to_device(images.device());
-    let luma = (images.to_kind(Kind::Float) * weights).sum_dim_intlist(
-        [1i64].as_slice(),
-        true,
-        Kind::Float,
-    );
+    let luma = super::eval::luma(images);
     let luma = &luma - luma.mean_dim([2i64, 3].as_slice(), true, Kind::Float);
     let bins = w / 2 + 1;
     let mean_power = |lines: Tensor| {
@@ -1366,43 +1359,45 @@ pub(crate) mod tests {
         assert_eq!(flat.grad().isfinite().all().int64_value(&[]), 1);
     }
 
-    #[test]
-    fn the_sharpness_weight_trains_g_and_is_stored_only_when_set() {
+    /// A loss weight's life in a tiny run: left out of the settings' JSON while 0 (and read
+    /// back as 0 when absent), a step at 0 pays nothing, `retune` to `to` is recorded as a
+    /// change at step 1 and stored, and the next step stays finite. The two steps' losses.
+    fn train_off_then_on(setting: &str, retune: Retune, to: f64) -> (StepLosses, StepLosses) {
         let settings = tiny_settings();
         let json = serde_json::to_value(&settings).unwrap();
-        assert!(json.get("sharpness_weight").is_none(), "{json}");
-        assert_eq!(
-            serde_json::from_value::<GanSettings>(json)
-                .unwrap()
-                .sharpness_weight,
-            0.0
-        );
+        assert!(json.get(setting).is_none(), "{json}");
+        let back = serde_json::from_value::<GanSettings>(json).unwrap();
+        assert!(serde_json::to_value(&back).unwrap().get(setting).is_none());
         let mut trainer = GanTrainer::new(settings, Device::Cpu);
         let reals = Tensor::rand([4, 3, 32, 32], (Kind::Float, Device::Cpu)) * 2.0 - 1.0;
         let off = trainer.train_step(&reals);
-        assert_eq!(off.sharpness, 0.0);
-        trainer
-            .retune(&Retune {
-                sharpness_weight: Some(2.0),
-                ..Default::default()
-            })
-            .unwrap();
+        trainer.retune(&retune).unwrap();
         assert_eq!(
             trainer.changes,
             vec![SettingChange {
                 step: 1,
-                setting: "sharpness_weight".into(),
+                setting: setting.into(),
                 from: 0.0,
-                to: 2.0
+                to
             }]
         );
-        // An untrained G's images are smoother than uniform noise: the loss is paid, and
-        // the step stays finite.
         let on = trainer.train_step(&reals);
-        assert!(on.sharpness > 0.0 && on.sharpness <= 1.0, "{on:?}");
-        assert!(on.g_loss.is_finite() && on.d_loss.is_finite());
+        assert!(on.g_loss.is_finite() && on.d_loss.is_finite(), "{on:?}");
         let json = serde_json::to_value(&trainer.settings).unwrap();
-        assert_eq!(json["sharpness_weight"], 2.0);
+        assert_eq!(json[setting], to);
+        (off, on)
+    }
+
+    #[test]
+    fn the_sharpness_weight_trains_g_and_is_stored_only_when_set() {
+        let retune = Retune {
+            sharpness_weight: Some(2.0),
+            ..Default::default()
+        };
+        let (off, on) = train_off_then_on("sharpness_weight", retune, 2.0);
+        assert_eq!(off.sharpness, 0.0);
+        // An untrained G's images are smoother than uniform noise: the loss is paid.
+        assert!(on.sharpness > 0.0 && on.sharpness <= 1.0, "{on:?}");
     }
 
     /// `n` images of smooth noise (side `side`, in −1..1, a 4× blur of uniform noise), and
@@ -1498,45 +1493,18 @@ pub(crate) mod tests {
 
     #[test]
     fn the_spectrum_weight_trains_g_and_is_stored_only_when_set() {
-        let settings = tiny_settings();
-        let json = serde_json::to_value(&settings).unwrap();
-        assert!(json.get("spectrum_weight").is_none(), "{json}");
-        assert_eq!(
-            serde_json::from_value::<GanSettings>(json)
-                .unwrap()
-                .spectrum_weight,
-            0.0
-        );
-        let mut trainer = GanTrainer::new(settings, Device::Cpu);
-        let reals = Tensor::rand([4, 3, 32, 32], (Kind::Float, Device::Cpu)) * 2.0 - 1.0;
-        let off = trainer.train_step(&reals);
+        let retune = Retune {
+            spectrum_weight: Some(0.5),
+            ..Default::default()
+        };
+        let (off, on) = train_off_then_on("spectrum_weight", retune, 0.5);
         assert_eq!(off.spectrum, 0.0);
         assert!(serde_json::to_value(&off)
             .unwrap()
             .get("spectrum")
             .is_none());
-        trainer
-            .retune(&Retune {
-                spectrum_weight: Some(0.5),
-                ..Default::default()
-            })
-            .unwrap();
-        assert_eq!(
-            trainer.changes,
-            vec![SettingChange {
-                step: 1,
-                setting: "spectrum_weight".into(),
-                from: 0.0,
-                to: 0.5
-            }]
-        );
-        // An untrained G's images are far smoother than uniform noise: the loss is paid,
-        // and the step stays finite.
-        let on = trainer.train_step(&reals);
+        // An untrained G's images are far smoother than uniform noise: the loss is paid.
         assert!(on.spectrum > 0.1 && on.spectrum.is_finite(), "{on:?}");
-        assert!(on.g_loss.is_finite() && on.d_loss.is_finite());
-        let json = serde_json::to_value(&trainer.settings).unwrap();
-        assert_eq!(json["spectrum_weight"], 0.5);
     }
 
     #[test]
