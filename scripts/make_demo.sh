@@ -104,6 +104,7 @@ SHARE_TEMPERATURE_STEPS=16050
 UNTAUGHT_STEPS=16290
 SHARPNESS_STEPS=16530
 ROOF_PRESENCE_STEPS=16950
+SPECTRUM_STEPS=17550
 # The 64² generator stage B grew from: its anchor, and (after stage A) stage A's pick.
 GEN64=models/train/generator_64.safetensors
 # The 128² generator stage C grew from (stage B's EMA at GROW128_STEPS): its anchor.
@@ -278,6 +279,14 @@ $BIN train-demo gan --run "$RUN_B" --steps "$SHARPNESS_STEPS" "${C256L[@]}" \
 $BIN train-demo gan --run "$RUN_B" --steps "$ROOF_PRESENCE_STEPS" "${C256L[@]}" \
   --checkpoint-every 60 --keep-from 16560 "${LOSSES[@]}" --presence-classes cloud,roof \
   --sharpness-weight 4
+# At sharpness weight 4 the average draws a faint stripe (vertical lines 3.3 pixels apart,
+# 4.3 times the rendered scenes' power at that frequency by 16950): the sharpness loss pays
+# for gradient however it is made. From ROOF_PRESENCE_STEPS a spectrum loss holds the
+# images' line spectra to the rendered scenes' in its place (trial 20): the stripe falls to
+# 1.4 times, sharpness stays at 0.83 to 0.85 (models/README.md).
+$BIN train-demo gan --run "$RUN_B" --steps "$SPECTRUM_STEPS" "${C256L[@]}" \
+  --checkpoint-every 60 --keep-from 16980 "${LOSSES[@]}" --presence-classes cloud,roof \
+  --sharpness-weight 0 --spectrum-weight 4
 $BIN train-demo snapshot --run "$RUN_B" --out models/train
 # ---- The bundle: stage C's 256² generator, the kept checkpoint (32 channels at 256², so
 # from WIDEN256_AT) closest to the rendered scenes on the validation split, scored with the
