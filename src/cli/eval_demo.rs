@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use tch::Device;
 
-use crate::demo::eval::{realism_misses, EvalDemo, SHARPNESS_BAR};
+use crate::demo::eval::{realism_misses, EvalDemo, SHARPNESS_BAR, STRIPE_BAR};
 use crate::model::{repo_path, DeviceChoice, ProgGan, DEFAULT_MODEL};
 use crate::segment::demo::DemoSegmenter;
 
@@ -104,6 +104,12 @@ pub fn run(args: EvalDemoArgs) -> anyhow::Result<()> {
         "sharpness (mean luminance gradient): generated {:.4}, rendered {:.4}, ratio {:.3}",
         report.generated_sharpness, report.rendered_sharpness, report.sharpness_ratio
     );
+    if let Some(stripe) = &report.stripe {
+        println!(
+            "stripe (largest line-spectrum power over the scenes' in the fine band): {:.2}x at {} cycles {}",
+            stripe.ratio, stripe.cycles, stripe.axis
+        );
+    }
     for miss in realism_misses(&report.realism) {
         println!("realism bar missed: {miss}");
     }
@@ -111,6 +117,12 @@ pub fn run(args: EvalDemoArgs) -> anyhow::Result<()> {
         println!(
             "sharpness bar missed: ratio {:.3} vs {SHARPNESS_BAR}",
             report.sharpness_ratio
+        );
+    }
+    if let Some(stripe) = report.stripe.as_ref().filter(|s| s.ratio > STRIPE_BAR) {
+        println!(
+            "stripe bar missed: {:.2}x the scenes' power at {} cycles {} vs {STRIPE_BAR}x",
+            stripe.ratio, stripe.cycles, stripe.axis
         );
     }
     println!("{}", serde_json::to_string(&report)?);

@@ -22,6 +22,7 @@ use serde::{Deserialize, Serialize};
 use tch::{nn, Device, Kind, Tensor};
 
 use super::data::SceneBatches;
+use super::eval::{line_spectra, SPECTRUM_BAND_START};
 use super::fade::{latent, old_layers, run_held, Adoption, Anchor, Fade, Growth};
 use super::nn::{copy_vars, ema_update, load_vars, Adam, EqLayer};
 use super::teacher::{LabelTeacher, ShareReference, Wanted};
@@ -823,35 +824,6 @@ pub fn sharpness_loss(fakes: &Tensor, reals: &Tensor) -> Tensor {
     (-ratio + 1.0).relu()
 }
 
-/// The spectrum loss's band starts at a side's width over this, in cycles per side: at
-/// 256² periods of 16 pixels and finer. Coarser ones are the scene's layout, which the
-/// critic and the teacher judge; the band is its texture.
-pub const SPECTRUM_BAND_START: i64 = 16;
-
-/// The mean power of `images`' luma along rows and along columns, `[2, W/2 + 1]` for
-/// square `[N, 3, W, W]` images (the first row across, the second down): each frequency's
-/// power averaged over every row (or column) of every image, after each image's mean luma
-/// is taken out. It keeps gradients.
-pub fn line_spectra(images: &Tensor) -> Tensor {
-    let (_, _, h, w) = images.size4().expect("[N, 3, H, W] images");
-    assert_eq!(h, w, "line_spectra takes square images");
-    let luma = super::eval::luma(images);
-    let luma = &luma - luma.mean_dim([2i64, 3].as_slice(), true, Kind::Float);
-    let bins = w / 2 + 1;
-    let mean_power = |lines: Tensor| {
-        lines
-            .fft_rfft(None, -1, "ortho")
-            .abs()
-            .square()
-            .reshape([-1, bins])
-            .mean_dim([0i64].as_slice(), false, Kind::Float)
-    };
-    // Across: each row; down: each column, made a row by the transpose.
-    let across = mean_power(luma.shallow_clone());
-    let down = mean_power(luma.transpose(2, 3));
-    Tensor::stack(&[across, down], 0)
-}
-
 /// The spectrum loss: the mean squared log ratio between the line spectra
 /// ([`line_spectra`]) of G's images (`fakes`) and of the rendered scenes (`reals`, no
 /// gradient), over the band from a side's [`SPECTRUM_BAND_START`]th up to the highest
@@ -1405,58 +1377,9 @@ pub(crate) mod tests {
         assert!(on.sharpness > 0.0 && on.sharpness <= 1.0, "{on:?}");
     }
 
-    /// `n` images of smooth noise (side `side`, a 4× blur of uniform noise) with a fine
-    /// grain over it, as rendered scenes have (uniform in ±0.1: without it the reference
-    /// holds almost no power at the high frequencies, their log ratios swing with every
-    /// step, and the descent below met its bars for a few random draws only), and the same
-    /// with a vertical stripe of `cycles` cycles across added.
-    fn plain_and_striped(n: i64, side: i64, cycles: i64) -> (Tensor, Tensor) {
-        let noise =
-            Tensor::rand([n, 3, side / 4, side / 4], (Kind::Float, Device::Cpu)) * 2.0 - 1.0;
-        let grain = Tensor::rand([n, 3, side, side], (Kind::Float, Device::Cpu)) * 0.2 - 0.1;
-        let plain = noise.upsample_bilinear2d([side, side], false, None, None) * 0.5 + grain;
-        let x = Tensor::arange(side, (Kind::Float, Device::Cpu)).view([1, 1, 1, side]);
-        let stripe = (x * (2.0 * std::f64::consts::PI * cycles as f64 / side as f64)).cos() * 0.2;
-        let striped = &plain + stripe;
-        (plain, striped)
-    }
-
-    #[test]
-    fn line_spectra_show_a_stripe_on_its_axis_at_its_frequency() {
-        tch::manual_seed(11);
-        let (side, cycles) = (32, 10);
-        let (plain, striped) = plain_and_striped(4, side, cycles);
-        let (p, s) = (line_spectra(&plain), line_spectra(&striped));
-        assert_eq!(p.size(), vec![2, side / 2 + 1]);
-        let at = |t: &Tensor, axis: i64, k: i64| t.double_value(&[axis, k]);
-        // Across the rows the stripe's frequency gains far more power than it had...
-        assert!(
-            at(&s, 0, cycles) > 20.0 * at(&p, 0, cycles),
-            "{} vs {}",
-            at(&s, 0, cycles),
-            at(&p, 0, cycles)
-        );
-        // ...and no other frequency gains (cos is exact on the grid), nor any down the
-        // columns, where the stripe is constant.
-        for k in (1..=side / 2).filter(|&k| k != cycles) {
-            assert!(
-                (at(&s, 0, k) - at(&p, 0, k)).abs() < 1e-4 * (1.0 + at(&p, 0, k)),
-                "{k}"
-            );
-        }
-        for k in 1..=side / 2 {
-            assert!(
-                (at(&s, 1, k) - at(&p, 1, k)).abs() < 1e-4 * (1.0 + at(&p, 1, k)),
-                "{k}"
-            );
-        }
-        // The mean is taken out: a constant image has no power at all.
-        let flat = Tensor::ones([2, 3, side, side], (Kind::Float, Device::Cpu)) * 0.3;
-        assert!(line_spectra(&flat).abs().max().double_value(&[]) < 1e-10);
-    }
-
     #[test]
     fn the_spectrum_loss_pays_for_a_stripe_and_for_blur_and_its_descent_removes_the_stripe() {
+        use crate::demo::eval::tests::plain_and_striped;
         tch::manual_seed(12);
         let (side, cycles) = (32, 10);
         let (plain, striped) = plain_and_striped(4, side, cycles);

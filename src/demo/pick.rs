@@ -5,8 +5,9 @@
 //! the EMA generator of every checkpoint from then on (see [`super::gan::GanTrainer::keep`]).
 //! `pick` measures each on a validation split, generated ids and rendered scenes disjoint
 //! from the ones `eval-demo` reports on, and chooses the one whose worst class is closest
-//! to the rendered scenes and whose images are as sharp ([`demo_score`]: the realism
-//! bars and the sharpness bar). So the choice is made on figures other
+//! to the rendered scenes and whose images are as sharp, without a fine stripe
+//! ([`demo_score`]: the realism bars, the sharpness bar and the stripe bar). So the choice
+//! is made on figures other
 //! than the reported ones, and the reported figures stay an honest measurement.
 
 use std::collections::BTreeMap;
@@ -16,7 +17,7 @@ use anyhow::Context;
 use serde::Serialize;
 use tch::Device;
 
-use super::eval::{demo_score, ClassRealism, EvalDemo};
+use super::eval::{demo_score, ClassRealism, EvalDemo, Stripe};
 use super::gan::KEPT_DIR;
 use crate::model::ProgGan;
 use crate::segment::Segmenter;
@@ -35,6 +36,8 @@ pub struct Candidate {
     pub realism: BTreeMap<String, ClassRealism>,
     /// The generated images' mean gradient magnitude over the rendered scenes'.
     pub sharpness_ratio: f64,
+    /// The strongest fine regular pattern of the generated images against the scenes'.
+    pub stripe: Option<Stripe>,
 }
 
 /// What `pick` measured and chose; written as `kept/pick.json`.
@@ -155,8 +158,12 @@ pub fn pick(
             size: None,
         }
         .run_cached(&mut rendered)?;
-        let (score, worst_class) = demo_score(&report.realism, report.sharpness_ratio)
-            .context("the segmenter has no classes")?;
+        let (score, worst_class) = demo_score(
+            &report.realism,
+            report.sharpness_ratio,
+            report.stripe.as_ref(),
+        )
+        .context("the segmenter has no classes")?;
         tracing::info!(%name, score, %worst_class, sharpness_ratio = report.sharpness_ratio, "measured");
         candidates.push(Candidate {
             name,
@@ -165,6 +172,7 @@ pub fn pick(
             worst_class,
             realism: report.realism,
             sharpness_ratio: report.sharpness_ratio,
+            stripe: report.stripe,
         });
         bar.inc(1);
     }
@@ -252,10 +260,15 @@ mod tests {
         }
         for c in &picked.candidates {
             assert_eq!(
-                demo_score(&c.realism, c.sharpness_ratio).unwrap(),
+                demo_score(&c.realism, c.sharpness_ratio, c.stripe.as_ref()).unwrap(),
                 (c.score, c.worst_class.clone())
             );
             assert!(c.sharpness_ratio > 0.0 && c.sharpness_ratio.is_finite());
+            let stripe = c
+                .stripe
+                .as_ref()
+                .expect("a stripe measured on every candidate");
+            assert!(stripe.ratio > 0.0 && stripe.ratio.is_finite(), "{stripe:?}");
             assert!(dir
                 .join(KEPT_DIR)
                 .join("eval")
