@@ -545,10 +545,10 @@ pub fn run(args: TrainDemoArgs) -> anyhow::Result<()> {
             let chosen = picked.chosen();
             std::fs::copy(&chosen.path, &a.out)
                 .with_context(|| format!("writing {}", a.out.display()))?;
-            tracing::info!(chosen = %chosen.name, score = chosen.score, out = %a.out.display(), report = %report.display(), "picked");
+            tracing::info!(chosen = %chosen.name, bars_missed = chosen.bars_missed, score = chosen.score, out = %a.out.display(), report = %report.display(), "picked");
             println!(
                 "{}",
-                serde_json::json!({"chosen": chosen.name, "score": chosen.score, "worst_class": chosen.worst_class, "out": a.out, "report": report})
+                serde_json::json!({"chosen": chosen.name, "bars_missed": chosen.bars_missed, "score": chosen.score, "worst_class": chosen.worst_class, "out": a.out, "report": report})
             );
             Ok(())
         }

@@ -549,6 +549,20 @@ pub fn demo_score(
     Some(worst)
 }
 
+/// How many of `eval-demo`'s bars on the generated images are missed: each class's share
+/// and presence bar ([`realism_misses`]), the sharpness bar and the stripe bar. `pick`
+/// ranks by it before [`demo_score`]: a generator that misses one bar by a third is
+/// closer to shipping than one that misses two by a fifth each.
+pub fn demo_misses(
+    realism: &BTreeMap<String, ClassRealism>,
+    sharpness_ratio: f64,
+    stripe: Option<&Stripe>,
+) -> usize {
+    realism_misses(realism).len()
+        + usize::from(sharpness_ratio < SHARPNESS_BAR)
+        + usize::from(stripe.is_some_and(|s| s.ratio > STRIPE_BAR))
+}
+
 /// The bars: generated share within 25% (relative) of rendered, presence within
 /// 10 points. Returns the classes that miss, with a reason.
 pub fn realism_misses(realism: &BTreeMap<String, ClassRealism>) -> Vec<String> {
@@ -675,6 +689,22 @@ pub(crate) mod tests {
             (score - 2.2).abs() < 1e-9 && class == "stripe",
             "{score} {class}"
         );
+        // The bars missed are counted one by one: none here, then sharpness, then both.
+        assert_eq!(demo_misses(&realism, 1.0, Some(&stripe(1.2))), 0);
+        assert_eq!(demo_misses(&realism, 0.79, Some(&stripe(1.2))), 1);
+        assert_eq!(demo_misses(&realism, 0.79, Some(&stripe(2.1))), 2);
+        // A class past both its bars counts twice.
+        realism.insert(
+            "dome".to_string(),
+            ClassRealism {
+                generated_share: 0.05,
+                rendered_share: 0.10,
+                generated_presence: 0.5,
+                rendered_presence: 0.8,
+                ..Default::default()
+            },
+        );
+        assert_eq!(demo_misses(&realism, 0.79, None), 3);
     }
 
     /// `n` images of smooth noise (side `side`, a 4× blur of uniform noise) with a fine

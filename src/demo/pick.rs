@@ -5,10 +5,10 @@
 //! the EMA generator of every checkpoint from then on (see [`super::gan::GanTrainer::keep`]).
 //! `pick` measures each on a validation split, generated ids and rendered scenes disjoint
 //! from the ones `eval-demo` reports on, and chooses the one whose worst class is closest
-//! to the rendered scenes and whose images are as sharp, without a fine stripe
-//! ([`demo_score`]: the realism bars, the sharpness bar and the stripe bar). So the choice
-//! is made on figures other
-//! than the reported ones, and the reported figures stay an honest measurement.
+//! to the rendered scenes and whose images are as sharp, without a fine stripe: the one
+//! that misses the fewest of those bars ([`demo_misses`]: the realism bars, the sharpness
+//! bar and the stripe bar), and of those the closest to them ([`demo_score`]). So the
+//! choice is made on figures other than the reported ones, and the reported figures stay an honest measurement.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -17,7 +17,7 @@ use anyhow::Context;
 use serde::Serialize;
 use tch::Device;
 
-use super::eval::{demo_score, ClassRealism, EvalDemo, Stripe};
+use super::eval::{demo_misses, demo_score, ClassRealism, EvalDemo, Stripe};
 use super::gan::KEPT_DIR;
 use crate::model::ProgGan;
 use crate::segment::Segmenter;
@@ -31,8 +31,10 @@ pub struct Candidate {
     /// [`demo_score`]: below 1.0 every realism bar and the sharpness bar are met on the
     /// validation split.
     pub score: f64,
-    /// The class that sets the score (`sharpness` when the sharpness bar does).
+    /// The class that sets the score (`sharpness` or `stripe` when that bar does).
     pub worst_class: String,
+    /// How many bars it misses ([`demo_misses`]); candidates rank by it first.
+    pub bars_missed: usize,
     pub realism: BTreeMap<String, ClassRealism>,
     /// The generated images' mean gradient magnitude over the rendered scenes'.
     pub sharpness_ratio: f64,
@@ -164,12 +166,18 @@ pub fn pick(
             report.stripe.as_ref(),
         )
         .context("the segmenter has no classes")?;
-        tracing::info!(%name, score, %worst_class, sharpness_ratio = report.sharpness_ratio, "measured");
+        let bars_missed = demo_misses(
+            &report.realism,
+            report.sharpness_ratio,
+            report.stripe.as_ref(),
+        );
+        tracing::info!(%name, bars_missed, score, %worst_class, sharpness_ratio = report.sharpness_ratio, "measured");
         candidates.push(Candidate {
             name,
             path,
             score,
             worst_class,
+            bars_missed,
             realism: report.realism,
             sharpness_ratio: report.sharpness_ratio,
             stripe: report.stripe,
@@ -177,8 +185,13 @@ pub fn pick(
         bar.inc(1);
     }
     bar.finish();
-    // Stable: of equal scores, the earlier step (and EMA before live) stays first.
-    candidates.sort_by(|a, b| a.score.total_cmp(&b.score));
+    // Fewest bars missed first, then the closest. Stable: of equal ranks, the earlier
+    // step (and EMA before live) stays first.
+    candidates.sort_by(|a, b| {
+        a.bars_missed
+            .cmp(&b.bars_missed)
+            .then(a.score.total_cmp(&b.score))
+    });
     Ok(Pick {
         first_sample,
         samples,
@@ -256,12 +269,17 @@ mod tests {
         let picked = pick(&dir, &segmenter, 1000, 4, 0..=u64::MAX, Device::Cpu).unwrap();
         assert_eq!(picked.candidates.len(), 4);
         for pair in picked.candidates.windows(2) {
-            assert!(pair[0].score <= pair[1].score);
+            let rank = |c: &Candidate| (c.bars_missed, c.score);
+            assert!(rank(&pair[0]) <= rank(&pair[1]));
         }
         for c in &picked.candidates {
             assert_eq!(
                 demo_score(&c.realism, c.sharpness_ratio, c.stripe.as_ref()).unwrap(),
                 (c.score, c.worst_class.clone())
+            );
+            assert_eq!(
+                demo_misses(&c.realism, c.sharpness_ratio, c.stripe.as_ref()),
+                c.bars_missed
             );
             assert!(c.sharpness_ratio > 0.0 && c.sharpness_ratio.is_finite());
             let stripe = c
