@@ -5,7 +5,9 @@ use std::path::PathBuf;
 use anyhow::Context;
 use tch::Device;
 
-use crate::demo::eval::{realism_misses, EvalDemo, SHARPNESS_BAR, STRIPE_BAR};
+use crate::demo::eval::{
+    realism_misses, sharpness_misses_bar, EvalDemo, Stripe, SHARPNESS_BAR, STRIPE_BAR,
+};
 use crate::model::{repo_path, DeviceChoice, ProgGan, DEFAULT_MODEL};
 use crate::segment::demo::DemoSegmenter;
 
@@ -113,13 +115,13 @@ pub fn run(args: EvalDemoArgs) -> anyhow::Result<()> {
     for miss in realism_misses(&report.realism) {
         println!("realism bar missed: {miss}");
     }
-    if report.sharpness_ratio < SHARPNESS_BAR {
+    if sharpness_misses_bar(report.sharpness_ratio) {
         println!(
             "sharpness bar missed: ratio {:.3} vs {SHARPNESS_BAR}",
             report.sharpness_ratio
         );
     }
-    if let Some(stripe) = report.stripe.as_ref().filter(|s| s.ratio > STRIPE_BAR) {
+    if let Some(stripe) = report.stripe.as_ref().filter(|s| Stripe::misses_bar(s)) {
         println!(
             "stripe bar missed: {:.2}x the scenes' power at {} cycles {} vs {STRIPE_BAR}x",
             stripe.ratio, stripe.cycles, stripe.axis

@@ -199,6 +199,11 @@ pub struct Stripe {
 }
 
 impl Stripe {
+    /// Whether it misses [`STRIPE_BAR`].
+    pub fn misses_bar(&self) -> bool {
+        self.ratio > STRIPE_BAR
+    }
+
     /// The peak of `generated` over `rendered`, both measured at one side; `None` without
     /// images on either side.
     fn peak(generated: &Spectra, rendered: &Spectra) -> Option<Self> {
@@ -508,6 +513,11 @@ pub fn realism_score(realism: &BTreeMap<String, ClassRealism>) -> Option<(f64, S
 /// the rendered scenes' (`sharpness_ratio`).
 pub const SHARPNESS_BAR: f64 = 0.8;
 
+/// Whether a sharpness ratio misses [`SHARPNESS_BAR`].
+pub fn sharpness_misses_bar(ratio: f64) -> bool {
+    ratio < SHARPNESS_BAR
+}
+
 /// How far a sharpness ratio is from [`SHARPNESS_BAR`], on the scale of
 /// [`realism_score`]: the bar over the ratio, so at most 1.0 where it is met.
 pub fn sharpness_bars(ratio: f64) -> f64 {
@@ -559,8 +569,8 @@ pub fn demo_misses(
     stripe: Option<&Stripe>,
 ) -> usize {
     realism_misses(realism).len()
-        + usize::from(sharpness_ratio < SHARPNESS_BAR)
-        + usize::from(stripe.is_some_and(|s| s.ratio > STRIPE_BAR))
+        + usize::from(sharpness_misses_bar(sharpness_ratio))
+        + usize::from(stripe.is_some_and(Stripe::misses_bar))
 }
 
 /// The bars: generated share within 25% (relative) of rendered, presence within
