@@ -193,6 +193,7 @@ pub fn heldout_iou_drawn(
     let mut inter = vec![0f64; classes as usize];
     let mut union = vec![0f64; classes as usize];
     let seeds: Vec<u64> = (0..count).map(heldout_seed).collect();
+    let bar = crate::progress::progress_bar(count, "segmenter IoU on held-out scenes");
     for chunk in seeds.chunks(50) {
         let batch = render_batch(chunk, size);
         let images = if factor > 1 {
@@ -207,7 +208,9 @@ pub fn heldout_iou_drawn(
             inter[c as usize] += p.logical_and(&t).sum(Kind::Float).double_value(&[]);
             union[c as usize] += p.logical_or(&t).sum(Kind::Float).double_value(&[]);
         }
+        bar.inc(chunk.len() as u64);
     }
+    bar.finish();
     let ious: Vec<f64> = inter
         .iter()
         .zip(&union)
