@@ -329,16 +329,17 @@ $BIN dissect ace dissect/demo --layer layer4 --concepts tree,grass,cloud --modes
 # 30 (0.25 → 0.35): grass is learned again with a lighter one (14250: 63 units, 0.35 → 0.60).
 $BIN dissect ace dissect/demo --layer layer4 --concepts grass --modes draw \
   --steps 100 --batch 8 --lr 0.1 --l1 0.004
-# Drawing a dome: learned on random regions, the weights found no units that raise it
-# (domes go on buildings; on a lawn or high in the sky the generator makes none). Learned
-# where a dome fits (--regions context: the region whose surroundings look like a dome's,
-# at a place domes are, e.g. on top of a building), units that raise its probability there
-# are found. On the generator of step 14250, 100 steps at --l1 0.004 kept 53 units
-# (0.24 → 0.66), tuned to a score of 0.266 on the tuning split; 150 steps at 0.002 keep 75
-# (0.42 → 0.67 on their own batches), tuned to 0.289 there, and are what ships (see the
-# README's eval-edits section for what they draw).
+# Drawing a dome. At --l1 0.01 and 100 steps, weights learned on random regions kept no
+# unit that raised it (domes go on buildings; on a lawn or high in the sky the generator
+# makes few), so earlier bundles learned it where a dome fits (--regions context: the
+# region whose surroundings look like a dome's); on the generator of step 17940 that
+# (150 steps at 0.002: 77 units, 0.38 → 0.61) tuned to 60 units at 1x, a draw gain of only
+# +0.22 on the tuning split (+0.26 in eval-edits' random brushes). A lighter penalty over
+# more steps finds units on random regions after all: 300 steps at 0.001 keep 134 units
+# (0.21 → 0.36 on their own batches), tuned to 134 at 1.5x, +0.37 on the tuning split at
+# 1.50% far change; the same in context keeps 108 (0.52 → 0.65), tuned to 100 at 1x, +0.27.
 $BIN dissect ace dissect/demo --layer layer4 --concepts dome --modes draw \
-  --steps 150 --batch 8 --lr 0.1 --l1 0.002 --regions context
+  --steps 300 --batch 8 --lr 0.1 --l1 0.001
 # Each concept's stroke: the unit count and strength that paint it best (ids from 20000),
 # the defaults of strokes that give none.
 $BIN dissect tune dissect/demo --layer layer4 --units 20,40,60,100,160
